@@ -1,0 +1,435 @@
+//! Deploy: `PENDING -> BUILDING -> DEPLOYING -> NETWORK -> READY`, or
+//! `FAILED`. Each transition is decided here and stored through the writer;
+//! the build and the regional rollout run in child actors.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ractor::{Actor, ActorCell};
+
+use crate::actors::build::{BuildActor, BuildArgs};
+use crate::actors::project::messages::{NewDeployment, Reply};
+use crate::actors::project::schedule;
+use crate::actors::project::state::{InFlight, ProjectState};
+use crate::actors::readiness::{ReadinessActor, ReadinessArgs};
+use crate::error::Error;
+use crate::io::builder::{BuildError, BuildOutput, BuildRequest};
+use crate::io::region::{NetworkPolicySpec, SentinelSpec, TopologySpec};
+use crate::io::store::Mutation;
+use crate::model::project::LiveDeployment;
+use crate::model::routes::plan_deploy;
+use crate::model::{
+    Deployment, DeploymentId, DeploymentStatus, DesiredState, Instance, RegionTopology, Source,
+    StepName, now_millis,
+};
+
+/// `CreateDeployment`: stores the new deployment as `PENDING`, answers once
+/// that is durable, and starts the work.
+pub async fn create(state: &mut ProjectState, request: NewDeployment, reply: Reply<Deployment>) {
+    let Some(environment) = state.project.environment(&request.environment) else {
+        let _ = reply.send(Err(Error::not_found(format!(
+            "project {} has no environment {:?}",
+            state.project.id, request.environment
+        ))));
+        return;
+    };
+    let regions = environment.effective_regions(state.deps.regions.names());
+    if let Some(missing) = regions.keys().find(|r| !state.deps.regions.contains(r)) {
+        let _ = reply.send(Err(Error::precondition(format!(
+            "environment {} uses region {missing}, which this daemon does not serve; update the environment's regions",
+            request.environment
+        ))));
+        return;
+    }
+    let now = now_millis();
+    let sequence = state.project.next_sequence;
+    state.project.next_sequence += 1;
+    let deployment = Deployment {
+        id: DeploymentId::generate(),
+        project_id: state.project.id.clone(),
+        environment: request.environment,
+        sequence,
+        branch: request.branch,
+        image: match &request.source {
+            Source::Image(image) => Some(image.clone()),
+            Source::Git(_) => None,
+        },
+        source: request.source,
+        git_commit: request.git_commit,
+        command: request.command,
+        build_id: None,
+        status: DeploymentStatus::Pending,
+        desired_state: DesiredState::Running,
+        error_message: None,
+        steps: Vec::new(),
+        regions: BTreeMap::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    state.submit_and_reply(
+        vec![
+            Mutation::PutProject(state.project.clone()),
+            Mutation::PutDeployment(deployment.clone()),
+        ],
+        reply,
+        deployment.clone(),
+    );
+    let id = deployment.id.clone();
+    state
+        .in_flight
+        .insert(id.clone(), InFlight::new(deployment));
+    advance(state, &id).await;
+}
+
+/// Drives a deployment from whatever step it last recorded. Used for new
+/// deployments and, after a restart, for every unfinished one.
+pub async fn advance(state: &mut ProjectState, id: &DeploymentId) {
+    let Some(in_flight) = state.in_flight.get(id) else {
+        return;
+    };
+    match in_flight.deployment.status {
+        DeploymentStatus::Pending | DeploymentStatus::Building => {
+            if in_flight.deployment.image.is_some() {
+                start_deploying(state, id).await;
+            } else {
+                start_build(state, id).await;
+            }
+        }
+        DeploymentStatus::Deploying => spawn_deploy_readiness(state, id).await,
+        DeploymentStatus::Network => switch_routes(state, id),
+        DeploymentStatus::Ready | DeploymentStatus::Failed => {
+            state.in_flight.remove(id);
+        }
+    }
+}
+
+async fn start_build(state: &mut ProjectState, id: &DeploymentId) {
+    let ticket = state.next_ticket();
+    let Some(in_flight) = state.in_flight.get_mut(id) else {
+        return;
+    };
+    let deployment = &mut in_flight.deployment;
+    let Source::Git(git) = deployment.source.clone() else {
+        return;
+    };
+    in_flight.ticket = ticket;
+    if deployment.status != DeploymentStatus::Building {
+        let now = now_millis();
+        deployment.status = DeploymentStatus::Building;
+        deployment.start_step(StepName::Build, now);
+    }
+    let request = BuildRequest {
+        deployment_id: deployment.id.clone(),
+        project_id: deployment.project_id.clone(),
+        branch: deployment.branch.clone(),
+        source: git,
+    };
+    let stored = Mutation::PutDeployment(deployment.clone());
+    state.submit(vec![stored], |_| {});
+    let args = BuildArgs {
+        builder: state.deps.builder.clone(),
+        request,
+        parent: state.myself.clone(),
+        ticket,
+    };
+    match BuildActor::spawn_linked(None, BuildActor, args, state.myself.get_cell()).await {
+        Ok((child, _)) => {
+            if let Some(in_flight) = state.in_flight.get_mut(id) {
+                in_flight.children = vec![child.get_cell()];
+            }
+        }
+        Err(e) => fail(state, id, format!("could not start the build: {e}")),
+    }
+}
+
+pub fn build_progress(state: &mut ProjectState, id: &DeploymentId, ticket: u64, line: String) {
+    if let Some(in_flight) = state.in_flight.get_mut(id)
+        && in_flight.ticket == ticket
+        && let Some(step) = in_flight
+            .deployment
+            .steps
+            .iter_mut()
+            .rev()
+            .find(|s| s.name == StepName::Build)
+    {
+        step.detail = line;
+    }
+}
+
+pub async fn build_finished(
+    state: &mut ProjectState,
+    id: &DeploymentId,
+    ticket: u64,
+    result: Result<BuildOutput, BuildError>,
+) {
+    let Some(in_flight) = state.in_flight.get_mut(id) else {
+        return;
+    };
+    if in_flight.ticket != ticket || in_flight.deployment.status != DeploymentStatus::Building {
+        return;
+    }
+    match result {
+        Ok(output) => {
+            let deployment = &mut in_flight.deployment;
+            deployment.image = Some(output.image);
+            deployment.build_id = Some(output.build_id);
+            deployment.finish_step(StepName::Build, now_millis(), None);
+            start_deploying(state, id).await;
+        }
+        Err(e) => fail(state, id, format!("build failed: {e}")),
+    }
+}
+
+/// `DEPLOYING`: one topology per region, then a readiness child per region.
+async fn start_deploying(state: &mut ProjectState, id: &DeploymentId) {
+    let regions = {
+        let Some(in_flight) = state.in_flight.get(id) else {
+            return;
+        };
+        state
+            .project
+            .environment(&in_flight.deployment.environment)
+            .map(|e| e.effective_regions(state.deps.regions.names()))
+            .unwrap_or_default()
+    };
+    let Some(in_flight) = state.in_flight.get_mut(id) else {
+        return;
+    };
+    let deployment = &mut in_flight.deployment;
+    let now = now_millis();
+    deployment.status = DeploymentStatus::Deploying;
+    deployment.start_step(StepName::Deploy, now);
+    deployment.regions = regions
+        .into_iter()
+        .map(|(region, replicas)| {
+            let topology = RegionTopology {
+                desired_replicas: replicas,
+                running: true,
+                ready: false,
+                instances: Vec::new(),
+            };
+            (region, topology)
+        })
+        .collect();
+    let stored = Mutation::PutDeployment(deployment.clone());
+    state.submit(vec![stored], |_| {});
+    spawn_deploy_readiness(state, id).await;
+}
+
+async fn spawn_deploy_readiness(state: &mut ProjectState, id: &DeploymentId) {
+    let ticket = state.next_ticket();
+    let Some(in_flight) = state.in_flight.get_mut(id) else {
+        return;
+    };
+    in_flight.ticket = ticket;
+    in_flight.pending_regions = in_flight
+        .deployment
+        .regions
+        .iter()
+        .filter(|(_, t)| !t.ready)
+        .map(|(r, _)| r.clone())
+        .collect();
+    let deployment = in_flight.deployment.clone();
+    if in_flight.pending_regions.is_empty() {
+        regions_ready(state, id);
+        return;
+    }
+    let pending = in_flight.pending_regions.clone();
+    match spawn_readiness(state, &deployment, &pending, ticket).await {
+        Ok(children) => {
+            if let Some(in_flight) = state.in_flight.get_mut(id) {
+                in_flight.children = children;
+            }
+        }
+        Err(e) => fail(state, id, e),
+    }
+}
+
+/// Spawns one readiness child per region in `regions`, for a deploy or for
+/// waking a `STANDBY` deployment. On error, the children already spawned are
+/// stopped.
+pub async fn spawn_readiness(
+    state: &ProjectState,
+    deployment: &Deployment,
+    regions: &BTreeSet<String>,
+    ticket: u64,
+) -> Result<Vec<ActorCell>, String> {
+    let mut children = Vec::with_capacity(regions.len());
+    let result = spawn_each_readiness(state, deployment, regions, ticket, &mut children).await;
+    if result.is_err() {
+        stop_children(&children);
+        children.clear();
+    }
+    result.map(|()| children)
+}
+
+async fn spawn_each_readiness(
+    state: &ProjectState,
+    deployment: &Deployment,
+    regions: &BTreeSet<String>,
+    ticket: u64,
+    children: &mut Vec<ActorCell>,
+) -> Result<(), String> {
+    let Some(image) = deployment.image.clone() else {
+        return Err("the deployment has no image".into());
+    };
+    let production = state
+        .project
+        .environment(&deployment.environment)
+        .is_some_and(|e| e.is_production());
+    for region in regions {
+        let Some(driver) = state.deps.regions.get(region) else {
+            return Err(format!("region {region} is not served by this daemon"));
+        };
+        let replicas = deployment
+            .regions
+            .get(region)
+            .map_or(1, |t| t.desired_replicas);
+        let args = ReadinessArgs {
+            region: region.clone(),
+            driver,
+            topology: TopologySpec {
+                deployment_id: deployment.id.clone(),
+                project_id: deployment.project_id.clone(),
+                environment: deployment.environment.clone(),
+                image: image.clone(),
+                command: deployment.command.clone(),
+                replicas,
+                running: true,
+            },
+            sentinel: SentinelSpec {
+                project_id: deployment.project_id.clone(),
+                environment: deployment.environment.clone(),
+                replicas: if production { 3 } else { 1 },
+            },
+            network_policies: NetworkPolicySpec {
+                deployment_id: deployment.id.clone(),
+                project_id: deployment.project_id.clone(),
+                environment: deployment.environment.clone(),
+            },
+            timeout: state.deps.config.region_timeout(),
+            poll_every: state.deps.config.readiness_poll(),
+            parent: state.myself.clone(),
+            ticket,
+        };
+        let (child, _) =
+            ReadinessActor::spawn_linked(None, ReadinessActor, args, state.myself.get_cell())
+                .await
+                .map_err(|e| format!("could not start the readiness check for {region}: {e}"))?;
+        children.push(child.get_cell());
+    }
+    Ok(())
+}
+
+pub fn stop_children(children: &[ActorCell]) {
+    for child in children {
+        child.stop(None);
+    }
+}
+
+/// A region of an in-flight deployment settled.
+pub fn region_settled(
+    state: &mut ProjectState,
+    id: &DeploymentId,
+    ticket: u64,
+    region: &str,
+    result: Result<Vec<Instance>, String>,
+) {
+    let Some(in_flight) = state.in_flight.get_mut(id) else {
+        return;
+    };
+    if in_flight.ticket != ticket || in_flight.deployment.status != DeploymentStatus::Deploying {
+        return;
+    }
+    match result {
+        Ok(instances) => {
+            if let Some(topology) = in_flight.deployment.regions.get_mut(region) {
+                topology.ready = true;
+                topology.instances = instances;
+            }
+            in_flight.pending_regions.remove(region);
+            if in_flight.pending_regions.is_empty() {
+                regions_ready(state, id);
+            } else {
+                let stored = Mutation::PutDeployment(in_flight.deployment.clone());
+                state.submit(vec![stored], |_| {});
+            }
+        }
+        Err(reason) => fail(state, id, reason),
+    }
+}
+
+fn regions_ready(state: &mut ProjectState, id: &DeploymentId) {
+    let Some(in_flight) = state.in_flight.get_mut(id) else {
+        return;
+    };
+    let deployment = &mut in_flight.deployment;
+    let now = now_millis();
+    deployment.finish_step(StepName::Deploy, now, None);
+    deployment.status = DeploymentStatus::Network;
+    deployment.start_step(StepName::Network, now);
+    let stored = Mutation::PutDeployment(deployment.clone());
+    state.submit(vec![stored], |_| {});
+    switch_routes(state, id);
+}
+
+/// `NETWORK -> READY`: in one transaction the deployment becomes `READY`,
+/// takes its routes and, when the plan says so, the live pointer; the
+/// previous live deployment is scheduled for standby.
+fn switch_routes(state: &mut ProjectState, id: &DeploymentId) {
+    state.deps.fail_point("deploy.before_route_switch");
+    let Some(mut in_flight) = state.in_flight.remove(id) else {
+        return;
+    };
+    let deployment = &mut in_flight.deployment;
+    let plan = plan_deploy(deployment, &state.project, &state.routes, state.hostnames());
+    let now = now_millis();
+    deployment.finish_step(StepName::Network, now, None);
+    deployment.status = DeploymentStatus::Ready;
+
+    let mut mutations = vec![Mutation::PutDeployment(deployment.clone())];
+    for route in plan.routes {
+        state.routes.insert(route.fqdn.clone(), route.clone());
+        mutations.push(Mutation::PutRoute(route));
+    }
+    let mut previous_live = None;
+    if plan.takes_live {
+        previous_live = state.project.live.replace(LiveDeployment {
+            id: deployment.id.clone(),
+            sequence: deployment.sequence,
+        });
+        mutations.push(Mutation::PutProject(state.project.clone()));
+    }
+    if let Some(previous) = previous_live.filter(|p| p.id != deployment.id) {
+        mutations.extend(schedule::standby_later(state, &previous.id));
+    }
+    state.submit(mutations, |_| {});
+}
+
+/// `FAILED`: records the failed step, stops the children and tells every
+/// region to stop what was created. Routes are not touched.
+pub fn fail(state: &mut ProjectState, id: &DeploymentId, reason: String) {
+    let Some(mut in_flight) = state.in_flight.remove(id) else {
+        return;
+    };
+    tracing::info!(deployment = %id, %reason, "deployment failed");
+    stop_children(&in_flight.children);
+    in_flight.deployment.fail(reason, now_millis());
+    stop_regions(state, &in_flight.deployment);
+    state.submit(vec![Mutation::PutDeployment(in_flight.deployment)], |_| {});
+}
+
+/// Scales a deployment to zero in each of its regions, in the background:
+/// the decision is already stored, the driver call is level-triggered.
+pub fn stop_regions(state: &ProjectState, deployment: &Deployment) {
+    for region in deployment.regions.keys() {
+        if let Some(driver) = state.deps.regions.get(region) {
+            let id = deployment.id.clone();
+            let region = region.clone();
+            tokio::spawn(async move {
+                if let Err(e) = driver.set_running(&id, false).await {
+                    tracing::warn!(deployment = %id, %region, error = %e, "could not stop deployment");
+                }
+            });
+        }
+    }
+}

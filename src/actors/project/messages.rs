@@ -1,0 +1,87 @@
+//! Every message a project actor handles. Requests carry their reply port;
+//! business failures go into the reply, never out of `handle`.
+
+use std::collections::BTreeMap;
+
+use ractor::RpcReplyPort;
+
+use crate::error::Error;
+use crate::io::builder::{BuildError, BuildOutput};
+use crate::model::project::Project;
+use crate::model::{Deployment, DeploymentId, GitCommit, Instance, Route, Source};
+
+/// A validated `CreateDeployment` request.
+#[derive(Debug, Clone)]
+pub struct NewDeployment {
+    pub environment: String,
+    pub branch: String,
+    pub source: Source,
+    pub git_commit: Option<GitCommit>,
+    pub command: Vec<String>,
+}
+
+/// The result of a rollback or promote: the project after the switch and
+/// the routes that moved.
+#[derive(Debug, Clone)]
+pub struct SwitchOutcome {
+    pub project: Project,
+    pub routes: Vec<Route>,
+}
+
+pub type Reply<T> = RpcReplyPort<Result<T, Error>>;
+
+pub enum ProjectMsg {
+    // Requests (from the API).
+    Deploy {
+        request: NewDeployment,
+        reply: Reply<Deployment>,
+    },
+    Rollback {
+        source: DeploymentId,
+        target: DeploymentId,
+        reply: Reply<SwitchOutcome>,
+    },
+    Promote {
+        target: DeploymentId,
+        reply: Reply<SwitchOutcome>,
+    },
+    SetEnvironmentRegions {
+        environment: String,
+        regions: BTreeMap<String, u32>,
+        reply: Reply<Project>,
+    },
+    AddCustomDomain {
+        fqdn: String,
+        reply: Reply<(Project, Option<Route>)>,
+    },
+
+    // Reports from children. `ticket` identifies the spawn they belong to;
+    // reports of a superseded spawn are ignored.
+    BuildProgress {
+        deployment: DeploymentId,
+        ticket: u64,
+        line: String,
+    },
+    BuildFinished {
+        deployment: DeploymentId,
+        ticket: u64,
+        result: Result<BuildOutput, BuildError>,
+    },
+    RegionSettled {
+        deployment: DeploymentId,
+        ticket: u64,
+        region: String,
+        result: Result<Vec<Instance>, String>,
+    },
+
+    /// A timer armed for a scheduled change; stale generations are ignored.
+    ScheduleDue {
+        deployment: DeploymentId,
+        generation: u64,
+    },
+
+    /// A commit of this actor's changes failed or was rejected: its memory
+    /// no longer matches the store, so it stops with an error and the
+    /// supervisor rebuilds it from redb.
+    StoreDiverged { reason: String },
+}

@@ -1,0 +1,204 @@
+//! A project actor's memory: the project record, its routes, the deployments
+//! it is driving, armed schedules and wakes in progress. Rebuilt from redb
+//! whenever the actor starts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ractor::{ActorCell, ActorRef};
+
+use crate::actors::Deps;
+use crate::actors::project::messages::{ProjectMsg, Reply, SwitchOutcome};
+use crate::error::Error;
+use crate::io::store::Mutation;
+use crate::model::names::Hostnames;
+use crate::model::project::Project;
+use crate::model::{Deployment, DeploymentId, ProjectId, Route, ScheduledChange};
+
+pub struct ProjectState {
+    pub deps: Deps,
+    pub myself: ActorRef<ProjectMsg>,
+    pub project: Project,
+    /// This project's routes by hostname, as last submitted to the store.
+    pub routes: BTreeMap<String, Route>,
+    /// Deployments not yet READY or FAILED.
+    pub in_flight: HashMap<DeploymentId, InFlight>,
+    pub schedules: HashMap<DeploymentId, ArmedSchedule>,
+    /// `STANDBY` deployments being woken for a rollback or promote.
+    pub wakes: HashMap<DeploymentId, Wake>,
+    /// Deployments this actor wrote, with the id of the submission that
+    /// holds them, kept until that submission has settled: reads during the
+    /// commit window must see this actor's own writes. Only this actor
+    /// writes its project's deployments, so an entry is never stale.
+    written: HashMap<DeploymentId, (u64, Deployment)>,
+    next_ticket: u64,
+    next_generation: u64,
+}
+
+pub struct InFlight {
+    pub deployment: Deployment,
+    /// The spawn of children currently working for this deployment.
+    pub ticket: u64,
+    pub children: Vec<ActorCell>,
+    pub pending_regions: BTreeSet<String>,
+}
+
+impl InFlight {
+    pub fn new(deployment: Deployment) -> Self {
+        Self {
+            deployment,
+            ticket: 0,
+            children: Vec::new(),
+            pending_regions: BTreeSet::new(),
+        }
+    }
+}
+
+pub struct ArmedSchedule {
+    pub change: ScheduledChange,
+    pub generation: u64,
+}
+
+pub struct Wake {
+    /// The target as it will be stored once awake.
+    pub target: Deployment,
+    pub ticket: u64,
+    pub children: Vec<ActorCell>,
+    pub pending_regions: BTreeSet<String>,
+    /// Requests waiting for the wake, answered in arrival order.
+    pub waiters: Vec<PendingSwitch>,
+}
+
+pub enum PendingSwitch {
+    Rollback {
+        source: DeploymentId,
+        reply: Reply<SwitchOutcome>,
+    },
+    Promote {
+        reply: Reply<SwitchOutcome>,
+    },
+}
+
+impl ProjectState {
+    pub fn load(deps: Deps, myself: ActorRef<ProjectMsg>, id: &ProjectId) -> Result<Self, Error> {
+        let project = deps
+            .store
+            .project(id)?
+            .ok_or_else(|| Error::not_found(format!("project {id} not found")))?;
+        let snapshot = deps.store.project_snapshot(id)?;
+        let mut state = Self {
+            deps,
+            myself,
+            project,
+            routes: snapshot.routes,
+            in_flight: HashMap::new(),
+            schedules: HashMap::new(),
+            wakes: HashMap::new(),
+            written: HashMap::new(),
+            next_ticket: 1,
+            next_generation: 1,
+        };
+        for deployment in snapshot.in_flight {
+            state
+                .in_flight
+                .insert(deployment.id.clone(), InFlight::new(deployment));
+        }
+        for change in snapshot.schedules {
+            let generation = state.next_generation();
+            state.schedules.insert(
+                change.deployment_id.clone(),
+                ArmedSchedule { change, generation },
+            );
+        }
+        Ok(state)
+    }
+
+    pub fn next_ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket
+    }
+
+    pub fn next_generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+
+    pub fn hostnames(&self) -> Hostnames<'_> {
+        Hostnames {
+            apex: &self.deps.config.apex_domain,
+            project_slug: &self.project.slug,
+            workspace_slug: &self.project.workspace_slug,
+        }
+    }
+
+    /// Hands `mutations` to the store writer and returns at once. After the
+    /// commit, the stored deployments are published to watchers and `then`
+    /// runs with the outcome. A failed or rejected commit also tells this
+    /// actor to rebuild itself from the store.
+    pub fn submit(
+        &mut self,
+        mutations: Vec<Mutation>,
+        then: impl FnOnce(Result<(), Error>) + Send + 'static,
+    ) {
+        let events = self.deps.events.clone();
+        let myself = self.myself.clone();
+        let written: Vec<Deployment> = mutations
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::PutDeployment(d) if d.status.is_terminal() => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
+        let id = self.deps.store.submit(
+            mutations,
+            Box::new(move |result, mutations| {
+                match &result {
+                    Ok(()) => {
+                        for mutation in &mutations {
+                            if let Mutation::PutDeployment(deployment) = mutation {
+                                events.publish(deployment);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = myself.cast(ProjectMsg::StoreDiverged {
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+                then(result);
+            }),
+        );
+        let settled = self.deps.store.settled_through();
+        self.written.retain(|_, (submission, _)| *submission > settled);
+        for deployment in written {
+            self.written.insert(deployment.id.clone(), (id, deployment));
+        }
+    }
+
+    /// Submits and answers `reply` with `value` once durable.
+    pub fn submit_and_reply<T: Send + 'static>(
+        &mut self,
+        mutations: Vec<Mutation>,
+        reply: Reply<T>,
+        value: T,
+    ) {
+        self.submit(mutations, move |result| {
+            let _ = reply.send(result.map(|()| value));
+        });
+    }
+
+    /// Reads a deployment: from memory if this actor drives it, else from
+    /// the store (a point lookup in an MVCC read transaction).
+    pub fn deployment(&self, id: &DeploymentId) -> Result<Option<Deployment>, Error> {
+        if let Some(in_flight) = self.in_flight.get(id) {
+            return Ok(Some(in_flight.deployment.clone()));
+        }
+        if let Some(wake) = self.wakes.get(id) {
+            return Ok(Some(wake.target.clone()));
+        }
+        if let Some((_, deployment)) = self.written.get(id) {
+            return Ok(Some(deployment.clone()));
+        }
+        self.deps.store.deployment(id)
+    }
+}

@@ -1,0 +1,185 @@
+//! [`Projects`]: the typed front door to the actor tree for the API. It finds
+//! a project's actor in the registry (no supervisor round trip once running)
+//! and turns every failure mode of an actor call (timeout, actor died
+//! mid-request, actor gone) into an [`Error`], so a caller never hangs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+
+use crate::actors::Deps;
+use crate::actors::project::messages::{NewDeployment, ProjectMsg, Reply, SwitchOutcome};
+use crate::actors::supervisor::{
+    Broken, ProjectSupervisor, Registry, SupervisorArgs, SupervisorMsg,
+};
+use crate::error::Error;
+use crate::model::project::Project;
+use crate::model::{Deployment, DeploymentId, ProjectId, Route};
+
+#[derive(Clone)]
+pub struct Projects {
+    deps: Deps,
+    registry: Registry,
+    broken: Broken,
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Projects {
+    /// Starts the supervisor.
+    pub async fn start(deps: Deps) -> Result<Self, Error> {
+        let registry = Registry::default();
+        let broken = Broken::default();
+        let args = SupervisorArgs {
+            deps: deps.clone(),
+            registry: registry.clone(),
+            broken: broken.clone(),
+        };
+        let (supervisor, _) = ProjectSupervisor::spawn(None, ProjectSupervisor, args)
+            .await
+            .map_err(|e| Error::internal(format!("cannot start the supervisor: {e}")))?;
+        Ok(Self {
+            deps,
+            registry,
+            broken,
+            supervisor,
+        })
+    }
+
+    /// Starts the actors of every project with unfinished deployments or
+    /// pending schedules, so that work resumes without waiting for a request.
+    pub async fn recover(&self) -> Result<usize, Error> {
+        let pending = self.deps.store.projects_with_pending_work()?;
+        for project in &pending {
+            if let Err(e) = self.actor(project).await {
+                tracing::error!(project = %project, error = %e, "could not resume project");
+            }
+        }
+        Ok(pending.len())
+    }
+
+    /// Stops every actor and waits for them.
+    pub async fn shutdown(&self, timeout: Duration) {
+        if let Err(e) = self
+            .supervisor
+            .stop_and_wait(Some("shutdown".into()), Some(timeout))
+            .await
+        {
+            tracing::warn!(error = %e, "actors did not stop in time");
+        }
+        self.registry.clear();
+    }
+
+    pub fn running_actors(&self) -> usize {
+        self.registry.len()
+    }
+
+    async fn actor(&self, project: &ProjectId) -> Result<ActorRef<ProjectMsg>, Error> {
+        if let Some(reason) = self.broken.get(project) {
+            return Err(Error::Unavailable(reason.clone()));
+        }
+        if let Some(actor) = self.registry.get(project) {
+            return Ok(actor.clone());
+        }
+        let reply = self
+            .supervisor
+            .call(
+                |reply| SupervisorMsg::Ensure {
+                    project_id: project.clone(),
+                    reply,
+                },
+                Some(self.deps.config.call_timeout()),
+            )
+            .await;
+        match reply {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(Error::Unavailable(format!(
+                "project {project} did not start in time; retry"
+            ))),
+            _ => Err(Error::Unavailable("the daemon is shutting down".into())),
+        }
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        project: &ProjectId,
+        timeout: Duration,
+        message: impl FnOnce(Reply<T>) -> ProjectMsg,
+    ) -> Result<T, Error> {
+        let actor = self.actor(project).await?;
+        match actor.call(message, Some(timeout)).await {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(Error::Unavailable(format!(
+                "project {project} did not answer within {} ms; the request may still complete",
+                timeout.as_millis()
+            ))),
+            Ok(CallResult::SenderError) => Err(Error::Unavailable(format!(
+                "project {project} failed while handling the request and restarts from its stored state; retry"
+            ))),
+            Err(_) => Err(Error::Unavailable(format!(
+                "project {project} is restarting; retry"
+            ))),
+        }
+    }
+
+    pub async fn deploy(
+        &self,
+        project: &ProjectId,
+        request: NewDeployment,
+    ) -> Result<Deployment, Error> {
+        let timeout = self.deps.config.call_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::Deploy { request, reply })
+            .await
+    }
+
+    pub async fn rollback(
+        &self,
+        project: &ProjectId,
+        source: DeploymentId,
+        target: DeploymentId,
+    ) -> Result<SwitchOutcome, Error> {
+        let timeout = self.deps.config.switch_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::Rollback {
+            source,
+            target,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn promote(
+        &self,
+        project: &ProjectId,
+        target: DeploymentId,
+    ) -> Result<SwitchOutcome, Error> {
+        let timeout = self.deps.config.switch_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::Promote { target, reply })
+            .await
+    }
+
+    pub async fn set_environment_regions(
+        &self,
+        project: &ProjectId,
+        environment: String,
+        regions: BTreeMap<String, u32>,
+    ) -> Result<Project, Error> {
+        let timeout = self.deps.config.call_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::SetEnvironmentRegions {
+            environment,
+            regions,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn add_custom_domain(
+        &self,
+        project: &ProjectId,
+        fqdn: String,
+    ) -> Result<(Project, Option<Route>), Error> {
+        let timeout = self.deps.config.call_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::AddCustomDomain { fqdn, reply })
+            .await
+    }
+}

@@ -1,0 +1,166 @@
+//! The project supervisor: spawns project actors on demand, registers them
+//! for lock-free lookup, and restarts one that fails by rebuilding it from
+//! redb. A project that keeps failing (more than `max_restarts` within
+//! `restart_window_ms`) is not restarted again: it is marked broken and its
+//! requests get `UNAVAILABLE` with the reason, while every other project
+//! keeps working.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use crate::actors::Deps;
+use crate::actors::project::messages::ProjectMsg;
+use crate::actors::project::{ProjectActor, ProjectArgs};
+use crate::error::Error;
+use crate::model::ProjectId;
+
+/// Running project actors, read by API handlers without asking the
+/// supervisor. Only the supervisor inserts and removes.
+pub type Registry = Arc<DashMap<ProjectId, ActorRef<ProjectMsg>>>;
+/// Projects that are not restarted any more, with the reason.
+pub type Broken = Arc<DashMap<ProjectId, String>>;
+
+pub struct ProjectSupervisor;
+
+pub struct SupervisorArgs {
+    pub deps: Deps,
+    pub registry: Registry,
+    pub broken: Broken,
+}
+
+pub struct SupervisorState {
+    deps: Deps,
+    registry: Registry,
+    broken: Broken,
+    by_actor: HashMap<ActorId, ProjectId>,
+    failures: HashMap<ProjectId, VecDeque<Instant>>,
+}
+
+pub enum SupervisorMsg {
+    /// Returns the project's actor, spawning it from redb if needed.
+    Ensure {
+        project_id: ProjectId,
+        reply: RpcReplyPort<Result<ActorRef<ProjectMsg>, Error>>,
+    },
+}
+
+impl Actor for ProjectSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState {
+            deps: args.deps,
+            registry: args.registry,
+            broken: args.broken,
+            by_actor: HashMap::new(),
+            failures: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Ensure { project_id, reply } => {
+                let result = ensure(&myself, state, &project_id).await;
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                let Some(project_id) = forget(state, cell.get_id()) else {
+                    return Ok(());
+                };
+                tracing::error!(project = %project_id, %error, "project actor failed");
+                if record_failure(state, &project_id) {
+                    let reason = format!(
+                        "project {project_id} failed {} times within {} ms and was stopped; last error: {error}",
+                        state.deps.config.max_restarts + 1,
+                        state.deps.config.restart_window_ms
+                    );
+                    tracing::error!(project = %project_id, "{reason}");
+                    state.broken.insert(project_id, reason);
+                } else if let Err(e) = ensure(&myself, state, &project_id).await {
+                    tracing::error!(project = %project_id, error = %e, "project actor could not restart");
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                forget(state, cell.get_id());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+async fn ensure(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    project_id: &ProjectId,
+) -> Result<ActorRef<ProjectMsg>, Error> {
+    if let Some(reason) = state.broken.get(project_id) {
+        return Err(Error::Unavailable(reason.clone()));
+    }
+    if let Some(actor) = state.registry.get(project_id) {
+        return Ok(actor.clone());
+    }
+    // Unknown projects are answered here, before an actor exists for them.
+    if state.deps.store.project(project_id)?.is_none() {
+        return Err(Error::not_found(format!("project {project_id} not found")));
+    }
+    let args = ProjectArgs {
+        project_id: project_id.clone(),
+        deps: state.deps.clone(),
+    };
+    let (actor, _) = ProjectActor::spawn_linked(None, ProjectActor, args, myself.get_cell())
+        .await
+        .map_err(|e| Error::Unavailable(format!("project {project_id} could not start: {e}")))?;
+    state.by_actor.insert(actor.get_id(), project_id.clone());
+    state.registry.insert(project_id.clone(), actor.clone());
+    Ok(actor)
+}
+
+fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<ProjectId> {
+    let project_id = state.by_actor.remove(&actor)?;
+    state
+        .registry
+        .remove_if(&project_id, |_, registered| registered.get_id() == actor);
+    Some(project_id)
+}
+
+/// Records a failure; `true` when the project has failed too often.
+fn record_failure(state: &mut SupervisorState, project_id: &ProjectId) -> bool {
+    let window = Duration::from_millis(state.deps.config.restart_window_ms);
+    let now = Instant::now();
+    let failures = state.failures.entry(project_id.clone()).or_default();
+    failures.push_back(now);
+    while failures
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > window)
+    {
+        failures.pop_front();
+    }
+    failures.len() > state.deps.config.max_restarts as usize
+}

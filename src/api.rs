@@ -1,0 +1,140 @@
+//! The gRPC edge: one tonic service per file, request validation, and
+//! [`serve`], which wires the daemon together and runs it until shutdown.
+
+mod convert;
+mod deployments;
+mod projects;
+mod routing;
+mod status;
+mod watch;
+mod workspaces;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::actors::{Deps, Projects};
+use crate::config::Config;
+use crate::error::Error;
+use crate::io::store::Store;
+use crate::model::{Deployment, DeploymentId, ProjectId, project::Project};
+use crate::pb;
+use crate::pb::deployment_service_server::DeploymentServiceServer;
+use crate::pb::project_service_server::ProjectServiceServer;
+use crate::pb::routing_service_server::RoutingServiceServer;
+use crate::pb::workspace_service_server::WorkspaceServiceServer;
+
+pub use convert::{status as status_to_pb, timestamp};
+
+/// What every service handler shares.
+#[derive(Clone)]
+pub struct Context {
+    pub deps: Deps,
+    pub projects: Projects,
+    /// Flips to `true` when shutdown starts, so long streams end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Context {
+    fn project(&self, id: &ProjectId) -> Result<Project, Error> {
+        self.deps
+            .store
+            .project(id)?
+            .ok_or_else(|| Error::not_found(format!("project {id} not found")))
+    }
+
+    fn deployment(&self, id: &DeploymentId, role: &str) -> Result<Deployment, Error> {
+        self.deps
+            .store
+            .deployment(id)?
+            .ok_or_else(|| Error::not_found(format!("{role} {id} not found")))
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` resolves: opens the store,
+/// starts the actors, serves gRPC (with health and reflection), resumes
+/// unfinished work, and reports `SERVING` only once that is done. On
+/// shutdown it stops accepting, stops the actors and waits until every
+/// acknowledged change is on disk and the data file is closed.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let shutdown_grace = config.call_timeout();
+    let (store, writer) = Store::open(&config.db_path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deps = Deps::new(config, store);
+    let projects = Projects::start(deps.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let context = Context {
+        deps,
+        projects: projects.clone(),
+        shutdown: shutdown_rx,
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, tonic_health::ServingStatus::NotServing).await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(WorkspaceServiceServer::new(workspaces::Workspaces(
+            context.clone(),
+        )))
+        .add_service(ProjectServiceServer::new(projects::Projects(context.clone())))
+        .add_service(DeploymentServiceServer::new(deployments::Deployments(
+            context.clone(),
+        )))
+        .add_service(RoutingServiceServer::new(routing::Routing(context.clone())));
+    let local = listener.local_addr().ok();
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async move {
+            shutdown.await;
+            let _ = shutdown_tx.send(true);
+        },
+    ));
+
+    let resumed = projects.recover().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    set_health(&health, tonic_health::ServingStatus::Serving).await;
+    tracing::info!(address = ?local, resumed_projects = resumed, "deployd is serving");
+
+    let served = server.await;
+    set_health(&health, tonic_health::ServingStatus::NotServing).await;
+    projects.shutdown(shutdown_grace).await;
+    drop(context);
+    drop(projects);
+    // The writer exits once the last store handle is gone, after committing
+    // everything already queued.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || writer.join()),
+    )
+    .await;
+    served??;
+    tracing::info!("deployd stopped");
+    Ok(())
+}
+
+async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {
+    health.set_service_status("", status).await;
+    for service in [
+        "deployd.v1.WorkspaceService",
+        "deployd.v1.ProjectService",
+        "deployd.v1.DeploymentService",
+        "deployd.v1.RoutingService",
+    ] {
+        health.set_service_status(service, status).await;
+    }
+}

@@ -1,0 +1,261 @@
+//! `deployd.v1.DeploymentService`: request validation and routing of each
+//! mutation to the owning project's actor. Reads go straight to the store.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
+use crate::api::{Context, convert, watch};
+use crate::error::Error;
+use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN};
+use crate::model::{Deployment, DeploymentId, GitCommit, GitSource, ProjectId, Route, Source};
+use crate::pb;
+use crate::pb::deployment_service_server::DeploymentService;
+
+pub struct Deployments(pub Context);
+
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 500;
+
+impl Deployments {
+    fn to_pb(&self, deployment: &Deployment) -> Result<pb::Deployment, Error> {
+        let routes = self
+            .0
+            .deps
+            .store
+            .routes_of_project(&deployment.project_id)?;
+        Ok(convert::deployment(
+            deployment,
+            hostnames_of(&routes, &deployment.id),
+        ))
+    }
+
+    fn switch_response(&self, outcome: &SwitchOutcome) -> (Option<pb::Project>, Vec<pb::Route>) {
+        (
+            Some(convert::project(
+                &outcome.project,
+                self.0.deps.config.region_names(),
+            )),
+            outcome.routes.iter().map(convert::route).collect(),
+        )
+    }
+}
+
+fn hostnames_of(routes: &BTreeMap<String, Route>, id: &DeploymentId) -> Vec<String> {
+    routes
+        .values()
+        .filter(|r| &r.deployment_id == id)
+        .map(|r| r.fqdn.clone())
+        .collect()
+}
+
+fn parse_create(request: pb::CreateDeploymentRequest) -> Result<(ProjectId, NewDeployment), Error> {
+    let project_id = ProjectId::parse(&request.project_id, "project_id")?;
+    validate::slug(&request.environment_slug, "environment_slug")?;
+    if !request.branch.is_empty() {
+        validate::branch(&request.branch)?;
+    }
+    let source = match request.source {
+        None => {
+            return Err(Error::invalid(
+                "source is required: set either git or docker_image",
+            ));
+        }
+        Some(pb::create_deployment_request::Source::Git(git)) => {
+            validate::repository(&git.repository)?;
+            validate::commit_sha(&git.commit_sha, "git.commit_sha")?;
+            validate::relative_path(&git.context_path, "git.context_path")?;
+            validate::relative_path(&git.dockerfile_path, "git.dockerfile_path")?;
+            if request.branch.is_empty() {
+                return Err(Error::invalid("branch is required for a git source"));
+            }
+            Source::Git(GitSource {
+                repository: git.repository,
+                commit_sha: git.commit_sha,
+                context_path: git.context_path,
+                dockerfile_path: git.dockerfile_path,
+            })
+        }
+        Some(pb::create_deployment_request::Source::DockerImage(image)) => {
+            validate::image(&image.image)?;
+            Source::Image(image.image)
+        }
+    };
+    let git_commit = match request.git_commit {
+        None => None,
+        Some(commit) => {
+            if !commit.sha.is_empty() {
+                validate::commit_sha(&commit.sha, "git_commit.sha")?;
+            }
+            validate::free_text(&commit.message, "git_commit.message", MAX_COMMIT_MESSAGE_LEN)?;
+            validate::free_text(&commit.author_name, "git_commit.author_name", 256)?;
+            validate::free_text(&commit.author_email, "git_commit.author_email", 256)?;
+            let committed_at = match &commit.committed_at {
+                None => None,
+                Some(ts) => Some(convert::millis(ts).ok_or_else(|| {
+                    Error::invalid("git_commit.committed_at is before 1970 or out of range")
+                })?),
+            };
+            Some(GitCommit {
+                sha: commit.sha,
+                message: commit.message,
+                author_name: commit.author_name,
+                author_email: commit.author_email,
+                committed_at,
+            })
+        }
+    };
+    validate::command(&request.command)?;
+    Ok((
+        project_id,
+        NewDeployment {
+            environment: request.environment_slug,
+            branch: request.branch,
+            source,
+            git_commit,
+            command: request.command,
+        },
+    ))
+}
+
+#[tonic::async_trait]
+impl DeploymentService for Deployments {
+    async fn create_deployment(
+        &self,
+        request: Request<pb::CreateDeploymentRequest>,
+    ) -> Result<Response<pb::CreateDeploymentResponse>, Status> {
+        let (project_id, new) = parse_create(request.into_inner())?;
+        let deployment = self.0.projects.deploy(&project_id, new).await?;
+        Ok(Response::new(pb::CreateDeploymentResponse {
+            deployment_id: deployment.id.to_string(),
+            status: convert::status(deployment.status) as i32,
+        }))
+    }
+
+    async fn get_deployment(
+        &self,
+        request: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<pb::GetDeploymentResponse>, Status> {
+        let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
+        let deployment = self.0.deployment(&id, "deployment")?;
+        Ok(Response::new(pb::GetDeploymentResponse {
+            deployment: Some(self.to_pb(&deployment)?),
+        }))
+    }
+
+    async fn list_deployments(
+        &self,
+        request: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        let request = request.into_inner();
+        let project_id = ProjectId::parse(&request.project_id, "project_id")?;
+        let status = match pb::DeploymentStatus::try_from(request.status) {
+            Ok(status) => convert::status_from_pb(status),
+            Err(_) => {
+                return Err(Error::invalid(format!(
+                    "status {} is not a DeploymentStatus value",
+                    request.status
+                ))
+                .into());
+            }
+        };
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n <= MAX_PAGE_SIZE => n,
+            n => {
+                return Err(Error::invalid(format!(
+                    "page_size {n} is larger than {MAX_PAGE_SIZE}"
+                ))
+                .into());
+            }
+        };
+        let before = if request.page_token.is_empty() {
+            None
+        } else {
+            Some(
+                request
+                    .page_token
+                    .parse::<u64>()
+                    .map_err(|_| Error::invalid("page_token is not one this server returned"))?,
+            )
+        };
+        let project = self.0.project(&project_id)?;
+        let environment = request.environment_slug;
+        if !environment.is_empty() && project.environment(&environment).is_none() {
+            return Err(Error::not_found(format!(
+                "project {project_id} has no environment {environment:?}"
+            ))
+            .into());
+        }
+        let page = self.0.deps.store.deployments_of_project(
+            &project_id,
+            before,
+            page_size as usize,
+            |d| {
+                (environment.is_empty() || d.environment == environment)
+                    && status.is_none_or(|s| d.status == s)
+            },
+        )?;
+        let routes = self.0.deps.store.routes_of_project(&project_id)?;
+        Ok(Response::new(pb::ListDeploymentsResponse {
+            deployments: page
+                .deployments
+                .iter()
+                .map(|d| convert::deployment(d, hostnames_of(&routes, &d.id)))
+                .collect(),
+            next_page_token: page.next_before.map(|s| s.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    type WatchDeploymentStream =
+        Pin<Box<dyn Stream<Item = Result<pb::WatchDeploymentResponse, Status>> + Send>>;
+
+    async fn watch_deployment(
+        &self,
+        request: Request<pb::WatchDeploymentRequest>,
+    ) -> Result<Response<Self::WatchDeploymentStream>, Status> {
+        let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
+        let stream = watch::stream(self.0.clone(), id)?;
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RollbackResponse>, Status> {
+        let request = request.into_inner();
+        if request.source_deployment_id.is_empty() || request.target_deployment_id.is_empty() {
+            return Err(Error::invalid(
+                "source_deployment_id and target_deployment_id are both required",
+            )
+            .into());
+        }
+        let source = DeploymentId::parse(&request.source_deployment_id, "source_deployment_id")?;
+        let target = DeploymentId::parse(&request.target_deployment_id, "target_deployment_id")?;
+        if source == target {
+            return Err(Error::invalid("source and target are the same deployment").into());
+        }
+        self.0.deployment(&source, "source deployment")?;
+        let project = self.0.deployment(&target, "target deployment")?.project_id;
+        let outcome = self.0.projects.rollback(&project, source, target).await?;
+        let (project, routes) = self.switch_response(&outcome);
+        Ok(Response::new(pb::RollbackResponse { project, routes }))
+    }
+
+    async fn promote(
+        &self,
+        request: Request<pb::PromoteRequest>,
+    ) -> Result<Response<pb::PromoteResponse>, Status> {
+        let target = DeploymentId::parse(
+            &request.get_ref().target_deployment_id,
+            "target_deployment_id",
+        )?;
+        let project = self.0.deployment(&target, "target deployment")?.project_id;
+        let outcome = self.0.projects.promote(&project, target).await?;
+        let (project, routes) = self.switch_response(&outcome);
+        Ok(Response::new(pb::PromoteResponse { project, routes }))
+    }
+}

@@ -1,0 +1,54 @@
+//! `deployd.v1.WorkspaceService`.
+
+use tonic::{Request, Response, Status};
+
+use crate::api::{Context, convert};
+use crate::error::Error;
+use crate::io::store::Mutation;
+use crate::model::{Workspace, WorkspaceId, now_millis, validate};
+use crate::pb;
+use crate::pb::workspace_service_server::WorkspaceService;
+
+pub struct Workspaces(pub Context);
+
+#[tonic::async_trait]
+impl WorkspaceService for Workspaces {
+    async fn create_workspace(
+        &self,
+        request: Request<pb::CreateWorkspaceRequest>,
+    ) -> Result<Response<pb::CreateWorkspaceResponse>, Status> {
+        let request = request.into_inner();
+        validate::slug(&request.slug, "slug")?;
+        validate::display_name(&request.name, "name")?;
+        let workspace = Workspace {
+            id: WorkspaceId::generate(),
+            slug: request.slug,
+            name: request.name,
+            created_at: now_millis(),
+        };
+        self.0
+            .deps
+            .store
+            .commit(vec![Mutation::CreateWorkspace(workspace.clone())])
+            .await?;
+        Ok(Response::new(pb::CreateWorkspaceResponse {
+            workspace: Some(convert::workspace(&workspace)),
+        }))
+    }
+
+    async fn get_workspace(
+        &self,
+        request: Request<pb::GetWorkspaceRequest>,
+    ) -> Result<Response<pb::GetWorkspaceResponse>, Status> {
+        let id = WorkspaceId::parse(&request.get_ref().workspace_id, "workspace_id")?;
+        let workspace = self
+            .0
+            .deps
+            .store
+            .workspace(&id)?
+            .ok_or_else(|| Error::not_found(format!("workspace {id} not found")))?;
+        Ok(Response::new(pb::GetWorkspaceResponse {
+            workspace: Some(convert::workspace(&workspace)),
+        }))
+    }
+}

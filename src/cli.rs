@@ -1,0 +1,1 @@
+//! The `deployd` command line.

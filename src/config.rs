@@ -1,0 +1,195 @@
+//! The daemon's configuration: embedded defaults, optionally overridden by a
+//! TOML file (`deployd serve --config FILE`) and then by command-line flags.
+//!
+//! With no file at all the daemon runs self-contained: state in `data/`,
+//! three simulated regions and a simulated builder.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::validate;
+
+/// Everything the daemon can be told. Durations are milliseconds so the file
+/// format needs no duration syntax.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// Directory holding `deployd.redb`; created if missing.
+    pub data_dir: PathBuf,
+    /// Parent domain of every generated hostname.
+    pub apex_domain: String,
+    /// How long a deployment that stopped being live keeps running before it
+    /// is scaled to zero (`STANDBY`).
+    pub standby_delay_ms: u64,
+    /// How long a region may take to run the desired replicas before the
+    /// deployment (or the wake of a rollback target) fails.
+    pub region_timeout_ms: u64,
+    /// How often a readiness child asks its region for instance status.
+    pub readiness_poll_ms: u64,
+    /// Upper bound on any internal actor call that does not wait for a wake.
+    pub call_timeout_ms: u64,
+    /// A project actor that fails more often than this within
+    /// `restart_window_ms` is not restarted again; its project answers
+    /// `UNAVAILABLE` until the daemon restarts.
+    pub max_restarts: u32,
+    pub restart_window_ms: u64,
+    /// One entry per region, each with the driver that reaches it.
+    pub regions: BTreeMap<String, RegionConfig>,
+    pub builder: BuilderConfig,
+    /// Test-only fault injection, compiled in only with the `fail-points`
+    /// feature. Keys are fail point names (see `actors::fail_points`).
+    #[cfg(feature = "fail-points")]
+    pub fail_points: BTreeMap<String, crate::actors::fail_points::FailAction>,
+}
+
+/// How deployd reaches one region.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RegionConfig {
+    /// An in-process stand-in for a cluster. Instances become ready
+    /// `ready_after_ms` after a topology is applied, or never.
+    Simulated {
+        #[serde(default)]
+        ready_after_ms: u64,
+        #[serde(default)]
+        never_ready: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BuilderConfig {
+    /// Pretends to build: waits, then reports an image in `registry`.
+    Simulated {
+        #[serde(default)]
+        duration_ms: u64,
+        #[serde(default = "default_registry")]
+        registry: String,
+        /// The first rule whose `branch` equals the deployment's branch
+        /// overrides duration and outcome.
+        #[serde(default)]
+        rules: Vec<SimulatedBuildRule>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedBuildRule {
+    pub branch: String,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub fail: bool,
+}
+
+fn default_registry() -> String {
+    "registry.deployd.local".to_string()
+}
+
+impl Default for BuilderConfig {
+    fn default() -> Self {
+        Self::Simulated {
+            duration_ms: 200,
+            registry: default_registry(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let simulated = |ready_after_ms| RegionConfig::Simulated {
+            ready_after_ms,
+            never_ready: false,
+        };
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            data_dir: PathBuf::from("data"),
+            apex_domain: "deployd.local".to_string(),
+            standby_delay_ms: 30 * 60 * 1000,
+            region_timeout_ms: 10 * 60 * 1000,
+            readiness_poll_ms: 250,
+            call_timeout_ms: 10_000,
+            max_restarts: 5,
+            restart_window_ms: 60_000,
+            regions: BTreeMap::from([
+                ("us-east-1".to_string(), simulated(300)),
+                ("eu-central-1".to_string(), simulated(400)),
+                ("ap-southeast-1".to_string(), simulated(500)),
+            ]),
+            builder: BuilderConfig::default(),
+            #[cfg(feature = "fail-points")]
+            fail_points: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file over the embedded defaults and validates the result.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let config: Self = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects settings the daemon cannot run with, naming the setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.regions.is_empty() {
+            anyhow::bail!("config: at least one region is required");
+        }
+        for name in self.regions.keys() {
+            validate::region(name).map_err(|e| anyhow::anyhow!("config: regions: {e}"))?;
+        }
+        validate::apex_domain(&self.apex_domain)
+            .map_err(|e| anyhow::anyhow!("config: apex_domain: {e}"))?;
+        for (name, value) in [
+            ("region_timeout_ms", self.region_timeout_ms),
+            ("readiness_poll_ms", self.readiness_poll_ms),
+            ("call_timeout_ms", self.call_timeout_ms),
+            ("restart_window_ms", self.restart_window_ms),
+        ] {
+            if value == 0 {
+                anyhow::bail!("config: {name} must be greater than 0");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("deployd.redb")
+    }
+
+    pub fn standby_delay(&self) -> Duration {
+        Duration::from_millis(self.standby_delay_ms)
+    }
+
+    pub fn region_timeout(&self) -> Duration {
+        Duration::from_millis(self.region_timeout_ms)
+    }
+
+    pub fn readiness_poll(&self) -> Duration {
+        Duration::from_millis(self.readiness_poll_ms)
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+
+    /// Rollback and promote may wait for a `STANDBY` target to wake up.
+    pub fn switch_timeout(&self) -> Duration {
+        self.region_timeout() + self.call_timeout()
+    }
+
+    pub fn region_names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.regions.keys().map(String::as_str)
+    }
+}

@@ -1,0 +1,52 @@
+//! The error every layer reports upward. Each variant is a decision about
+//! what the caller can do next, and maps to exactly one gRPC code in
+//! `api::status` (the only place that conversion happens).
+
+use std::fmt;
+
+/// A failed request, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed: fix it before retrying.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// An id or name that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Something with that unique name already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Well formed, but not allowed in the current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Too much work is queued; retry later.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The daemon (or the part owning this project) cannot answer right now;
+    /// retrying may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or a storage failure. The message is logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(msg: impl fmt::Display) -> Self {
+        Self::InvalidArgument(msg.to_string())
+    }
+
+    pub fn not_found(msg: impl fmt::Display) -> Self {
+        Self::NotFound(msg.to_string())
+    }
+
+    pub fn precondition(msg: impl fmt::Display) -> Self {
+        Self::FailedPrecondition(msg.to_string())
+    }
+
+    pub fn internal(msg: impl fmt::Display) -> Self {
+        Self::Internal(msg.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

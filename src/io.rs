@@ -1,0 +1,12 @@
+//! Everything the actors call out to, each behind a small interface so actors
+//! can be tested with in-memory stand-ins and run with real drivers:
+//!
+//! - [`store`]: the redb file; one writer thread commits many actors'
+//!   changes together (group commit) and answers only once durable.
+//! - [`region`]: one driver per region applies topologies, sentinels and
+//!   network policies, reports instances and scales deployments.
+//! - [`builder`]: turns a git source into an image.
+
+pub mod builder;
+pub mod region;
+pub mod store;

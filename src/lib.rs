@@ -1,0 +1,32 @@
+//! # deployd
+//!
+//! A gRPC daemon that drives a deployment from source to traffic: build,
+//! regional rollout, routing, and instant rollback and promote.
+//!
+//! # Layout
+//!
+//! Every import points down: `cli` -> `api` -> `actors` -> `io` -> `model`.
+//!
+//! - [`model`]: pure domain types, id and name rules, input validation and the
+//!   route decisions. No I/O.
+//! - [`io`]: what the actors call out to: the redb [`io::store`], the
+//!   [`io::region`] drivers (one per region) and the [`io::builder`].
+//! - [`actors`]: the supervision tree. One actor per project serializes every
+//!   decision about it; children do the slow work (builds, readiness waits).
+//! - [`api`]: the tonic services that translate gRPC to actor calls and store
+//!   reads, plus [`api::serve`], the daemon's entry point.
+//! - [`cli`]: the `deployd` command line (server and client subcommands).
+//! - [`config`]: the daemon's configuration, with embedded defaults.
+//! - [`error`]: the one error type every layer reports to the API.
+
+pub mod actors;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod io;
+pub mod model;
+pub mod pb;
+
+pub use api::serve;
+pub use config::Config;

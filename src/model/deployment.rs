@@ -1,0 +1,197 @@
+//! A deployment and its lifecycle: status, desired state, steps and the
+//! per-region topology.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DeploymentId, ProjectId, UnixMillis};
+
+/// `PENDING -> BUILDING (git only) -> DEPLOYING -> NETWORK -> READY`, or
+/// `FAILED` from any non-terminal status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeploymentStatus {
+    Pending,
+    Building,
+    Deploying,
+    Network,
+    Ready,
+    Failed,
+}
+
+impl DeploymentStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Ready | Self::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DesiredState {
+    Running,
+    /// Scaled to zero; a rollback or promote wakes it.
+    Standby,
+    /// Will not run again (failed deployments end here).
+    Archived,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitSource {
+    pub repository: String,
+    pub commit_sha: String,
+    pub context_path: String,
+    pub dockerfile_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    Git(GitSource),
+    Image(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitCommit {
+    pub sha: String,
+    pub message: String,
+    pub author_name: String,
+    pub author_email: String,
+    pub committed_at: Option<UnixMillis>,
+}
+
+/// The named phases a deployment goes through, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepName {
+    Build,
+    Deploy,
+    Network,
+    /// Waking a `STANDBY` deployment for a rollback or promote.
+    Wake,
+}
+
+impl StepName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Build => "build",
+            Self::Deploy => "deploy",
+            Self::Network => "network",
+            Self::Wake => "wake",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub name: StepName,
+    pub started_at: UnixMillis,
+    pub finished_at: Option<UnixMillis>,
+    pub error: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub status: String,
+}
+
+/// Desired and observed state of a deployment in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionTopology {
+    pub desired_replicas: u32,
+    /// `false` once the deployment is set to stop (standby, failure).
+    pub running: bool,
+    pub ready: bool,
+    pub instances: Vec<Instance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub project_id: ProjectId,
+    pub environment: String,
+    /// Per-project creation order, from 1. Sticky routes only move to a
+    /// deployment with a higher sequence than the one they point at.
+    pub sequence: u64,
+    pub branch: String,
+    pub source: Source,
+    pub git_commit: Option<GitCommit>,
+    pub command: Vec<String>,
+    pub image: Option<String>,
+    pub build_id: Option<String>,
+    pub status: DeploymentStatus,
+    pub desired_state: DesiredState,
+    pub error_message: Option<String>,
+    pub steps: Vec<Step>,
+    pub regions: BTreeMap<String, RegionTopology>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+impl Deployment {
+    /// The commit this deployment runs, from the git source or, for a
+    /// prebuilt image, from the commit metadata the client sent.
+    pub fn commit_sha(&self) -> Option<&str> {
+        match &self.source {
+            Source::Git(git) => Some(git.commit_sha.as_str()),
+            Source::Image(_) => self
+                .git_commit
+                .as_ref()
+                .map(|c| c.sha.as_str())
+                .filter(|sha| !sha.is_empty()),
+        }
+    }
+
+    pub fn start_step(&mut self, name: StepName, now: UnixMillis) {
+        self.steps.push(Step {
+            name,
+            started_at: now,
+            finished_at: None,
+            error: None,
+            detail: String::new(),
+        });
+        self.updated_at = now;
+    }
+
+    /// Ends the most recent step named `name` that is still running.
+    pub fn finish_step(&mut self, name: StepName, now: UnixMillis, error: Option<String>) {
+        if let Some(step) = self
+            .steps
+            .iter_mut()
+            .rev()
+            .find(|s| s.name == name && s.finished_at.is_none())
+        {
+            step.finished_at = Some(now);
+            step.error = error;
+        }
+        self.updated_at = now;
+    }
+
+    pub fn running_step(&self) -> Option<&Step> {
+        self.steps.iter().rev().find(|s| s.finished_at.is_none())
+    }
+
+    /// Marks the deployment failed: the running step records the error, the
+    /// topologies are set to stop and it will not be started again.
+    pub fn fail(&mut self, message: String, now: UnixMillis) {
+        if let Some(step) = self.running_step().map(|s| s.name) {
+            self.finish_step(step, now, Some(message.clone()));
+        }
+        self.status = DeploymentStatus::Failed;
+        self.desired_state = DesiredState::Archived;
+        self.error_message = Some(message);
+        for topology in self.regions.values_mut() {
+            topology.running = false;
+        }
+        self.updated_at = now;
+    }
+
+    /// Scales every region to zero (`STANDBY`).
+    pub fn stand_by(&mut self, now: UnixMillis) {
+        self.desired_state = DesiredState::Standby;
+        for topology in self.regions.values_mut() {
+            topology.running = false;
+            topology.ready = false;
+            topology.instances.clear();
+        }
+        self.updated_at = now;
+    }
+}

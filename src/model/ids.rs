@@ -1,0 +1,120 @@
+//! Ids: a type prefix and 16 random characters of `[0-9a-z]` (about 82 bits).
+//! The random part is DNS-safe, so a deployment's id can appear in its
+//! `DEPLOYMENT` hostname. Parsing is the only way to build an id from input.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+const RANDOM_LEN: usize = 16;
+const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+macro_rules! id_type {
+    ($name:ident, $prefix:literal, $what:literal) => {
+        #[doc = concat!("The id of a ", $what, ": `", $prefix, "` and 16 characters of `[0-9a-z]`.")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn generate() -> Self {
+                Self(generate_with_prefix($prefix))
+            }
+
+            /// Validates user input; `field` names the request field in errors.
+            pub fn parse(value: &str, field: &str) -> Result<Self, Error> {
+                parse_with_prefix(value, $prefix, field, $what).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The random part, safe to use inside a DNS label.
+            pub fn short(&self) -> &str {
+                &self.0[$prefix.len()..]
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(WorkspaceId, "ws_", "workspace");
+id_type!(ProjectId, "prj_", "project");
+id_type!(DeploymentId, "dep_", "deployment");
+
+fn generate_with_prefix(prefix: &str) -> String {
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(prefix.len() + RANDOM_LEN);
+    id.push_str(prefix);
+    for _ in 0..RANDOM_LEN {
+        id.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+    }
+    id
+}
+
+fn parse_with_prefix(value: &str, prefix: &str, field: &str, what: &str) -> Result<String, Error> {
+    if value.is_empty() {
+        return Err(Error::invalid(format!("{field} is required")));
+    }
+    let well_formed = value.len() == prefix.len() + RANDOM_LEN
+        && value.starts_with(prefix)
+        && value[prefix.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+    if !well_formed {
+        return Err(Error::invalid(format!(
+            "{field} {:?} is not a {what} id (expected {prefix} and 16 characters of 0-9, a-z)",
+            truncate_for_message(value)
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// Keeps error messages short when the input is huge.
+pub(crate) fn truncate_for_message(value: &str) -> String {
+    const MAX: usize = 80;
+    if value.chars().count() <= MAX {
+        value.to_string()
+    } else {
+        let cut: String = value.chars().take(MAX).collect();
+        format!("{cut}...")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_back() {
+        let id = DeploymentId::generate();
+        assert_eq!(DeploymentId::parse(id.as_str(), "id"), Ok(id.clone()));
+        assert_eq!(id.short().len(), 16);
+    }
+
+    #[test]
+    fn rejects_wrong_prefix_length_and_charset() {
+        for bad in [
+            "",
+            "dep_",
+            "prj_0123456789abcdef",
+            "dep_0123456789ABCDEF",
+            "dep_0123456789abcde",
+            "dep_0123456789abcdef0",
+            "dep_0123456789abcd-f",
+        ] {
+            assert!(DeploymentId::parse(bad, "id").is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Workspaces, projects and environments.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DeploymentId, ProjectId, UnixMillis, WorkspaceId};
+
+pub const PRODUCTION: &str = "production";
+pub const PREVIEW: &str = "preview";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub slug: String,
+    pub name: String,
+    pub created_at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub slug: String,
+    /// Region -> replicas. Empty means every configured region, 1 replica.
+    pub regions: BTreeMap<String, u32>,
+}
+
+impl Environment {
+    pub fn is_production(&self) -> bool {
+        self.slug == PRODUCTION
+    }
+
+    /// The regions a deploy of this environment runs in.
+    pub fn effective_regions<'a>(
+        &self,
+        configured: impl Iterator<Item = &'a str>,
+    ) -> BTreeMap<String, u32> {
+        if self.regions.is_empty() {
+            configured.map(|r| (r.to_string(), 1)).collect()
+        } else {
+            self.regions.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveDeployment {
+    pub id: DeploymentId,
+    pub sequence: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: ProjectId,
+    pub workspace_id: WorkspaceId,
+    /// Copied from the workspace (slugs never change) so hostnames can be
+    /// built without reading the workspace.
+    pub workspace_slug: String,
+    pub slug: String,
+    pub name: String,
+    pub live: Option<LiveDeployment>,
+    pub is_rolled_back: bool,
+    pub environments: Vec<Environment>,
+    pub custom_domains: Vec<String>,
+    /// The sequence number the next deployment gets.
+    pub next_sequence: u64,
+    pub created_at: UnixMillis,
+}
+
+impl Project {
+    pub fn new(
+        workspace: &Workspace,
+        slug: String,
+        name: String,
+        now: UnixMillis,
+    ) -> Self {
+        let environment = |slug: &str| Environment {
+            slug: slug.to_string(),
+            regions: BTreeMap::new(),
+        };
+        Self {
+            id: ProjectId::generate(),
+            workspace_id: workspace.id.clone(),
+            workspace_slug: workspace.slug.clone(),
+            slug,
+            name,
+            live: None,
+            is_rolled_back: false,
+            environments: vec![environment(PRODUCTION), environment(PREVIEW)],
+            custom_domains: Vec::new(),
+            next_sequence: 1,
+            created_at: now,
+        }
+    }
+
+    pub fn environment(&self, slug: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.slug == slug)
+    }
+
+    pub fn environment_mut(&mut self, slug: &str) -> Option<&mut Environment> {
+        self.environments.iter_mut().find(|e| e.slug == slug)
+    }
+
+    pub fn live_id(&self) -> Option<&DeploymentId> {
+        self.live.as_ref().map(|l| &l.id)
+    }
+}
