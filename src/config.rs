@@ -71,8 +71,8 @@ pub enum BuilderConfig {
         duration_ms: u64,
         #[serde(default = "default_registry")]
         registry: String,
-        /// The first rule whose `branch` equals the deployment's branch
-        /// overrides duration and outcome.
+        /// The first rule that matches a build (every field it sets is
+        /// equal) overrides duration and outcome.
         #[serde(default)]
         rules: Vec<SimulatedBuildRule>,
     },
@@ -81,7 +81,10 @@ pub enum BuilderConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatedBuildRule {
-    pub branch: String,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub commit_sha: Option<String>,
     #[serde(default)]
     pub duration_ms: Option<u64>,
     #[serde(default)]

@@ -32,7 +32,13 @@ impl Builder for SimulatedBuilder {
         request: &BuildRequest,
         progress: Progress<'_>,
     ) -> Result<BuildOutput, BuildError> {
-        let rule = self.rules.iter().find(|r| r.branch == request.branch);
+        let rule = self.rules.iter().find(|r| {
+            r.branch.as_ref().is_none_or(|b| *b == request.branch)
+                && r
+                    .commit_sha
+                    .as_ref()
+                    .is_none_or(|sha| *sha == request.source.commit_sha)
+        });
         let duration = rule.and_then(|r| r.duration_ms).map_or(self.duration, Duration::from_millis);
         progress(format!(
             "building {}@{}",

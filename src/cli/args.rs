@@ -1,0 +1,320 @@
+//! The command-line grammar: every subcommand and flag of `deployd`, as clap
+//! derive types. Parsing only; what each command does lives in `serve`,
+//! `client` and `deploy`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pb;
+
+/// deployd: build, deploy, route, roll back and promote, over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "deployd", version, propagate_version = true)]
+pub struct Cli {
+    /// Address of the daemon the client subcommands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYD_ADDR",
+        default_value = "http://127.0.0.1:7070",
+        value_name = "URL"
+    )]
+    pub addr: String,
+
+    /// Print responses as proto3 JSON (one object per line for streams).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Create or show a workspace.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Create or show a project.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// List the projects of a workspace.
+    Projects(ProjectsArgs),
+    /// Set the regions (and replicas per region) of an environment.
+    Regions(RegionsArgs),
+    /// Manage custom domains.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Create a deployment from an image or a git commit.
+    Deploy(DeployArgs),
+    /// Show a deployment.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+    /// List the deployments of a project, newest first.
+    Deployments(DeploymentsArgs),
+    /// Follow a deployment until it is ready or failed.
+    Watch(WatchArgs),
+    /// Point the live routes back at an earlier deployment.
+    Rollback(RollbackArgs),
+    /// Make a deployment live (and end a rollback).
+    Promote(PromoteArgs),
+    /// List the routes of a project.
+    Routes(RoutesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file read over the embedded defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides `listen` in the config).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding the state (overrides `data_dir` in the config).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub dump_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace.
+    Create {
+        /// DNS label, unique across the daemon.
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Show a workspace.
+    Get {
+        #[arg(value_name = "WORKSPACE_ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project in a workspace.
+    Create {
+        #[arg(long, value_name = "WORKSPACE_ID")]
+        workspace: String,
+        /// DNS label, unique within the workspace.
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Show a project, its live deployment and its environments.
+    Get {
+        #[arg(value_name = "PROJECT_ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectsArgs {
+    #[arg(long, value_name = "WORKSPACE_ID")]
+    pub workspace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RegionsArgs {
+    #[arg(long, value_name = "PROJECT_ID")]
+    pub project: String,
+    /// Environment slug, e.g. production or preview.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Replicas per region, e.g. us-east-1=2. None resets the environment
+    /// to every configured region with one replica each.
+    #[arg(value_name = "REGION=REPLICAS", value_parser = parse_region)]
+    pub regions: Vec<(String, u32)>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Serve the project's production deployment on a custom domain.
+    Add {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        /// Fully qualified domain name, outside the daemon's apex domain.
+        fqdn: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["image", "repo"]))]
+pub struct DeployArgs {
+    #[arg(long, value_name = "PROJECT_ID")]
+    pub project: String,
+    /// Environment slug, e.g. production or preview.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Deploy a prebuilt OCI image.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Build from this git repository (needs --sha and --branch).
+    #[arg(long, value_name = "URL", requires = "sha")]
+    pub repo: Option<String>,
+    /// Commit to build (lower-case hex).
+    #[arg(long, value_name = "SHA", requires = "repo")]
+    pub sha: Option<String>,
+    /// Build context inside the repository.
+    #[arg(long, value_name = "PATH", requires = "repo")]
+    pub context: Option<String>,
+    /// Dockerfile inside the repository.
+    #[arg(long, value_name = "PATH", requires = "repo")]
+    pub dockerfile: Option<String>,
+    /// Git branch (required with --repo).
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    #[arg(long, value_name = "MESSAGE")]
+    pub commit_message: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub author_name: Option<String>,
+    #[arg(long, value_name = "EMAIL")]
+    pub author_email: Option<String>,
+    /// Follow the deployment; exit 0 if it becomes ready, 2 if it fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// Command (argv) that replaces the image's default arguments.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// Show a deployment: steps, regions and hostnames.
+    Get {
+        #[arg(value_name = "DEPLOYMENT_ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeploymentsArgs {
+    #[arg(long, value_name = "PROJECT_ID")]
+    pub project: String,
+    /// Only this environment.
+    #[arg(long, value_name = "ENV")]
+    pub env: Option<String>,
+    /// Only deployments with this status.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusFilter>,
+    /// Page size (the daemon's default is 50).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: Option<u32>,
+    /// Continue from a previous page.
+    #[arg(long, value_name = "TOKEN")]
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusFilter {
+    Pending,
+    Building,
+    Deploying,
+    Network,
+    Ready,
+    Failed,
+}
+
+impl From<StatusFilter> for pb::DeploymentStatus {
+    fn from(status: StatusFilter) -> Self {
+        match status {
+            StatusFilter::Pending => Self::Pending,
+            StatusFilter::Building => Self::Building,
+            StatusFilter::Deploying => Self::Deploying,
+            StatusFilter::Network => Self::Network,
+            StatusFilter::Ready => Self::Ready,
+            StatusFilter::Failed => Self::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[arg(value_name = "DEPLOYMENT_ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The project's current live deployment.
+    #[arg(long, value_name = "SOURCE_ID")]
+    pub from: String,
+    /// A ready deployment of the same project and environment.
+    #[arg(long, value_name = "TARGET_ID")]
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[arg(value_name = "DEPLOYMENT_ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RoutesArgs {
+    #[arg(long, value_name = "PROJECT_ID")]
+    pub project: String,
+}
+
+/// Parses `REGION=REPLICAS`. Region names and replica limits are the
+/// daemon's to judge; this only rejects what cannot be a pair at all.
+fn parse_region(pair: &str) -> Result<(String, u32), String> {
+    let (region, replicas) = pair
+        .split_once('=')
+        .ok_or_else(|| "expected REGION=REPLICAS, e.g. us-east-1=2".to_string())?;
+    if region.is_empty() {
+        return Err("the region name before '=' is empty".to_string());
+    }
+    let replicas = replicas
+        .parse::<u32>()
+        .map_err(|_| format!("replicas {replicas:?} is not a whole number"))?;
+    Ok((region.to_string(), replicas))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn region_pairs() {
+        assert_eq!(parse_region("us-east-1=2"), Ok(("us-east-1".into(), 2)));
+        assert!(parse_region("us-east-1").is_err());
+        assert!(parse_region("=2").is_err());
+        assert!(parse_region("us-east-1=two").is_err());
+        assert!(parse_region("us-east-1=-1").is_err());
+    }
+
+    #[test]
+    fn deploy_needs_exactly_one_source() {
+        let base = ["deployd", "deploy", "--project", "p", "--env", "production"];
+        assert!(Cli::try_parse_from(base).is_err());
+        let both = [&base[..], &["--image", "x", "--repo", "r", "--sha", "abc1234"]].concat();
+        assert!(Cli::try_parse_from(both).is_err());
+        let git_without_sha = [&base[..], &["--repo", "r"]].concat();
+        assert!(Cli::try_parse_from(git_without_sha).is_err());
+        let with_command = [&base[..], &["--image", "x", "--", "serve", "--port", "80"]].concat();
+        let cli = Cli::try_parse_from(with_command).map_err(|e| e.to_string());
+        match cli.map(|c| c.command) {
+            Ok(Command::Deploy(args)) => assert_eq!(args.command, ["serve", "--port", "80"]),
+            other => panic!("unexpected parse: {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The test fixture: a real daemon on 127.0.0.1 port 0 with its own data
+//! directory, clients for every service, and deadline polls instead of
+//! fixed sleeps.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use deployd::config::{BuilderConfig, RegionConfig, SimulatedBuildRule};
+use deployd::pb;
+use deployd::pb::deployment_service_client::DeploymentServiceClient;
+use deployd::pb::project_service_client::ProjectServiceClient;
+use deployd::pb::routing_service_client::RoutingServiceClient;
+use deployd::pb::workspace_service_client::WorkspaceServiceClient;
+use deployd::Config;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub const SHA_A: &str = "aaaaaaa111111111111111111111111111111111";
+pub const SHA_B: &str = "bbbbbbb222222222222222222222222222222222";
+
+/// Fast settings: everything settles in tens of milliseconds.
+pub fn fast_config() -> Config {
+    let region = |ready_after_ms| RegionConfig::Simulated {
+        ready_after_ms,
+        never_ready: false,
+    };
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        standby_delay_ms: 60_000,
+        region_timeout_ms: 5_000,
+        readiness_poll_ms: 10,
+        call_timeout_ms: 5_000,
+        regions: BTreeMap::from([
+            ("us-east-1".to_string(), region(5)),
+            ("eu-central-1".to_string(), region(10)),
+        ]),
+        builder: BuilderConfig::Simulated {
+            duration_ms: 20,
+            registry: "registry.test".into(),
+            rules: vec![
+                build_rule(Some("broken"), None, None, true),
+                build_rule(Some("slow"), None, Some(30_000), false),
+            ],
+        },
+        ..Config::default()
+    }
+}
+
+/// `fast_config` plus a region, `stuck-1`, whose instances never get ready.
+/// Environments without region settings use every configured region, so
+/// tests with this config give their environments explicit regions
+/// ([`TestDaemon::set_regions`]).
+pub fn config_with_stuck_region() -> Config {
+    let mut config = fast_config();
+    config.regions.insert(
+        STUCK_REGION.to_string(),
+        RegionConfig::Simulated {
+            ready_after_ms: 0,
+            never_ready: true,
+        },
+    );
+    config
+}
+
+pub const STUCK_REGION: &str = "stuck-1";
+
+pub fn build_rule(
+    branch: Option<&str>,
+    commit_sha: Option<&str>,
+    duration_ms: Option<u64>,
+    fail: bool,
+) -> SimulatedBuildRule {
+    SimulatedBuildRule {
+        branch: branch.map(str::to_string),
+        commit_sha: commit_sha.map(str::to_string),
+        duration_ms,
+        fail,
+    }
+}
+
+/// The regions of `fast_config` that become ready.
+pub const HEALTHY_REGIONS: [&str; 2] = ["eu-central-1", "us-east-1"];
+
+pub struct TestDaemon {
+    pub addr: String,
+    pub config: Config,
+    data: DataDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+enum DataDir {
+    Owned(tempfile::TempDir),
+    Borrowed(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Owned(dir) => dir.path(),
+            DataDir::Borrowed(path) => path,
+        }
+    }
+}
+
+impl TestDaemon {
+    pub async fn start() -> Self {
+        Self::start_with(fast_config()).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(config, DataDir::Owned(dir)).await
+    }
+
+    async fn start_in(mut config: Config, data: DataDir) -> Self {
+        config.data_dir = data.path().to_path_buf();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(deployd::serve(listener, config.clone(), async move {
+            let _ = stopped.await;
+        }));
+        let daemon = Self {
+            addr,
+            config,
+            data,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        daemon.wait_serving().await;
+        daemon
+    }
+
+    async fn wait_serving(&self) {
+        let addr = self.addr.clone();
+        eventually("daemon reports SERVING", Duration::from_secs(10), || {
+            let addr = addr.clone();
+            async move {
+                let channel = Channel::from_shared(addr).ok()?.connect().await.ok()?;
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                let reply = health
+                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .await
+                    .ok()?;
+                (reply.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().to_path_buf()
+    }
+
+    /// Stops the daemon and waits until its data file is closed.
+    pub async fn stop(mut self) -> StoppedDaemon {
+        self.shutdown().await;
+        let data = std::mem::replace(&mut self.data, DataDir::Borrowed(PathBuf::new()));
+        StoppedDaemon {
+            config: self.config.clone(),
+            data,
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("daemon task").expect("daemon exits cleanly");
+        }
+    }
+
+    pub async fn workspaces(&self) -> WorkspaceServiceClient<Channel> {
+        WorkspaceServiceClient::connect(self.addr.clone())
+            .await
+            .expect("connect")
+    }
+
+    pub async fn projects(&self) -> ProjectServiceClient<Channel> {
+        ProjectServiceClient::connect(self.addr.clone())
+            .await
+            .expect("connect")
+    }
+
+    pub async fn deployments(&self) -> DeploymentServiceClient<Channel> {
+        DeploymentServiceClient::connect(self.addr.clone())
+            .await
+            .expect("connect")
+    }
+
+    pub async fn routing(&self) -> RoutingServiceClient<Channel> {
+        RoutingServiceClient::connect(self.addr.clone())
+            .await
+            .expect("connect")
+    }
+
+    /// Creates a workspace and a project in it; returns the project.
+    pub async fn project(&self, workspace_slug: &str, project_slug: &str) -> pb::Project {
+        let workspace = self
+            .workspaces()
+            .await
+            .create_workspace(pb::CreateWorkspaceRequest {
+                slug: workspace_slug.into(),
+                name: workspace_slug.into(),
+            })
+            .await
+            .expect("create workspace")
+            .into_inner()
+            .workspace
+            .expect("workspace");
+        self.projects()
+            .await
+            .create_project(pb::CreateProjectRequest {
+                workspace_id: workspace.id,
+                slug: project_slug.into(),
+                name: project_slug.into(),
+            })
+            .await
+            .expect("create project")
+            .into_inner()
+            .project
+            .expect("project")
+    }
+
+    pub async fn set_regions(&self, project_id: &str, env: &str, regions: &[(&str, u32)]) {
+        self.projects()
+            .await
+            .set_environment_regions(pb::SetEnvironmentRegionsRequest {
+                project_id: project_id.into(),
+                environment_slug: env.into(),
+                regions: regions.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            })
+            .await
+            .expect("set environment regions");
+    }
+
+    pub async fn create(&self, request: pb::CreateDeploymentRequest) -> String {
+        self.deployments()
+            .await
+            .create_deployment(request)
+            .await
+            .expect("create deployment")
+            .into_inner()
+            .deployment_id
+    }
+
+    pub async fn get(&self, id: &str) -> pb::Deployment {
+        self.deployments()
+            .await
+            .get_deployment(pb::GetDeploymentRequest {
+                deployment_id: id.into(),
+            })
+            .await
+            .expect("get deployment")
+            .into_inner()
+            .deployment
+            .expect("deployment")
+    }
+
+    pub async fn get_project(&self, id: &str) -> pb::Project {
+        self.projects()
+            .await
+            .get_project(pb::GetProjectRequest {
+                project_id: id.into(),
+            })
+            .await
+            .expect("get project")
+            .into_inner()
+            .project
+            .expect("project")
+    }
+
+    pub async fn routes(&self, project_id: &str) -> Vec<pb::Route> {
+        self.routing()
+            .await
+            .list_routes(pb::ListRoutesRequest {
+                project_id: project_id.into(),
+            })
+            .await
+            .expect("list routes")
+            .into_inner()
+            .routes
+    }
+
+    /// Waits until the deployment reaches `status` (fails fast on another
+    /// terminal status).
+    pub async fn wait_status(&self, id: &str, status: pb::DeploymentStatus) -> pb::Deployment {
+        let deadline = Duration::from_secs(20);
+        eventually(&format!("{id} reaches {status:?}"), deadline, || async {
+            let d = self.get(id).await;
+            let terminal = [pb::DeploymentStatus::Ready, pb::DeploymentStatus::Failed]
+                .map(|s| s as i32)
+                .contains(&d.status);
+            if d.status == status as i32 {
+                Some(d)
+            } else if terminal {
+                panic!(
+                    "{id} ended {:?} ({}), expected {status:?}",
+                    pb::DeploymentStatus::try_from(d.status),
+                    d.error_message
+                );
+            } else {
+                None
+            }
+        })
+        .await
+    }
+
+    /// Deploys an image to an environment and waits until it is READY.
+    pub async fn deploy_ready(&self, project_id: &str, env: &str, image: &str) -> String {
+        let id = self.create(image_request(project_id, env, image)).await;
+        self.wait_status(&id, pb::DeploymentStatus::Ready).await;
+        id
+    }
+
+    pub async fn rollback(&self, source: &str, target: &str) -> Result<pb::RollbackResponse, tonic::Status> {
+        self.deployments()
+            .await
+            .rollback(pb::RollbackRequest {
+                source_deployment_id: source.into(),
+                target_deployment_id: target.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn promote(&self, target: &str) -> Result<pb::PromoteResponse, tonic::Status> {
+        self.deployments()
+            .await
+            .promote(pb::PromoteRequest {
+                target_deployment_id: target.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A stopped daemon whose data directory can be started again.
+pub struct StoppedDaemon {
+    pub config: Config,
+    data: DataDir,
+}
+
+impl StoppedDaemon {
+    pub fn db_path(&self) -> PathBuf {
+        self.data.path().join("deployd.redb")
+    }
+
+    pub async fn start(self) -> TestDaemon {
+        TestDaemon::start_in(self.config, self.data).await
+    }
+
+    pub async fn start_with(self, config: Config) -> TestDaemon {
+        TestDaemon::start_in(config, self.data).await
+    }
+}
+
+pub fn image_request(project_id: &str, env: &str, image: &str) -> pb::CreateDeploymentRequest {
+    pb::CreateDeploymentRequest {
+        project_id: project_id.into(),
+        environment_slug: env.into(),
+        branch: "main".into(),
+        source: Some(pb::create_deployment_request::Source::DockerImage(
+            pb::DockerImage {
+                image: image.into(),
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+pub fn git_request(
+    project_id: &str,
+    env: &str,
+    branch: &str,
+    sha: &str,
+) -> pb::CreateDeploymentRequest {
+    pb::CreateDeploymentRequest {
+        project_id: project_id.into(),
+        environment_slug: env.into(),
+        branch: branch.into(),
+        source: Some(pb::create_deployment_request::Source::Git(pb::GitSource {
+            repository: "https://git.example.test/acme/web.git".into(),
+            commit_sha: sha.into(),
+            context_path: String::new(),
+            dockerfile_path: String::new(),
+        })),
+        ..Default::default()
+    }
+}
+
+/// Polls `probe` every 10 ms until it yields a value or `deadline` passes.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Routes by hostname, as (kind, deployment id).
+pub fn route_map(routes: &[pb::Route]) -> BTreeMap<String, (i32, String)> {
+    routes
+        .iter()
+        .map(|r| (r.fqdn.clone(), (r.kind, r.deployment_id.clone())))
+        .collect()
+}
+
+pub fn routes_of_kind(routes: &[pb::Route], kind: pb::RouteKind) -> Vec<&pb::Route> {
+    routes.iter().filter(|r| r.kind == kind as i32).collect()
+}
