@@ -84,6 +84,9 @@ impl Actor for ProjectActor {
             ProjectMsg::AddCustomDomain { fqdn, reply } => {
                 settings::add_custom_domain(state, fqdn, reply)
             }
+            ProjectMsg::Ping { reply } => {
+                let _ = reply.send(Ok(()));
+            }
             ProjectMsg::BuildProgress {
                 deployment,
                 ticket,

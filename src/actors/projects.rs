@@ -123,6 +123,13 @@ impl Projects {
         }
     }
 
+    /// One round trip through the project's mailbox.
+    pub async fn ping(&self, project: &ProjectId) -> Result<(), Error> {
+        let timeout = self.deps.config.call_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::Ping { reply })
+            .await
+    }
+
     pub async fn deploy(
         &self,
         project: &ProjectId,

@@ -201,7 +201,8 @@ mod tests {
         let newer = deployment(&p, "production", 2);
         let older = deployment(&p, "production", 1);
         let mut routes = BTreeMap::new();
-        apply(&mut routes, &plan_deploy(&newer, &p, &routes, NAMES));
+        let plan = plan_deploy(&newer, &p, &routes, NAMES);
+        apply(&mut routes, &plan);
         p.live = Some(LiveDeployment {
             id: newer.id.clone(),
             sequence: 2,
@@ -239,8 +240,10 @@ mod tests {
         let prod = deployment(&p, "production", 1);
         let preview = deployment(&p, "preview", 2);
         let mut routes = BTreeMap::new();
-        apply(&mut routes, &plan_deploy(&prod, &p, &routes, NAMES));
-        apply(&mut routes, &plan_deploy(&preview, &p, &routes, NAMES));
+        let plan = plan_deploy(&prod, &p, &routes, NAMES);
+        apply(&mut routes, &plan);
+        let plan = plan_deploy(&preview, &p, &routes, NAMES);
+        apply(&mut routes, &plan);
         let target = deployment(&p, "production", 3);
         let moved = plan_switch(&target, &routes);
         let kinds: Vec<_> = moved.iter().map(|r| r.kind).collect();

@@ -55,6 +55,10 @@ pub enum ProjectMsg {
         reply: Reply<(Project, Option<Route>)>,
     },
 
+    /// Answers at once: a liveness probe, and the measure of one mailbox
+    /// round trip (benches/hot_paths.rs).
+    Ping { reply: Reply<()> },
+
     // Reports from children. `ticket` identifies the spawn they belong to;
     // reports of a superseded spawn are ignored.
     BuildProgress {

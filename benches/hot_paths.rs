@@ -1,0 +1,194 @@
+//! Micro-benchmarks of the hot paths: a durable commit through the store
+//! writer (alone and with many submissions sharing commits), the route
+//! switch of a rollback (plan plus durable transaction), a project actor
+//! mailbox round trip, and hostname generation.
+//!
+//! `cargo bench --bench hot_paths`. These measure; they assert nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use deployd::actors::{Deps, Projects};
+use deployd::io::store::{Mutation, Store};
+use deployd::model::names::Hostnames;
+use deployd::model::project::{LiveDeployment, Project};
+use deployd::model::routes::{plan_deploy, plan_switch};
+use deployd::model::{
+    Deployment, DeploymentId, DeploymentStatus, DesiredState, Route, Source, Workspace,
+    WorkspaceId,
+};
+use deployd::Config;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn workspace() -> Workspace {
+    Workspace {
+        id: WorkspaceId::generate(),
+        slug: "acme".into(),
+        name: "Acme".into(),
+        created_at: 0,
+    }
+}
+
+fn deployment(project: &Project, sequence: u64) -> Deployment {
+    Deployment {
+        id: DeploymentId::generate(),
+        project_id: project.id.clone(),
+        environment: "production".into(),
+        sequence,
+        branch: "main".into(),
+        source: Source::Image("nginx:1.27".into()),
+        git_commit: None,
+        command: Vec::new(),
+        image: Some("nginx:1.27".into()),
+        build_id: None,
+        status: DeploymentStatus::Ready,
+        desired_state: DesiredState::Running,
+        error_message: None,
+        steps: Vec::new(),
+        regions: BTreeMap::new(),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+const NAMES: Hostnames<'static> = Hostnames {
+    apex: "deployd.local",
+    project_slug: "web",
+    workspace_slug: "acme",
+};
+
+fn store_commits(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _writer) = Store::open(&dir.path().join("bench.redb")).expect("store");
+    let ws = workspace();
+    let project = Project::new(&ws, "web".into(), "Web".into(), 0);
+    let mut sequence = 0;
+
+    let mut group = c.benchmark_group("store");
+    group.bench_function("durable_commit_alone", |b| {
+        b.iter_batched(
+            || {
+                sequence += 1;
+                deployment(&project, sequence)
+            },
+            |d| rt.block_on(store.commit(vec![Mutation::PutDeployment(d)])),
+            BatchSize::SmallInput,
+        )
+    });
+    const CONCURRENT: usize = 256;
+    group.throughput(Throughput::Elements(CONCURRENT as u64));
+    group.bench_function("durable_commits_256_concurrent", |b| {
+        b.iter_batched(
+            || {
+                (0..CONCURRENT)
+                    .map(|_| {
+                        sequence += 1;
+                        deployment(&project, sequence)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |batch| {
+                rt.block_on(async {
+                    let commits = batch.into_iter().map(|d| {
+                        let store = store.clone();
+                        tokio::spawn(
+                            async move { store.commit(vec![Mutation::PutDeployment(d)]).await },
+                        )
+                    });
+                    for commit in commits.collect::<Vec<_>>() {
+                        let _ = commit.await;
+                    }
+                })
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn rollback_switch(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _writer) = Store::open(&dir.path().join("bench.redb")).expect("store");
+    let ws = workspace();
+    let mut project = Project::new(&ws, "web".into(), "Web".into(), 0);
+    project.custom_domains = vec!["www.example.com".into(), "example.com".into()];
+    let old = deployment(&project, 1);
+    let live = deployment(&project, 2);
+    let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+    for d in [&old, &live] {
+        for route in plan_deploy(d, &project, &routes, NAMES).routes {
+            routes.insert(route.fqdn.clone(), route);
+        }
+        project.live = Some(LiveDeployment {
+            id: d.id.clone(),
+            sequence: d.sequence,
+        });
+    }
+    c.bench_function("rollback_switch_transaction", |b| {
+        b.iter(|| {
+            let moved = plan_switch(&old, &routes);
+            let mut mutations: Vec<Mutation> = moved.into_iter().map(Mutation::PutRoute).collect();
+            project.is_rolled_back = true;
+            mutations.push(Mutation::PutProject(project.clone()));
+            mutations.push(Mutation::PutDeployment(old.clone()));
+            rt.block_on(store.commit(mutations))
+        })
+    });
+}
+
+fn actor_round_trip(c: &mut Criterion) {
+    let rt = runtime();
+    let (projects, project_id) = rt.block_on(async {
+        let (store, _writer) = Store::in_memory().expect("store");
+        let ws = workspace();
+        let project = Project::new(&ws, "web".into(), "Web".into(), 0);
+        store
+            .commit(vec![
+                Mutation::CreateWorkspace(ws),
+                Mutation::CreateProject(project.clone()),
+            ])
+            .await
+            .expect("seed");
+        let deps = Deps::new(Config::default(), store);
+        let projects = Projects::start(deps).await.expect("actors");
+        projects.ping(&project.id).await.expect("spawn actor");
+        (Arc::new(projects), project.id)
+    });
+    c.bench_function("project_actor_round_trip", |b| {
+        b.iter(|| rt.block_on(projects.ping(&project_id)))
+    });
+}
+
+fn hostnames(c: &mut Criterion) {
+    let id = DeploymentId::generate();
+    let long_branch = format!("feature/{}", "Long_Branch-Name".repeat(6));
+    c.bench_function("hostnames_of_a_deploy", |b| {
+        b.iter(|| {
+            [
+                NAMES.live(),
+                NAMES.environment("production"),
+                NAMES.branch(&long_branch),
+                NAMES.commit("0123456789abcdef"),
+                NAMES.deployment(&id),
+            ]
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    store_commits,
+    rollback_switch,
+    actor_round_trip,
+    hostnames
+);
+criterion_main!(benches);
