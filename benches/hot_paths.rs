@@ -151,13 +151,16 @@ fn actor_round_trip(c: &mut Criterion) {
         let (store, _writer) = Store::in_memory().expect("store");
         let ws = workspace();
         let project = Project::new(&ws, "web".into(), "Web".into(), 0);
+        // Checks see the state before their own submission, so the project
+        // (which checks its workspace) goes in a second one.
         store
-            .commit(vec![
-                Mutation::CreateWorkspace(ws),
-                Mutation::CreateProject(project.clone()),
-            ])
+            .commit(vec![Mutation::CreateWorkspace(ws)])
             .await
-            .expect("seed");
+            .expect("seed workspace");
+        store
+            .commit(vec![Mutation::CreateProject(project.clone())])
+            .await
+            .expect("seed project");
         let deps = Deps::new(Config::default(), store);
         let projects = Projects::start(deps).await.expect("actors");
         projects.ping(&project.id).await.expect("spawn actor");

@@ -3,6 +3,7 @@
 
 mod convert;
 mod deployments;
+mod idempotency;
 mod projects;
 mod routing;
 mod status;

@@ -1,1 +1,68 @@
-//! The `deployd` command line.
+//! The `deployd` command line: `serve` runs the daemon, every other
+//! subcommand is a gRPC client of one. [`run`] executes a parsed [`Cli`] and
+//! reports errors as `error: <message>` on stderr.
+
+mod args;
+mod client;
+mod deploy;
+mod output;
+mod render;
+mod serve;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+pub use args::Cli;
+use args::Command;
+
+/// Runs the command and returns the process exit code: 0 on success, 1 on
+/// any error, 2 when a followed deployment ended `FAILED`.
+pub fn run(cli: Cli) -> ExitCode {
+    match execute(cli) {
+        Ok(code) => code,
+        // The reader went away (`deployd deployments ... | head`): nothing
+        // is wrong and nobody is left to tell.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = serve::config(&args)?;
+            if args.dump_config {
+                serve::dump(&config)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            runtime(true)?.block_on(serve::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        command => runtime(false)?.block_on(client::run(&cli.addr, cli.json, command)),
+    }
+}
+
+/// The daemon gets every core; a client makes a handful of sequential calls
+/// and starts faster on one thread.
+fn runtime(multi_thread: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -39,6 +39,14 @@ pub struct Config {
     /// `UNAVAILABLE` until the daemon restarts.
     pub max_restarts: u32,
     pub restart_window_ms: u64,
+    /// Requests waiting for one project's actor beyond this many are refused
+    /// at once with `RESOURCE_EXHAUSTED` instead of growing memory.
+    pub max_queued_per_project: usize,
+    /// How long an idempotency key is remembered.
+    pub idempotency_ttl_ms: u64,
+    /// After SIGTERM, how long in-flight requests may take to finish before
+    /// the daemon stops anyway (everything acknowledged is durable already).
+    pub shutdown_timeout_ms: u64,
     /// One entry per region, each with the driver that reaches it.
     pub regions: BTreeMap<String, RegionConfig>,
     pub builder: BuilderConfig,
@@ -121,6 +129,9 @@ impl Default for Config {
             call_timeout_ms: 10_000,
             max_restarts: 5,
             restart_window_ms: 60_000,
+            max_queued_per_project: 1024,
+            idempotency_ttl_ms: 24 * 60 * 60 * 1000,
+            shutdown_timeout_ms: 10_000,
             regions: BTreeMap::from([
                 ("us-east-1".to_string(), simulated(300)),
                 ("eu-central-1".to_string(), simulated(400)),
@@ -159,6 +170,8 @@ impl Config {
             ("readiness_poll_ms", self.readiness_poll_ms),
             ("call_timeout_ms", self.call_timeout_ms),
             ("restart_window_ms", self.restart_window_ms),
+            ("max_queued_per_project", self.max_queued_per_project as u64),
+            ("idempotency_ttl_ms", self.idempotency_ttl_ms),
         ] {
             if value == 0 {
                 anyhow::bail!("config: {name} must be greater than 0");
@@ -181,6 +194,10 @@ impl Config {
 
     pub fn readiness_poll(&self) -> Duration {
         Duration::from_millis(self.readiness_poll_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
 
     pub fn call_timeout(&self) -> Duration {

@@ -6,6 +6,7 @@
 //! changing one is a change of the on-disk format.
 
 pub mod deployment;
+pub mod idempotency;
 pub mod ids;
 pub mod names;
 pub mod project;
@@ -17,6 +18,7 @@ pub use deployment::{
     Deployment, DeploymentStatus, DesiredState, GitCommit, GitSource, Instance, RegionTopology,
     Source, Step, StepName,
 };
+pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredReply, SwitchOutcome};
 pub use ids::{DeploymentId, ProjectId, WorkspaceId};
 pub use project::{Environment, Project, Workspace};
 pub use routes::{Route, RouteKind};

@@ -8,6 +8,7 @@
 
 pub mod deploy;
 pub mod messages;
+pub mod replay;
 pub mod schedule;
 pub mod settings;
 pub mod state;
@@ -69,13 +70,22 @@ impl Actor for ProjectActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ProjectMsg::Deploy { request, reply } => deploy::create(state, request, reply).await,
+            ProjectMsg::Deploy {
+                request,
+                idempotency,
+                reply,
+            } => deploy::create(state, request, idempotency, reply).await,
             ProjectMsg::Rollback {
                 source,
                 target,
+                idempotency,
                 reply,
-            } => switch::rollback(state, source, target, reply).await,
-            ProjectMsg::Promote { target, reply } => switch::promote(state, target, reply).await,
+            } => switch::rollback(state, source, target, idempotency, reply).await,
+            ProjectMsg::Promote {
+                target,
+                idempotency,
+                reply,
+            } => switch::promote(state, target, idempotency, reply).await,
             ProjectMsg::SetEnvironmentRegions {
                 environment,
                 regions,

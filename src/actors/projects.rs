@@ -4,19 +4,20 @@
 //! mid-request, actor gone) into an [`Error`], so a caller never hangs.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 
 use crate::actors::Deps;
-use crate::actors::project::messages::{NewDeployment, ProjectMsg, Reply, SwitchOutcome};
+use crate::actors::project::messages::{Created, NewDeployment, ProjectMsg, Reply, SwitchOutcome};
 use crate::actors::supervisor::{
-    Broken, ProjectSupervisor, Registry, SupervisorArgs, SupervisorMsg,
+    Broken, ProjectEntry, ProjectSupervisor, Registry, SupervisorArgs, SupervisorMsg,
 };
 use crate::error::Error;
 use crate::model::project::Project;
-use crate::model::{Deployment, DeploymentId, ProjectId, Route};
+use crate::model::{DeploymentId, Idempotency, ProjectId, Route};
 
 #[derive(Clone)]
 pub struct Projects {
@@ -75,12 +76,12 @@ impl Projects {
         self.registry.len()
     }
 
-    async fn actor(&self, project: &ProjectId) -> Result<ActorRef<ProjectMsg>, Error> {
+    async fn actor(&self, project: &ProjectId) -> Result<ProjectEntry, Error> {
         if let Some(reason) = self.broken.get(project) {
             return Err(Error::Unavailable(reason.clone()));
         }
-        if let Some(actor) = self.registry.get(project) {
-            return Ok(actor.clone());
+        if let Some(entry) = self.registry.get(project) {
+            return Ok(entry.clone());
         }
         let reply = self
             .supervisor
@@ -101,14 +102,22 @@ impl Projects {
         }
     }
 
+    /// One request to a project actor, bounded in time and in how many may
+    /// wait on the same actor.
     async fn call<T: Send + 'static>(
         &self,
         project: &ProjectId,
         timeout: Duration,
         message: impl FnOnce(Reply<T>) -> ProjectMsg,
     ) -> Result<T, Error> {
-        let actor = self.actor(project).await?;
-        match actor.call(message, Some(timeout)).await {
+        let entry = self.actor(project).await?;
+        let limit = self.deps.config.max_queued_per_project;
+        let _slot = QueueSlot::take(&entry.queued, limit).ok_or_else(|| {
+            Error::ResourceExhausted(format!(
+                "project {project} already has {limit} requests waiting; retry later"
+            ))
+        })?;
+        match entry.actor.call(message, Some(timeout)).await {
             Ok(CallResult::Success(result)) => result,
             Ok(CallResult::Timeout) => Err(Error::Unavailable(format!(
                 "project {project} did not answer within {} ms; the request may still complete",
@@ -134,10 +143,15 @@ impl Projects {
         &self,
         project: &ProjectId,
         request: NewDeployment,
-    ) -> Result<Deployment, Error> {
+        idempotency: Option<Idempotency>,
+    ) -> Result<Created, Error> {
         let timeout = self.deps.config.call_timeout();
-        self.call(project, timeout, |reply| ProjectMsg::Deploy { request, reply })
-            .await
+        self.call(project, timeout, |reply| ProjectMsg::Deploy {
+            request,
+            idempotency,
+            reply,
+        })
+        .await
     }
 
     pub async fn rollback(
@@ -145,11 +159,13 @@ impl Projects {
         project: &ProjectId,
         source: DeploymentId,
         target: DeploymentId,
+        idempotency: Option<Idempotency>,
     ) -> Result<SwitchOutcome, Error> {
         let timeout = self.deps.config.switch_timeout();
         self.call(project, timeout, |reply| ProjectMsg::Rollback {
             source,
             target,
+            idempotency,
             reply,
         })
         .await
@@ -159,10 +175,15 @@ impl Projects {
         &self,
         project: &ProjectId,
         target: DeploymentId,
+        idempotency: Option<Idempotency>,
     ) -> Result<SwitchOutcome, Error> {
         let timeout = self.deps.config.switch_timeout();
-        self.call(project, timeout, |reply| ProjectMsg::Promote { target, reply })
-            .await
+        self.call(project, timeout, |reply| ProjectMsg::Promote {
+            target,
+            idempotency,
+            reply,
+        })
+        .await
     }
 
     pub async fn set_environment_regions(
@@ -188,5 +209,26 @@ impl Projects {
         let timeout = self.deps.config.call_timeout();
         self.call(project, timeout, |reply| ProjectMsg::AddCustomDomain { fqdn, reply })
             .await
+    }
+}
+
+/// A place in a project's queue of waiting calls, given back on drop (also
+/// when the caller's future is dropped mid-call).
+struct QueueSlot<'a>(&'a AtomicUsize);
+
+impl<'a> QueueSlot<'a> {
+    fn take(queued: &'a AtomicUsize, limit: usize) -> Option<Self> {
+        let before = queued.fetch_add(1, Ordering::AcqRel);
+        if before >= limit {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(queued))
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

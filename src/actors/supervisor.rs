@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -16,11 +17,19 @@ use crate::actors::Deps;
 use crate::actors::project::messages::ProjectMsg;
 use crate::actors::project::{ProjectActor, ProjectArgs};
 use crate::error::Error;
-use crate::model::ProjectId;
+use crate::io::store::Mutation;
+use crate::model::{ProjectId, now_millis};
 
 /// Running project actors, read by API handlers without asking the
 /// supervisor. Only the supervisor inserts and removes.
-pub type Registry = Arc<DashMap<ProjectId, ActorRef<ProjectMsg>>>;
+pub type Registry = Arc<DashMap<ProjectId, ProjectEntry>>;
+
+/// A running project actor and the number of API calls waiting on it.
+#[derive(Clone)]
+pub struct ProjectEntry {
+    pub actor: ActorRef<ProjectMsg>,
+    pub queued: Arc<AtomicUsize>,
+}
 /// Projects that are not restarted any more, with the reason.
 pub type Broken = Arc<DashMap<ProjectId, String>>;
 
@@ -44,9 +53,14 @@ pub enum SupervisorMsg {
     /// Returns the project's actor, spawning it from redb if needed.
     Ensure {
         project_id: ProjectId,
-        reply: RpcReplyPort<Result<ActorRef<ProjectMsg>, Error>>,
+        reply: RpcReplyPort<Result<ProjectEntry, Error>>,
     },
+    /// Deletes expired idempotency records (a timer).
+    ExpireIdempotencyKeys,
 }
+
+/// How often expired idempotency keys are swept.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
 
 impl Actor for ProjectSupervisor {
     type Msg = SupervisorMsg;
@@ -67,6 +81,15 @@ impl Actor for ProjectSupervisor {
         })
     }
 
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.send_interval(EXPIRY_SWEEP, || SupervisorMsg::ExpireIdempotencyKeys);
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
@@ -77,6 +100,16 @@ impl Actor for ProjectSupervisor {
             SupervisorMsg::Ensure { project_id, reply } => {
                 let result = ensure(&myself, state, &project_id).await;
                 let _ = reply.send(result);
+            }
+            SupervisorMsg::ExpireIdempotencyKeys => {
+                state.deps.store.submit(
+                    vec![Mutation::ExpireIdempotency { now: now_millis() }],
+                    Box::new(|result, _| {
+                        if let Err(e) = result {
+                            tracing::warn!(error = %e, "could not expire idempotency keys");
+                        }
+                    }),
+                );
             }
         }
         Ok(())
@@ -119,12 +152,12 @@ async fn ensure(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
     project_id: &ProjectId,
-) -> Result<ActorRef<ProjectMsg>, Error> {
+) -> Result<ProjectEntry, Error> {
     if let Some(reason) = state.broken.get(project_id) {
         return Err(Error::Unavailable(reason.clone()));
     }
-    if let Some(actor) = state.registry.get(project_id) {
-        return Ok(actor.clone());
+    if let Some(entry) = state.registry.get(project_id) {
+        return Ok(entry.clone());
     }
     // Unknown projects are answered here, before an actor exists for them.
     if state.deps.store.project(project_id)?.is_none() {
@@ -138,15 +171,19 @@ async fn ensure(
         .await
         .map_err(|e| Error::Unavailable(format!("project {project_id} could not start: {e}")))?;
     state.by_actor.insert(actor.get_id(), project_id.clone());
-    state.registry.insert(project_id.clone(), actor.clone());
-    Ok(actor)
+    let entry = ProjectEntry {
+        actor,
+        queued: Arc::new(AtomicUsize::new(0)),
+    };
+    state.registry.insert(project_id.clone(), entry.clone());
+    Ok(entry)
 }
 
 fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<ProjectId> {
     let project_id = state.by_actor.remove(&actor)?;
     state
         .registry
-        .remove_if(&project_id, |_, registered| registered.get_id() == actor);
+        .remove_if(&project_id, |_, registered| registered.actor.get_id() == actor);
     Some(project_id)
 }
 

@@ -8,7 +8,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
-use crate::api::{Context, convert, watch};
+use crate::api::{Context, convert, idempotency, watch};
 use crate::error::Error;
 use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN};
 use crate::model::{Deployment, DeploymentId, GitCommit, GitSource, ProjectId, Route, Source};
@@ -127,11 +127,20 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::CreateDeploymentRequest>,
     ) -> Result<Response<pb::CreateDeploymentResponse>, Status> {
+        let idempotency = idempotency::extract(
+            &request,
+            |r| &r.idempotency_key,
+            |r| r.idempotency_key.clear(),
+        )?;
         let (project_id, new) = parse_create(request.into_inner())?;
-        let deployment = self.0.projects.deploy(&project_id, new).await?;
+        let created = self
+            .0
+            .projects
+            .deploy(&project_id, new, idempotency)
+            .await?;
         Ok(Response::new(pb::CreateDeploymentResponse {
-            deployment_id: deployment.id.to_string(),
-            status: convert::status(deployment.status) as i32,
+            deployment_id: created.id.to_string(),
+            status: convert::status(created.status) as i32,
         }))
     }
 
@@ -226,6 +235,11 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RollbackResponse>, Status> {
+        let idempotency = idempotency::extract(
+            &request,
+            |r| &r.idempotency_key,
+            |r| r.idempotency_key.clear(),
+        )?;
         let request = request.into_inner();
         if request.source_deployment_id.is_empty() || request.target_deployment_id.is_empty() {
             return Err(Error::invalid(
@@ -240,7 +254,11 @@ impl DeploymentService for Deployments {
         }
         self.0.deployment(&source, "source deployment")?;
         let project = self.0.deployment(&target, "target deployment")?.project_id;
-        let outcome = self.0.projects.rollback(&project, source, target).await?;
+        let outcome = self
+            .0
+            .projects
+            .rollback(&project, source, target, idempotency)
+            .await?;
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::RollbackResponse { project, routes }))
     }
@@ -249,12 +267,21 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::PromoteResponse>, Status> {
+        let idempotency = idempotency::extract(
+            &request,
+            |r| &r.idempotency_key,
+            |r| r.idempotency_key.clear(),
+        )?;
         let target = DeploymentId::parse(
             &request.get_ref().target_deployment_id,
             "target_deployment_id",
         )?;
         let project = self.0.deployment(&target, "target deployment")?.project_id;
-        let outcome = self.0.projects.promote(&project, target).await?;
+        let outcome = self
+            .0
+            .projects
+            .promote(&project, target, idempotency)
+            .await?;
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::PromoteResponse { project, routes }))
     }

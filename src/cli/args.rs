@@ -49,7 +49,7 @@ pub enum Command {
     #[command(subcommand)]
     Domain(DomainCommand),
     /// Create a deployment from an image or a git commit.
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// Show a deployment.
     #[command(subcommand)]
     Deployment(DeploymentCommand),
@@ -152,6 +152,7 @@ pub enum DomainCommand {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["image", "repo"]))]
 pub struct DeployArgs {
+    /// Project to deploy.
     #[arg(long, value_name = "PROJECT_ID")]
     pub project: String,
     /// Environment slug, e.g. production or preview.
@@ -175,10 +176,13 @@ pub struct DeployArgs {
     /// Git branch (required with --repo).
     #[arg(long, value_name = "BRANCH")]
     pub branch: Option<String>,
+    /// Commit message, shown with the deployment.
     #[arg(long, value_name = "MESSAGE")]
     pub commit_message: Option<String>,
+    /// Commit author's name.
     #[arg(long, value_name = "NAME")]
     pub author_name: Option<String>,
+    /// Commit author's email address.
     #[arg(long, value_name = "EMAIL")]
     pub author_email: Option<String>,
     /// Follow the deployment; exit 0 if it becomes ready, 2 if it fails.
@@ -306,7 +310,11 @@ mod tests {
     fn deploy_needs_exactly_one_source() {
         let base = ["deployd", "deploy", "--project", "p", "--env", "production"];
         assert!(Cli::try_parse_from(base).is_err());
-        let both = [&base[..], &["--image", "x", "--repo", "r", "--sha", "abc1234"]].concat();
+        let both = [
+            &base[..],
+            &["--image", "x", "--repo", "r", "--sha", "abc1234"],
+        ]
+        .concat();
         assert!(Cli::try_parse_from(both).is_err());
         let git_without_sha = [&base[..], &["--repo", "r"]].concat();
         assert!(Cli::try_parse_from(git_without_sha).is_err());

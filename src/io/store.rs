@@ -21,8 +21,8 @@ pub use writer::{Completion, WriterStats};
 
 use crate::error::Error;
 use crate::model::{
-    Deployment, DeploymentId, DeploymentStatus, Project, ProjectId, Route, ScheduledChange,
-    Workspace, WorkspaceId,
+    Deployment, DeploymentId, DeploymentStatus, IdempotencyKey, IdempotencyRecord, Project,
+    ProjectId, Route, ScheduledChange, UnixMillis, Workspace, WorkspaceId,
 };
 use codec::decode;
 use tables::*;
@@ -317,6 +317,25 @@ impl Store {
             .collect()
     }
 
+    /// The live (unexpired) record of an idempotency key.
+    pub fn idempotency(
+        &self,
+        project: &ProjectId,
+        key: &IdempotencyKey,
+        now: UnixMillis,
+    ) -> Result<Option<IdempotencyRecord>, Error> {
+        let txn = self.read()?;
+        let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        let Some(bytes) = table
+            .get((project.as_str(), key.as_str()))
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        let record: IdempotencyRecord = decode(bytes.value(), "idempotency")?;
+        Ok((record.expires_at > now).then_some(record))
+    }
+
     /// The project a custom domain is reserved for, if any.
     pub fn domain_owner(&self, fqdn: &str) -> Result<Option<String>, Error> {
         let txn = self.read()?;
@@ -382,6 +401,8 @@ fn init_schema(db: &Database) -> Result<(), Error> {
         txn.open_table(PROJECT_ROUTES).map_err(storage)?;
         txn.open_table(DOMAINS).map_err(storage)?;
         txn.open_table(SCHEDULES).map_err(storage)?;
+        txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
     }
     txn.commit().map_err(storage)
 }

@@ -91,17 +91,23 @@ pub fn fit_label(label: &str) -> String {
 /// FNV-1a 64 in base 36, `HASH_LEN` characters. It must never change: it is
 /// part of hostnames already handed out.
 fn stable_hash(input: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in input.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut hash = fnv1a64(input.as_bytes());
     let mut out = [b'0'; HASH_LEN];
     for slot in out.iter_mut().rev() {
         *slot = b"0123456789abcdefghijklmnopqrstuvwxyz"[(hash % 36) as usize];
         hash /= 36;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// FNV-1a, 64 bits: small, stable across versions and platforms.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 #[cfg(test)]

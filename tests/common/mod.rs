@@ -329,6 +329,7 @@ impl TestDaemon {
             .rollback(pb::RollbackRequest {
                 source_deployment_id: source.into(),
                 target_deployment_id: target.into(),
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner())
@@ -339,6 +340,7 @@ impl TestDaemon {
             .await
             .promote(pb::PromoteRequest {
                 target_deployment_id: target.into(),
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner())

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ractor::{Actor, ActorCell};
 
 use crate::actors::build::{BuildActor, BuildArgs};
-use crate::actors::project::messages::{NewDeployment, Reply};
+use crate::actors::project::messages::{Created, NewDeployment, Reply};
+use crate::actors::project::replay;
 use crate::actors::project::schedule;
 use crate::actors::project::state::{InFlight, ProjectState};
 use crate::actors::readiness::{ReadinessActor, ReadinessArgs};
@@ -18,13 +19,24 @@ use crate::io::store::Mutation;
 use crate::model::project::LiveDeployment;
 use crate::model::routes::plan_deploy;
 use crate::model::{
-    Deployment, DeploymentId, DeploymentStatus, DesiredState, Instance, RegionTopology, Source,
-    StepName, now_millis,
+    Deployment, DeploymentId, DeploymentStatus, DesiredState, Idempotency, Instance,
+    RegionTopology, Source, StepName, StoredReply, now_millis,
 };
 
 /// `CreateDeployment`: stores the new deployment as `PENDING`, answers once
 /// that is durable, and starts the work.
-pub async fn create(state: &mut ProjectState, request: NewDeployment, reply: Reply<Deployment>) {
+pub async fn create(
+    state: &mut ProjectState,
+    request: NewDeployment,
+    idempotency: Option<Idempotency>,
+    reply: Reply<Created>,
+) {
+    let Some(reply) = replay::check(state, idempotency.as_ref(), reply, |stored| match stored {
+        StoredReply::Deployment { id, status } => Some(Created { id, status }),
+        StoredReply::Switch(_) => None,
+    }) else {
+        return;
+    };
     let Some(environment) = state.project.environment(&request.environment) else {
         let _ = reply.send(Err(Error::not_found(format!(
             "project {} has no environment {:?}",
@@ -65,14 +77,23 @@ pub async fn create(state: &mut ProjectState, request: NewDeployment, reply: Rep
         created_at: now,
         updated_at: now,
     };
-    state.submit_and_reply(
-        vec![
-            Mutation::PutProject(state.project.clone()),
-            Mutation::PutDeployment(deployment.clone()),
-        ],
-        reply,
-        deployment.clone(),
-    );
+    let created = Created {
+        id: deployment.id.clone(),
+        status: deployment.status,
+    };
+    let mut mutations = vec![
+        Mutation::PutProject(state.project.clone()),
+        Mutation::PutDeployment(deployment.clone()),
+    ];
+    mutations.extend(replay::record(
+        state,
+        idempotency.as_ref(),
+        StoredReply::Deployment {
+            id: created.id.clone(),
+            status: created.status,
+        },
+    ));
+    state.submit_and_reply(mutations, reply, created);
     let id = deployment.id.clone();
     state
         .in_flight

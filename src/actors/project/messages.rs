@@ -8,7 +8,10 @@ use ractor::RpcReplyPort;
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput};
 use crate::model::project::Project;
-use crate::model::{Deployment, DeploymentId, GitCommit, Instance, Route, Source};
+pub use crate::model::SwitchOutcome;
+use crate::model::{
+    DeploymentId, DeploymentStatus, GitCommit, Idempotency, Instance, Route, Source,
+};
 
 /// A validated `CreateDeployment` request.
 #[derive(Debug, Clone)]
@@ -20,12 +23,11 @@ pub struct NewDeployment {
     pub command: Vec<String>,
 }
 
-/// The result of a rollback or promote: the project after the switch and
-/// the routes that moved.
-#[derive(Debug, Clone)]
-pub struct SwitchOutcome {
-    pub project: Project,
-    pub routes: Vec<Route>,
+/// The answer to `CreateDeployment`: the new deployment as first stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub id: DeploymentId,
+    pub status: DeploymentStatus,
 }
 
 pub type Reply<T> = RpcReplyPort<Result<T, Error>>;
@@ -34,15 +36,18 @@ pub enum ProjectMsg {
     // Requests (from the API).
     Deploy {
         request: NewDeployment,
-        reply: Reply<Deployment>,
+        idempotency: Option<Idempotency>,
+        reply: Reply<Created>,
     },
     Rollback {
         source: DeploymentId,
         target: DeploymentId,
+        idempotency: Option<Idempotency>,
         reply: Reply<SwitchOutcome>,
     },
     Promote {
         target: DeploymentId,
+        idempotency: Option<Idempotency>,
         reply: Reply<SwitchOutcome>,
     },
     SetEnvironmentRegions {

@@ -12,7 +12,10 @@ use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::names::Hostnames;
 use crate::model::project::Project;
-use crate::model::{Deployment, DeploymentId, ProjectId, Route, ScheduledChange};
+use crate::model::{
+    Deployment, DeploymentId, Idempotency, IdempotencyKey, IdempotencyRecord, ProjectId, Route,
+    ScheduledChange, now_millis,
+};
 
 pub struct ProjectState {
     pub deps: Deps,
@@ -30,6 +33,9 @@ pub struct ProjectState {
     /// commit window must see this actor's own writes. Only this actor
     /// writes its project's deployments, so an entry is never stale.
     written: HashMap<DeploymentId, (u64, Deployment)>,
+    /// Idempotency records submitted but not yet settled, for the same
+    /// reason.
+    keys: HashMap<IdempotencyKey, (u64, IdempotencyRecord)>,
     next_ticket: u64,
     next_generation: u64,
 }
@@ -71,9 +77,11 @@ pub struct Wake {
 pub enum PendingSwitch {
     Rollback {
         source: DeploymentId,
+        idempotency: Option<Idempotency>,
         reply: Reply<SwitchOutcome>,
     },
     Promote {
+        idempotency: Option<Idempotency>,
         reply: Reply<SwitchOutcome>,
     },
 }
@@ -94,6 +102,7 @@ impl ProjectState {
             schedules: HashMap::new(),
             wakes: HashMap::new(),
             written: HashMap::new(),
+            keys: HashMap::new(),
             next_ticket: 1,
             next_generation: 1,
         };
@@ -148,6 +157,13 @@ impl ProjectState {
                 _ => None,
             })
             .collect();
+        let keys: Vec<(IdempotencyKey, IdempotencyRecord)> = mutations
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::PutIdempotency { key, record, .. } => Some((key.clone(), record.clone())),
+                _ => None,
+            })
+            .collect();
         let id = self.deps.store.submit(
             mutations,
             Box::new(move |result, mutations| {
@@ -173,6 +189,24 @@ impl ProjectState {
         for deployment in written {
             self.written.insert(deployment.id.clone(), (id, deployment));
         }
+        self.keys.retain(|_, (submission, _)| *submission > settled);
+        for (key, record) in keys {
+            self.keys.insert(key, (id, record));
+        }
+    }
+
+    /// The record of an idempotency key: this actor's unsettled submissions
+    /// first, then the store.
+    pub fn idempotency_record(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, Error> {
+        if let Some((_, record)) = self.keys.get(key) {
+            return Ok(Some(record.clone()));
+        }
+        self.deps
+            .store
+            .idempotency(&self.project.id, key, now_millis())
     }
 
     /// Submits and answers `reply` with `value` once durable.

@@ -7,26 +7,42 @@ use std::collections::BTreeSet;
 
 use crate::actors::project::deploy::{spawn_readiness, stop_children};
 use crate::actors::project::messages::{Reply, SwitchOutcome};
-use crate::actors::project::schedule;
+use crate::actors::project::{replay, schedule};
 use crate::actors::project::state::{PendingSwitch, ProjectState, Wake};
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::project::LiveDeployment;
 use crate::model::routes::plan_switch;
 use crate::model::{
-    Deployment, DeploymentId, DeploymentStatus, DesiredState, Instance, StepName, now_millis,
+    Deployment, DeploymentId, DeploymentStatus, DesiredState, Idempotency, Instance, StepName,
+    StoredReply, now_millis,
 };
+
+fn stored_switch(stored: StoredReply) -> Option<SwitchOutcome> {
+    match stored {
+        StoredReply::Switch(outcome) => Some(outcome),
+        StoredReply::Deployment { .. } => None,
+    }
+}
 
 pub async fn rollback(
     state: &mut ProjectState,
     source: DeploymentId,
     target: DeploymentId,
+    idempotency: Option<Idempotency>,
     reply: Reply<SwitchOutcome>,
 ) {
     state.deps.fail_point("project.rollback");
+    let Some(reply) = replay::check(state, idempotency.as_ref(), reply, stored_switch) else {
+        return;
+    };
     match check_rollback(state, &source, &target) {
         Ok(target) => {
-            let request = PendingSwitch::Rollback { source, reply };
+            let request = PendingSwitch::Rollback {
+                source,
+                idempotency,
+                reply,
+            };
             if target.desired_state == DesiredState::Running {
                 switch(state, target, request);
             } else {
@@ -39,8 +55,16 @@ pub async fn rollback(
     }
 }
 
-pub async fn promote(state: &mut ProjectState, target: DeploymentId, reply: Reply<SwitchOutcome>) {
+pub async fn promote(
+    state: &mut ProjectState,
+    target: DeploymentId,
+    idempotency: Option<Idempotency>,
+    reply: Reply<SwitchOutcome>,
+) {
     state.deps.fail_point("project.promote");
+    let Some(reply) = replay::check(state, idempotency.as_ref(), reply, stored_switch) else {
+        return;
+    };
     match check_promote(state, &target) {
         Ok(Check::Confirm) => {
             // Promoting the live deployment of a rolled-back project confirms
@@ -50,11 +74,16 @@ pub async fn promote(state: &mut ProjectState, target: DeploymentId, reply: Repl
                 project: state.project.clone(),
                 routes: Vec::new(),
             };
-            let stored = Mutation::PutProject(state.project.clone());
-            state.submit_and_reply(vec![stored], reply, outcome);
+            let mut mutations = vec![Mutation::PutProject(state.project.clone())];
+            mutations.extend(replay::record(
+                state,
+                idempotency.as_ref(),
+                StoredReply::Switch(outcome.clone()),
+            ));
+            state.submit_and_reply(mutations, reply, outcome);
         }
         Ok(Check::Switch(target)) => {
-            let request = PendingSwitch::Promote { reply };
+            let request = PendingSwitch::Promote { idempotency, reply };
             if target.desired_state == DesiredState::Running {
                 switch(state, target, request);
             } else {
@@ -181,17 +210,19 @@ fn switch(state: &mut ProjectState, mut target: Deployment, request: PendingSwit
         id: target.id.clone(),
         sequence: target.sequence,
     });
-    let reply = match request {
-        PendingSwitch::Rollback { reply, .. } => {
+    let (idempotency, reply) = match request {
+        PendingSwitch::Rollback {
+            idempotency, reply, ..
+        } => {
             state.project.is_rolled_back = true;
-            reply
+            (idempotency, reply)
         }
-        PendingSwitch::Promote { reply } => {
+        PendingSwitch::Promote { idempotency, reply } => {
             state.project.is_rolled_back = false;
             if let Some(previous) = previous.filter(|p| p.id != target.id) {
                 mutations.extend(schedule::standby_later(state, &previous.id));
             }
-            reply
+            (idempotency, reply)
         }
     };
     mutations.push(Mutation::PutProject(state.project.clone()));
@@ -199,6 +230,11 @@ fn switch(state: &mut ProjectState, mut target: Deployment, request: PendingSwit
         project: state.project.clone(),
         routes,
     };
+    mutations.extend(replay::record(
+        state,
+        idempotency.as_ref(),
+        StoredReply::Switch(outcome.clone()),
+    ));
     state.submit_and_reply(mutations, reply, outcome);
 }
 
@@ -308,7 +344,7 @@ fn recheck(state: &ProjectState, woken: &Deployment, waiter: &PendingSwitch) -> 
 fn answer_all(waiters: Vec<PendingSwitch>, error: Error) {
     for waiter in waiters {
         let reply = match waiter {
-            PendingSwitch::Rollback { reply, .. } | PendingSwitch::Promote { reply } => reply,
+            PendingSwitch::Rollback { reply, .. } | PendingSwitch::Promote { reply, .. } => reply,
         };
         let _ = reply.send(Err(error.clone()));
     }

@@ -1,7 +1,7 @@
 //! The changes an actor hands to the store writer. A submission is a list of
 //! mutations applied atomically: first every check runs against the open
-//! transaction (which already holds earlier submissions of the same commit),
-//! then every write. A failed check rejects the whole submission and writes
+//! transaction (which already holds earlier submissions of the same commit,
+//! but not this submission's own writes), then every write. A failed check rejects the whole submission and writes
 //! nothing; the rest of the commit is unaffected.
 
 use redb::{ReadableTable, WriteTransaction};
@@ -9,7 +9,10 @@ use redb::{ReadableTable, WriteTransaction};
 use crate::error::Error;
 use crate::io::store::codec::{decode, encode};
 use crate::io::store::tables::*;
-use crate::model::{Deployment, DeploymentId, Project, ProjectId, Route, ScheduledChange, Workspace};
+use crate::model::{
+    Deployment, DeploymentId, IdempotencyKey, IdempotencyRecord, Project, ProjectId, Route,
+    ScheduledChange, UnixMillis, Workspace,
+};
 
 #[derive(Debug, Clone)]
 pub enum Mutation {
@@ -36,6 +39,14 @@ pub enum Mutation {
         project_id: ProjectId,
         deployment_id: DeploymentId,
     },
+    /// Records the answer to a request that carried an idempotency key.
+    PutIdempotency {
+        project_id: ProjectId,
+        key: IdempotencyKey,
+        record: IdempotencyRecord,
+    },
+    /// Deletes every idempotency record that expired before `now`.
+    ExpireIdempotency { now: UnixMillis },
 }
 
 /// Outcome of one submission inside a commit.
@@ -204,6 +215,58 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
             txn.open_table(SCHEDULES)
                 .map_err(storage)?
                 .remove((project_id.as_str(), deployment_id.as_str()))
+                .map_err(storage)?;
+        }
+        Mutation::PutIdempotency {
+            project_id,
+            key,
+            record,
+        } => {
+            let project = project_id.as_str();
+            txn.open_table(IDEMPOTENCY)
+                .map_err(storage)?
+                .insert(
+                    (project, key.as_str()),
+                    encode(record, "idempotency")?.as_slice(),
+                )
+                .map_err(storage)?;
+            txn.open_table(IDEMPOTENCY_EXPIRY)
+                .map_err(storage)?
+                .insert((record.expires_at, project, key.as_str()), ())
+                .map_err(storage)?;
+        }
+        Mutation::ExpireIdempotency { now } => expire_idempotency(txn, *now)?,
+    }
+    Ok(())
+}
+
+fn expire_idempotency(txn: &WriteTransaction, now: UnixMillis) -> Result<(), Error> {
+    let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
+    let mut records = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+    let mut expired = Vec::new();
+    for entry in expiry
+        .range((0, "", "")..(now, "", ""))
+        .map_err(storage)?
+    {
+        let (key, _) = entry.map_err(storage)?;
+        let (at, project, idempotency_key) = key.value();
+        expired.push((at, project.to_string(), idempotency_key.to_string()));
+    }
+    for (at, project, key) in expired {
+        expiry
+            .remove((at, project.as_str(), key.as_str()))
+            .map_err(storage)?;
+        // A key re-used after expiry has a newer record; keep that one.
+        let current = match records
+            .get((project.as_str(), key.as_str()))
+            .map_err(storage)?
+        {
+            Some(bytes) => Some(decode::<IdempotencyRecord>(bytes.value(), "idempotency")?),
+            None => None,
+        };
+        if current.is_some_and(|r| r.expires_at <= at) {
+            records
+                .remove((project.as_str(), key.as_str()))
                 .map_err(storage)?;
         }
     }

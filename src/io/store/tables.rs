@@ -31,3 +31,8 @@ pub const PROJECT_ROUTES: TableDefinition<(&str, &str), ()> = TableDefinition::n
 pub const DOMAINS: TableDefinition<&str, &str> = TableDefinition::new("domains");
 /// (project id, deployment id) -> `ScheduledChange`: one per deployment.
 pub const SCHEDULES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("schedules");
+/// (project id, idempotency key) -> `IdempotencyRecord`.
+pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
+/// (expires at, project id, key): the expiry order of idempotency keys.
+pub const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("idempotency_expiry");

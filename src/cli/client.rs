@@ -1,0 +1,343 @@
+//! The client subcommands: connect to the daemon, make one call per
+//! subcommand, and print the response as text or proto3 JSON. `deploy` and
+//! `watch` live in `cli::deploy` because they stream.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cli::args::{
+    Command, DeploymentCommand, DeploymentsArgs, DomainCommand, ProjectCommand, RegionsArgs,
+    WorkspaceCommand,
+};
+use crate::cli::output::{self, emit};
+use crate::cli::{deploy, render};
+use crate::pb;
+use crate::pb::deployment_service_client::DeploymentServiceClient;
+use crate::pb::project_service_client::ProjectServiceClient;
+use crate::pb::routing_service_client::RoutingServiceClient;
+use crate::pb::workspace_service_client::WorkspaceServiceClient;
+
+/// A failed call, printed as `CODE: message` (e.g. `NOT_FOUND: project
+/// prj_... not found`), the way gRPC tools name codes.
+#[derive(Debug)]
+pub struct RpcError(pub tonic::Status);
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&code_name(self.0.code()))?;
+        if !self.0.message().is_empty() {
+            write!(f, ": {}", self.0.message())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+/// `FailedPrecondition` -> `FAILED_PRECONDITION`, from the Debug name so
+/// every code tonic knows is covered without a table to keep in sync.
+fn code_name(code: tonic::Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+pub fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
+    result
+        .map(tonic::Response::into_inner)
+        .map_err(|status| RpcError(status).into())
+}
+
+/// Typed clients over one HTTP/2 connection.
+#[derive(Clone)]
+pub struct Clients {
+    channel: Channel,
+}
+
+impl Clients {
+    /// Connects eagerly so an unreachable daemon is reported as such, with
+    /// the address, instead of as the first call's `UNAVAILABLE`.
+    pub async fn connect(addr: &str) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(endpoint_uri(addr)?)
+            .map_err(|e| anyhow::anyhow!("invalid --addr {addr:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(5));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to deployd at {addr}: {}", chain(&e)))?;
+        Ok(Self { channel })
+    }
+
+    pub fn workspaces(&self) -> WorkspaceServiceClient<Channel> {
+        WorkspaceServiceClient::new(self.channel.clone())
+    }
+
+    pub fn projects(&self) -> ProjectServiceClient<Channel> {
+        ProjectServiceClient::new(self.channel.clone())
+    }
+
+    pub fn deployments(&self) -> DeploymentServiceClient<Channel> {
+        DeploymentServiceClient::new(self.channel.clone())
+    }
+
+    pub fn routing(&self) -> RoutingServiceClient<Channel> {
+        RoutingServiceClient::new(self.channel.clone())
+    }
+}
+
+/// Accepts `host:port` as shorthand for `http://host:port`. Refuses
+/// `https://`: this build has no TLS, and tonic would otherwise talk
+/// plaintext to an address the user believes is encrypted.
+fn endpoint_uri(addr: &str) -> anyhow::Result<String> {
+    match addr.split_once("://") {
+        None => Ok(format!("http://{addr}")),
+        Some(("http", _)) => Ok(addr.to_string()),
+        Some(("https", _)) => {
+            anyhow::bail!("invalid --addr {addr:?}: TLS is not supported; use an http:// address")
+        }
+        Some((scheme, _)) => anyhow::bail!(
+            "invalid --addr {addr:?}: unsupported scheme {scheme:?}; use http://HOST:PORT"
+        ),
+    }
+}
+
+/// tonic's transport error says only "transport error"; the cause (e.g.
+/// "Connection refused") is further down the source chain.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Prints `value` as JSON, or as the text `human` renders from it.
+fn show<T: Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        output::json_pretty(value)
+    } else {
+        emit(&human(value))?;
+        Ok(())
+    }
+}
+
+/// Runs one client subcommand. `Serve` never reaches here.
+pub async fn run(addr: &str, json: bool, command: Command) -> anyhow::Result<ExitCode> {
+    let clients = Clients::connect(addr).await?;
+    match command {
+        Command::Serve(_) => anyhow::bail!("serve is not a client subcommand"),
+        Command::Workspace(cmd) => workspace(&clients, json, cmd).await?,
+        Command::Project(cmd) => project(&clients, json, cmd).await?,
+        Command::Projects(args) => {
+            let request = pb::ListProjectsRequest {
+                workspace_id: args.workspace,
+            };
+            let response = rpc(clients.projects().list_projects(request).await)?;
+            show(json, &response, |r| render::projects(&r.projects))?;
+        }
+        Command::Regions(args) => regions(&clients, json, args).await?,
+        Command::Domain(DomainCommand::Add { project, fqdn }) => {
+            let request = pb::AddCustomDomainRequest {
+                project_id: project,
+                fqdn,
+            };
+            let response = rpc(clients.projects().add_custom_domain(request).await)?;
+            show(json, &response, |r| {
+                let mut text = r.project.as_ref().map(render::project).unwrap_or_default();
+                if let Some(route) = &r.route {
+                    text.push('\n');
+                    text.push_str(&render::routes(std::slice::from_ref(route)));
+                }
+                text
+            })?;
+        }
+        Command::Deploy(args) => return deploy::deploy(&clients, json, *args).await,
+        Command::Deployment(DeploymentCommand::Get { id }) => {
+            let request = pb::GetDeploymentRequest { deployment_id: id };
+            let response = rpc(clients.deployments().get_deployment(request).await)?;
+            show(json, &response, |r| {
+                r.deployment
+                    .as_ref()
+                    .map(render::deployment)
+                    .unwrap_or_default()
+            })?;
+        }
+        Command::Deployments(args) => deployments(&clients, json, args).await?,
+        Command::Watch(args) => return deploy::watch(&clients, json, args.id).await,
+        Command::Rollback(args) => {
+            let request = pb::RollbackRequest {
+                source_deployment_id: args.from,
+                target_deployment_id: args.to,
+                idempotency_key: String::new(),
+            };
+            let response = rpc(clients.deployments().rollback(request).await)?;
+            show(json, &response, |r| {
+                render::switched(r.project.as_ref(), &r.routes)
+            })?;
+        }
+        Command::Promote(args) => {
+            let request = pb::PromoteRequest {
+                target_deployment_id: args.id,
+                idempotency_key: String::new(),
+            };
+            let response = rpc(clients.deployments().promote(request).await)?;
+            show(json, &response, |r| {
+                render::switched(r.project.as_ref(), &r.routes)
+            })?;
+        }
+        Command::Routes(args) => {
+            let request = pb::ListRoutesRequest {
+                project_id: args.project,
+            };
+            let response = rpc(clients.routing().list_routes(request).await)?;
+            show(json, &response, |r| render::routes(&r.routes))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn workspace(clients: &Clients, json: bool, command: WorkspaceCommand) -> anyhow::Result<()> {
+    let workspace = match command {
+        WorkspaceCommand::Create { slug, name } => {
+            let request = pb::CreateWorkspaceRequest { slug, name };
+            let response = rpc(clients.workspaces().create_workspace(request).await)?;
+            if json {
+                return output::json_pretty(&response);
+            }
+            response.workspace
+        }
+        WorkspaceCommand::Get { id } => {
+            let request = pb::GetWorkspaceRequest { workspace_id: id };
+            let response = rpc(clients.workspaces().get_workspace(request).await)?;
+            if json {
+                return output::json_pretty(&response);
+            }
+            response.workspace
+        }
+    };
+    emit(
+        &workspace
+            .as_ref()
+            .map(render::workspace)
+            .unwrap_or_default(),
+    )?;
+    Ok(())
+}
+
+async fn project(clients: &Clients, json: bool, command: ProjectCommand) -> anyhow::Result<()> {
+    let project = match command {
+        ProjectCommand::Create {
+            workspace,
+            slug,
+            name,
+        } => {
+            let request = pb::CreateProjectRequest {
+                workspace_id: workspace,
+                slug,
+                name,
+            };
+            let response = rpc(clients.projects().create_project(request).await)?;
+            if json {
+                return output::json_pretty(&response);
+            }
+            response.project
+        }
+        ProjectCommand::Get { id } => {
+            let request = pb::GetProjectRequest { project_id: id };
+            let response = rpc(clients.projects().get_project(request).await)?;
+            if json {
+                return output::json_pretty(&response);
+            }
+            response.project
+        }
+    };
+    emit(&project.as_ref().map(render::project).unwrap_or_default())?;
+    Ok(())
+}
+
+async fn regions(clients: &Clients, json: bool, args: RegionsArgs) -> anyhow::Result<()> {
+    let mut regions = HashMap::new();
+    for (region, replicas) in args.regions {
+        // A repeated region would silently keep only the last value.
+        if regions.insert(region.clone(), replicas).is_some() {
+            anyhow::bail!("region {region} is given more than once");
+        }
+    }
+    let request = pb::SetEnvironmentRegionsRequest {
+        project_id: args.project,
+        environment_slug: args.env,
+        regions,
+    };
+    let response = rpc(clients.projects().set_environment_regions(request).await)?;
+    show(json, &response, |r| {
+        r.project.as_ref().map(render::project).unwrap_or_default()
+    })
+}
+
+async fn deployments(clients: &Clients, json: bool, args: DeploymentsArgs) -> anyhow::Result<()> {
+    let request = pb::ListDeploymentsRequest {
+        project_id: args.project,
+        environment_slug: args.env.unwrap_or_default(),
+        status: args
+            .status
+            .map_or(pb::DeploymentStatus::Unspecified, Into::into) as i32,
+        page_size: args.limit.unwrap_or(0),
+        page_token: args.page_token.unwrap_or_default(),
+    };
+    let response = rpc(clients.deployments().list_deployments(request).await)?;
+    show(json, &response, |r| render::deployments(&r.deployments))?;
+    // On stderr, so the table on stdout stays one row per deployment.
+    if !json && !response.next_page_token.is_empty() {
+        eprintln!("more: --page-token {}", response.next_page_token);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_names() {
+        assert_eq!(
+            code_name(tonic::Code::FailedPrecondition),
+            "FAILED_PRECONDITION"
+        );
+        assert_eq!(code_name(tonic::Code::NotFound), "NOT_FOUND");
+        assert_eq!(code_name(tonic::Code::Unavailable), "UNAVAILABLE");
+        let error = RpcError(tonic::Status::failed_precondition("not ready"));
+        assert_eq!(error.to_string(), "FAILED_PRECONDITION: not ready");
+    }
+
+    #[test]
+    fn addresses() {
+        let uri = |addr| endpoint_uri(addr).map_err(|e| e.to_string());
+        assert_eq!(
+            uri("http://127.0.0.1:7070"),
+            Ok("http://127.0.0.1:7070".into())
+        );
+        assert_eq!(uri("localhost:7070"), Ok("http://localhost:7070".into()));
+        assert!(uri("https://deployd.example.com").is_err());
+        assert!(uri("unix:///tmp/sock").is_err());
+    }
+}

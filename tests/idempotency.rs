@@ -1,0 +1,169 @@
+//! Idempotency keys: a retry after a lost answer returns the original result
+//! and changes nothing, even across a restart; a key re-used for another
+//! request is refused; keys expire.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use deployd::pb;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+
+async fn count_deployments(daemon: &TestDaemon, project: &str) -> usize {
+    daemon
+        .deployments()
+        .await
+        .list_deployments(pb::ListDeploymentsRequest {
+            project_id: project.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .deployments
+        .len()
+}
+
+fn keyed(mut request: pb::CreateDeploymentRequest, key: &str) -> pb::CreateDeploymentRequest {
+    request.idempotency_key = key.into();
+    request
+}
+
+#[tokio::test]
+async fn a_retried_deploy_returns_the_original_and_creates_nothing() {
+    let daemon = TestDaemon::start().await;
+    let project = daemon.project("acme", "web").await;
+    let request = keyed(image_request(&project.id, "production", "nginx:1"), "deploy-1");
+    let first = daemon.create(request.clone()).await;
+    let again = daemon.create(request.clone()).await;
+    assert_eq!(first, again);
+    daemon.wait_status(&first, pb::DeploymentStatus::Ready).await;
+    let after_ready = daemon
+        .deployments()
+        .await
+        .create_deployment(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after_ready.deployment_id, first);
+    assert_eq!(
+        after_ready.status,
+        pb::DeploymentStatus::Pending as i32,
+        "the original answer, not the current state"
+    );
+    assert_eq!(count_deployments(&daemon, &project.id).await, 1);
+
+    // The same key with another request is refused and creates nothing.
+    let error = daemon
+        .deployments()
+        .await
+        .create_deployment(keyed(
+            image_request(&project.id, "production", "nginx:2"),
+            "deploy-1",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{}", error.message());
+    assert_eq!(count_deployments(&daemon, &project.id).await, 1);
+
+    // Keys are per project.
+    let other = daemon.project("other", "api").await;
+    let other_id = daemon
+        .create(keyed(image_request(&other.id, "production", "nginx:1"), "deploy-1"))
+        .await;
+    assert_ne!(other_id, first);
+}
+
+#[tokio::test]
+async fn the_key_may_come_as_metadata() {
+    let daemon = TestDaemon::start().await;
+    let project = daemon.project("acme", "web").await;
+    let with_metadata = |key: &'static str, body: pb::CreateDeploymentRequest| {
+        let mut request = tonic::Request::new(body);
+        request
+            .metadata_mut()
+            .insert("idempotency-key", MetadataValue::from_static(key));
+        request
+    };
+    let request = image_request(&project.id, "production", "nginx:1");
+    let first = daemon
+        .deployments()
+        .await
+        .create_deployment(with_metadata("k1", request.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .deployment_id;
+    // The field and the metadata name the same key.
+    let second = daemon.create(keyed(request.clone(), "k1")).await;
+    assert_eq!(first, second);
+    // Disagreeing field and metadata are refused.
+    let error = daemon
+        .deployments()
+        .await
+        .create_deployment(with_metadata("k1", keyed(request.clone(), "k2")))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    let error = daemon
+        .deployments()
+        .await
+        .create_deployment(keyed(request, &"x".repeat(200)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert_eq!(count_deployments(&daemon, &project.id).await, 1);
+}
+
+#[tokio::test]
+async fn retried_rollback_and_promote_return_the_original_and_change_nothing() {
+    let daemon = TestDaemon::start().await;
+    let project = daemon.project("acme", "web").await;
+    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let mut client = daemon.deployments().await;
+
+    let rollback = pb::RollbackRequest {
+        source_deployment_id: live.clone(),
+        target_deployment_id: old.clone(),
+        idempotency_key: "rollback-1".into(),
+    };
+    let first = client.rollback(rollback.clone()).await.unwrap().into_inner();
+    // Without the key this retry would be refused: the source is not live
+    // any more.
+    let again = client.rollback(rollback.clone()).await.unwrap().into_inner();
+    assert_eq!(first, again);
+
+    let promote = pb::PromoteRequest {
+        target_deployment_id: live.clone(),
+        idempotency_key: "promote-1".into(),
+    };
+    let promoted = client.promote(promote.clone()).await.unwrap().into_inner();
+    let routes = route_map(&daemon.routes(&project.id).await);
+    let project_now = daemon.get_project(&project.id).await;
+    // A retry of the earlier rollback must not roll back again.
+    assert_eq!(client.rollback(rollback).await.unwrap().into_inner(), first);
+    assert_eq!(client.promote(promote).await.unwrap().into_inner(), promoted);
+    assert_eq!(route_map(&daemon.routes(&project.id).await), routes);
+    assert_eq!(daemon.get_project(&project.id).await, project_now);
+}
+
+#[tokio::test]
+async fn keys_survive_a_restart_and_expire() {
+    let mut config = fast_config();
+    config.idempotency_ttl_ms = 1_500;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    let request = keyed(image_request(&project.id, "production", "nginx:1"), "k");
+    let first = daemon.create(request.clone()).await;
+    let daemon = daemon.stop().await.start().await;
+    assert_eq!(daemon.create(request.clone()).await, first);
+    assert_eq!(count_deployments(&daemon, &project.id).await, 1);
+
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let fresh = daemon.create(request).await;
+    assert_ne!(fresh, first, "an expired key runs the request again");
+    assert_eq!(count_deployments(&daemon, &project.id).await, 2);
+}
