@@ -66,7 +66,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let shutdown_grace = config.call_timeout();
+    let shutdown_timeout = config.shutdown_timeout();
     let (store, writer) = Store::open(&config.db_path()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let deps = Deps::new(config, store);
     let projects = Projects::start(deps.clone())
@@ -99,11 +99,13 @@ pub async fn serve(
         )))
         .add_service(RoutingServiceServer::new(routing::Routing(context.clone())));
     let local = listener.local_addr().ok();
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(
+    let (draining_tx, draining) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
         TcpListenerStream::new(listener),
         async move {
             shutdown.await;
             let _ = shutdown_tx.send(true);
+            let _ = draining_tx.send(());
         },
     ));
 
@@ -111,9 +113,25 @@ pub async fn serve(
     set_health(&health, tonic_health::ServingStatus::Serving).await;
     tracing::info!(address = ?local, resumed_projects = resumed, "deployd is serving");
 
-    let served = server.await;
+    // After the shutdown signal, in-flight requests get `shutdown_timeout`
+    // to finish. Whatever they acknowledged is durable already, so cutting
+    // the rest off loses nothing that was promised.
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = async {
+            if draining.await.is_ok() {
+                tokio::time::sleep(shutdown_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!("requests still running after the shutdown timeout; stopping anyway");
+            server.abort();
+            Ok(Ok(()))
+        }
+    };
     set_health(&health, tonic_health::ServingStatus::NotServing).await;
-    projects.shutdown(shutdown_grace).await;
+    projects.shutdown(shutdown_timeout).await;
     drop(context);
     drop(projects);
     // The writer exits once the last store handle is gone, after committing

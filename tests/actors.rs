@@ -136,3 +136,62 @@ async fn a_project_that_keeps_panicking_is_stopped_and_others_keep_working() {
     assert_eq!(daemon.get_project(&poisoned.id).await.id, poisoned.id);
     daemon.deploy_ready(&healthy.id, "production", "nginx:1").await;
 }
+
+/// Each project's queue of waiting requests is bounded: beyond it a request
+/// is refused at once with RESOURCE_EXHAUSTED, and other projects are not
+/// affected.
+#[tokio::test]
+async fn a_full_project_queue_refuses_at_once() {
+    let mut config = fast_config();
+    config.standby_delay_ms = 50;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    let other = daemon.project("other", "api").await;
+    daemon
+        .set_regions(&project.id, "production", &[("us-east-1", 1)])
+        .await;
+    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    eventually("old is in standby", Duration::from_secs(5), || async {
+        (daemon.get(&old).await.desired_state == deployd::pb::DesiredState::Standby as i32)
+            .then_some(())
+    })
+    .await;
+
+    // Restart where us-east-1 cannot run anything: a rollback to `old` then
+    // waits for its wake and holds the project's only queue slot.
+    let stopped = daemon.stop().await;
+    let mut config = stopped.config.clone();
+    config.max_queued_per_project = 1;
+    config.region_timeout_ms = 30_000;
+    config.regions.insert(
+        "us-east-1".into(),
+        deployd::config::RegionConfig::Simulated {
+            ready_after_ms: 0,
+            never_ready: true,
+        },
+    );
+    let daemon = stopped.start_with(config).await;
+    let mut waiting_client = daemon.deployments().await;
+    let (old_id, live_id) = (old.clone(), live.clone());
+    let waiting = tokio::spawn(async move {
+        waiting_client
+            .rollback(deployd::pb::RollbackRequest {
+                source_deployment_id: live_id,
+                target_deployment_id: old_id,
+                ..Default::default()
+            })
+            .await
+    });
+    let error = eventually("the queue is full", Duration::from_secs(5), || async {
+        let error = daemon.promote(&old).await.unwrap_err();
+        (error.code() == Code::ResourceExhausted).then_some(error)
+    })
+    .await;
+    assert!(error.message().contains("waiting"), "{}", error.message());
+    daemon
+        .set_regions(&other.id, "production", &[("eu-central-1", 1)])
+        .await;
+    daemon.deploy_ready(&other.id, "production", "nginx:1").await;
+    waiting.abort();
+}

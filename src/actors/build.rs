@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use crate::actors::Deps;
 use crate::actors::project::messages::ProjectMsg;
 use crate::io::builder::{BuildRequest, Builder};
 
 pub struct BuildActor;
 
 pub struct BuildArgs {
+    pub deps: Deps,
     pub builder: Arc<dyn Builder>,
     pub request: BuildRequest,
     pub parent: ActorRef<ProjectMsg>,
@@ -57,6 +59,7 @@ impl Actor for BuildActor {
                 });
             }
         };
+        args.deps.fail_point("build.started");
         let result = args.builder.build(&args.request, &progress).await;
         let _ = args.parent.cast(ProjectMsg::BuildFinished {
             deployment,

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub enum FailAction {
     /// Panic the first `times` times the point is reached.
     Panic { times: u32 },
+    /// Abort the process (no destructors, no flush: as close to `kill -9` as
+    /// a process can do to itself) when the point is reached for the
+    /// `after`-th time.
+    Abort { after: u32 },
 }
 
 #[derive(Clone, Default)]
@@ -36,6 +40,12 @@ impl FailPoints {
             FailAction::Panic { times } => {
                 if count.fetch_add(1, Ordering::SeqCst) < *times {
                     panic!("fail point {name} reached");
+                }
+            }
+            FailAction::Abort { after } => {
+                if count.fetch_add(1, Ordering::SeqCst) + 1 >= *after {
+                    eprintln!("fail point {name} reached: aborting");
+                    std::process::abort();
                 }
             }
         }

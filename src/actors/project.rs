@@ -57,6 +57,9 @@ impl Actor for ProjectActor {
             .map(|f| (f.deployment.sequence, f.deployment.id.clone()))
             .collect();
         unfinished.sort();
+        if !unfinished.is_empty() {
+            state.deps.fail_point("recovery.resume");
+        }
         for (_, id) in unfinished {
             deploy::advance(state, &id).await;
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
+use crate::actors::Deps;
 use crate::actors::project::messages::ProjectMsg;
 use crate::io::region::{
     DriverError, NetworkPolicySpec, RegionDriver, SentinelSpec, TopologySpec, all_running,
@@ -20,6 +21,7 @@ use crate::io::region::{
 pub struct ReadinessActor;
 
 pub struct ReadinessArgs {
+    pub deps: Deps,
     pub region: String,
     pub driver: Arc<dyn RegionDriver>,
     pub topology: TopologySpec,
@@ -83,6 +85,9 @@ impl Actor for ReadinessActor {
             report(state, Err(reason));
             myself.stop(None);
             return Ok(());
+        }
+        if state.applied {
+            state.args.deps.fail_point("readiness.polling");
         }
         match tokio::time::timeout(remaining, poll_once(state)).await {
             Ok(Ok(Some(instances))) => {

@@ -4,6 +4,7 @@
 //! ([`writer`]); reads open their own MVCC read transaction and never wait
 //! for the writer. See `ARCHITECTURE.md` for the tables.
 
+pub mod check;
 mod codec;
 mod mutation;
 mod tables;

@@ -147,6 +147,7 @@ async fn start_build(state: &mut ProjectState, id: &DeploymentId) {
     let stored = Mutation::PutDeployment(deployment.clone());
     state.submit(vec![stored], |_| {});
     let args = BuildArgs {
+        deps: state.deps.clone(),
         builder: state.deps.builder.clone(),
         request,
         parent: state.myself.clone(),
@@ -306,6 +307,7 @@ async fn spawn_each_readiness(
             .get(region)
             .map_or(1, |t| t.desired_replicas);
         let args = ReadinessArgs {
+            deps: state.deps.clone(),
             region: region.clone(),
             driver,
             topology: TopologySpec {
@@ -423,7 +425,10 @@ fn switch_routes(state: &mut ProjectState, id: &DeploymentId) {
     if let Some(previous) = previous_live.filter(|p| p.id != deployment.id) {
         mutations.extend(schedule::standby_later(state, &previous.id));
     }
-    state.submit(mutations, |_| {});
+    let deps = state.deps.clone();
+    state.submit(mutations, move |_| {
+        deps.fail_point("deploy.after_route_switch_commit");
+    });
 }
 
 /// `FAILED`: records the failed step, stops the children and tells every

@@ -235,7 +235,12 @@ fn switch(state: &mut ProjectState, mut target: Deployment, request: PendingSwit
         idempotency.as_ref(),
         StoredReply::Switch(outcome.clone()),
     ));
-    state.submit_and_reply(mutations, reply, outcome);
+    let deps = state.deps.clone();
+    state.submit(mutations, move |result| {
+        // Committed, not yet answered: the worst moment to lose the reply.
+        deps.fail_point("switch.after_commit");
+        let _ = reply.send(result.map(|()| outcome));
+    });
 }
 
 /// Wakes a `STANDBY` target: its regions are scaled up by readiness

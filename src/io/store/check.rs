@@ -1,0 +1,241 @@
+//! Offline verification of a data file (`deployd check`): redb's own
+//! integrity check, then the spec's invariants over every stored record.
+//! The daemon must not be running: redb allows one process per file.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::codec::decode;
+use super::tables::*;
+use super::{SCHEMA_KEY, SCHEMA_VERSION, storage};
+use crate::error::Error;
+use crate::model::project::Project;
+use crate::model::{Deployment, DeploymentStatus, Route, RouteKind, ScheduledChange};
+
+/// What `check_file` found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub projects: usize,
+    pub deployments: usize,
+    pub unfinished: usize,
+    pub routes: usize,
+    pub schedules: usize,
+    /// Every violation, in words; empty means the file is sound.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn is_sound(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "projects: {}\ndeployments: {} ({} not yet READY or FAILED)\nroutes: {}\nscheduled changes: {}\n",
+            self.projects, self.deployments, self.unfinished, self.routes, self.schedules
+        );
+        if self.problems.is_empty() {
+            out.push_str("integrity and invariants: ok\n");
+        } else {
+            let _ = writeln!(out, "problems: {}", self.problems.len());
+            for problem in &self.problems {
+                let _ = writeln!(out, "- {problem}");
+            }
+        }
+        out
+    }
+}
+
+/// Opens `path` (never creating it), runs redb's integrity check and then
+/// checks invariants 1, 2 and 5's bookkeeping over the stored records.
+pub fn check_file(path: &Path) -> Result<CheckReport, Error> {
+    if !path.exists() {
+        return Err(Error::not_found(format!("no data file at {}", path.display())));
+    }
+    let mut db = Database::open(path).map_err(|e| {
+        Error::Unavailable(format!(
+            "cannot open {} ({e}); is a daemon still using it?",
+            path.display()
+        ))
+    })?;
+    let mut report = CheckReport::default();
+    match db.check_integrity() {
+        Ok(true) => {}
+        Ok(false) => report
+            .problems
+            .push("redb integrity check failed; redb repaired the file".into()),
+        Err(e) => {
+            report.problems.push(format!("redb integrity check: {e}"));
+            return Ok(report);
+        }
+    }
+    check_records(&db, &mut report)?;
+    Ok(report)
+}
+
+fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
+    let txn = db.begin_read().map_err(storage)?;
+    let meta = txn.open_table(META).map_err(storage)?;
+    match meta.get(SCHEMA_KEY).map_err(storage)? {
+        Some(v) if v.value() == SCHEMA_VERSION.to_le_bytes() => {}
+        other => {
+            report.problems.push(format!(
+                "schema version is {:?}, expected {SCHEMA_VERSION}",
+                other.map(|v| v.value().to_vec())
+            ));
+            return Ok(());
+        }
+    }
+
+    let mut projects: HashMap<String, Project> = HashMap::new();
+    for entry in txn.open_table(PROJECTS).map_err(storage)?.iter().map_err(storage)? {
+        let (_, bytes) = entry.map_err(storage)?;
+        let project: Project = decode(bytes.value(), "project")?;
+        projects.insert(project.id.to_string(), project);
+    }
+    let mut deployments: HashMap<String, Deployment> = HashMap::new();
+    for entry in txn
+        .open_table(DEPLOYMENTS)
+        .map_err(storage)?
+        .iter()
+        .map_err(storage)?
+    {
+        let (_, bytes) = entry.map_err(storage)?;
+        let deployment: Deployment = decode(bytes.value(), "deployment")?;
+        deployments.insert(deployment.id.to_string(), deployment);
+    }
+    let mut in_flight = BTreeSet::new();
+    for entry in txn
+        .open_table(IN_FLIGHT)
+        .map_err(storage)?
+        .iter()
+        .map_err(storage)?
+    {
+        let (key, _) = entry.map_err(storage)?;
+        in_flight.insert(key.value().1.to_string());
+    }
+    let mut routes = Vec::new();
+    for entry in txn.open_table(ROUTES).map_err(storage)?.iter().map_err(storage)? {
+        let (_, bytes) = entry.map_err(storage)?;
+        routes.push(decode::<Route>(bytes.value(), "route")?);
+    }
+    let mut schedules = Vec::new();
+    for entry in txn
+        .open_table(SCHEDULES)
+        .map_err(storage)?
+        .iter()
+        .map_err(storage)?
+    {
+        let (key, bytes) = entry.map_err(storage)?;
+        let project = key.value().0.to_string();
+        schedules.push((project, decode::<ScheduledChange>(bytes.value(), "schedule")?));
+    }
+
+    report.projects = projects.len();
+    report.deployments = deployments.len();
+    report.routes = routes.len();
+    report.schedules = schedules.len();
+    let problems = &mut report.problems;
+
+    for deployment in deployments.values() {
+        let unfinished = !deployment.status.is_terminal();
+        report.unfinished += usize::from(unfinished);
+        if unfinished != in_flight.contains(deployment.id.as_str()) {
+            problems.push(format!(
+                "deployment {} is {:?} but the in-flight index {} it",
+                deployment.id,
+                deployment.status,
+                if unfinished { "misses" } else { "still lists" }
+            ));
+        }
+        if !projects.contains_key(deployment.project_id.as_str()) {
+            problems.push(format!(
+                "deployment {} belongs to unknown project {}",
+                deployment.id, deployment.project_id
+            ));
+        }
+    }
+    for id in &in_flight {
+        if !deployments.contains_key(id) {
+            problems.push(format!("the in-flight index lists unknown deployment {id}"));
+        }
+    }
+
+    // Invariant 1: sticky routes point at READY deployments of the same
+    // project (and environment, for ENVIRONMENT and LIVE).
+    for route in &routes {
+        if route.kind == RouteKind::Commit || route.kind == RouteKind::Deployment {
+            continue;
+        }
+        match deployments.get(route.deployment_id.as_str()) {
+            None => problems.push(format!(
+                "{:?} route {} points at unknown deployment {}",
+                route.kind, route.fqdn, route.deployment_id
+            )),
+            Some(d) => {
+                if d.status != DeploymentStatus::Ready {
+                    problems.push(format!(
+                        "{:?} route {} points at {} which is {:?}",
+                        route.kind, route.fqdn, d.id, d.status
+                    ));
+                }
+                if d.project_id != route.project_id {
+                    problems.push(format!(
+                        "route {} points at {} of another project",
+                        route.fqdn, d.id
+                    ));
+                }
+                let same_env = matches!(route.kind, RouteKind::Environment | RouteKind::Live);
+                if same_env && d.environment != route.environment {
+                    problems.push(format!(
+                        "{:?} route {} ({}) points at {} in {}",
+                        route.kind, route.fqdn, route.environment, d.id, d.environment
+                    ));
+                }
+            }
+        }
+    }
+
+    // Invariant 2: with a live deployment, every LIVE route points at it.
+    for project in projects.values() {
+        let Some(live) = project.live_id() else {
+            continue;
+        };
+        match deployments.get(live.as_str()) {
+            Some(d) if d.status == DeploymentStatus::Ready => {}
+            Some(d) => problems.push(format!(
+                "project {} has live deployment {} which is {:?}",
+                project.id, live, d.status
+            )),
+            None => problems.push(format!(
+                "project {} has unknown live deployment {live}",
+                project.id
+            )),
+        }
+        for route in routes
+            .iter()
+            .filter(|r| r.project_id == project.id && r.kind == RouteKind::Live)
+        {
+            if &route.deployment_id != live {
+                problems.push(format!(
+                    "LIVE route {} points at {} but project {} is live on {live}",
+                    route.fqdn, route.deployment_id, project.id
+                ));
+            }
+        }
+    }
+
+    for (project, change) in &schedules {
+        match deployments.get(change.deployment_id.as_str()) {
+            Some(d) if d.project_id.as_str() == project => {}
+            _ => problems.push(format!(
+                "project {project} has a schedule for unknown deployment {}",
+                change.deployment_id
+            )),
+        }
+    }
+    Ok(())
+}

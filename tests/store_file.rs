@@ -1,0 +1,106 @@
+//! The data file itself: a corrupt or incompatible file is refused, never
+//! recreated; `check_file` (behind `deployd check`) verifies integrity and
+//! the invariants offline.
+
+mod common;
+
+use common::*;
+use deployd::io::store::Mutation;
+use deployd::io::store::Store;
+use deployd::io::store::check::check_file;
+use deployd::model::{DeploymentId, ProjectId, Route, RouteKind};
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deployd.redb");
+    let garbage = b"this is not a redb file, and it must survive".repeat(100);
+    std::fs::write(&path, &garbage).unwrap();
+    let mut config = fast_config();
+    config.data_dir = dir.path().to_path_buf();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = deployd::serve(listener, config, std::future::pending())
+        .await
+        .expect_err("refuses to start");
+    assert!(error.to_string().contains("deployd.redb"), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage, "the file is untouched");
+}
+
+#[tokio::test]
+async fn a_file_from_an_incompatible_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deployd.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut table = txn.open_table(meta).unwrap();
+            table
+                .insert("schema_version", 99u32.to_le_bytes().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let mut config = fast_config();
+    config.data_dir = dir.path().to_path_buf();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = deployd::serve(listener, config, std::future::pending())
+        .await
+        .expect_err("refuses to start");
+    assert!(error.to_string().contains("schema"), "{error}");
+}
+
+#[tokio::test]
+async fn check_passes_on_a_healthy_file_and_names_a_broken_invariant() {
+    let daemon = TestDaemon::start().await;
+    let project = daemon.project("acme", "web").await;
+    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    daemon.rollback(&live, &old).await.unwrap();
+    let failed = daemon
+        .create(git_request(&project.id, "production", "broken", SHA_A))
+        .await;
+    daemon
+        .wait_status(&failed, deployd::pb::DeploymentStatus::Failed)
+        .await;
+    let stopped = daemon.stop().await;
+
+    let report = check_file(&stopped.db_path()).unwrap();
+    assert!(report.is_sound(), "{}", report.summary());
+    assert_eq!(report.projects, 1);
+    assert_eq!(report.deployments, 3);
+    assert_eq!(report.unfinished, 0);
+
+    // Point the LIVE hostname at the failed deployment behind the daemon's
+    // back: both invariant 1 and 2 are broken, and the check says so.
+    {
+        let (store, writer) = Store::open(&stopped.db_path()).unwrap();
+        store
+            .commit(vec![Mutation::PutRoute(Route {
+                fqdn: "web-acme.deployd.local".into(),
+                project_id: ProjectId::parse(&project.id, "p").unwrap(),
+                environment: "production".into(),
+                kind: RouteKind::Live,
+                deployment_id: DeploymentId::parse(&failed, "d").unwrap(),
+                deployment_sequence: 3,
+            })])
+            .await
+            .unwrap();
+        drop(store);
+        tokio::task::spawn_blocking(move || writer.join()).await.unwrap();
+    }
+    let report = check_file(&stopped.db_path()).unwrap();
+    assert!(!report.is_sound());
+    let text = report.summary();
+    assert!(text.contains("which is Failed"), "{text}");
+    assert!(text.contains("but project"), "{text}");
+}
+
+#[test]
+fn check_refuses_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = check_file(&dir.path().join("absent.redb")).unwrap_err();
+    assert!(error.to_string().contains("no data file"), "{error}");
+    assert!(!dir.path().join("absent.redb").exists(), "not created");
+}
