@@ -9,16 +9,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use deployd::Config;
 use deployd::actors::{Deps, Projects};
 use deployd::io::store::{Mutation, Store};
 use deployd::model::names::Hostnames;
 use deployd::model::project::{LiveDeployment, Project};
 use deployd::model::routes::{plan_deploy, plan_switch};
 use deployd::model::{
-    Deployment, DeploymentId, DeploymentStatus, DesiredState, Route, Source, Workspace,
-    WorkspaceId,
+    Deployment, DeploymentId, DeploymentStatus, DesiredState, Route, Source, Workspace, WorkspaceId,
 };
-use deployd::Config;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -93,7 +93,9 @@ pub async fn serve(
         .add_service(WorkspaceServiceServer::new(workspaces::Workspaces(
             context.clone(),
         )))
-        .add_service(ProjectServiceServer::new(projects::Projects(context.clone())))
+        .add_service(ProjectServiceServer::new(projects::Projects(
+            context.clone(),
+        )))
         .add_service(DeploymentServiceServer::new(deployments::Deployments(
             context.clone(),
         )))
@@ -109,7 +111,10 @@ pub async fn serve(
         },
     ));
 
-    let resumed = projects.recover().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let resumed = projects
+        .recover()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     set_health(&health, tonic_health::ServingStatus::Serving).await;
     tracing::info!(address = ?local, resumed_projects = resumed, "deployd is serving");
 
@@ -146,7 +151,10 @@ pub async fn serve(
     Ok(())
 }
 
-async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {
+async fn set_health(
+    health: &tonic_health::server::HealthReporter,
+    status: tonic_health::ServingStatus,
+) {
     health.set_service_status("", status).await;
     for service in [
         "deployd.v1.WorkspaceService",

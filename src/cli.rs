@@ -1,6 +1,7 @@
-//! The `deployd` command line: `serve` runs the daemon, every other
-//! subcommand is a gRPC client of one. [`run`] executes a parsed [`Cli`] and
-//! reports errors as `error: <message>` on stderr.
+//! The `deployd` command line: `serve` runs the daemon, `check` verifies
+//! its data file offline, every other subcommand is a gRPC client of one.
+//! [`run`] executes a parsed [`Cli`] and reports errors as
+//! `error: <message>` on stderr.
 
 mod args;
 mod client;
@@ -16,7 +17,8 @@ pub use args::Cli;
 use args::Command;
 
 /// Runs the command and returns the process exit code: 0 on success, 1 on
-/// any error, 2 when a followed deployment ended `FAILED`.
+/// any error, 2 when a followed deployment ended `FAILED` or `check` found
+/// problems.
 pub fn run(cli: Cli) -> ExitCode {
     match execute(cli) {
         Ok(code) => code,
@@ -33,14 +35,15 @@ pub fn run(cli: Cli) -> ExitCode {
 fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            let config = serve::config(&args)?;
+            let config = serve::config(&args.config, args.listen)?;
             if args.dump_config {
                 serve::dump(&config)?;
-                return Ok(ExitCode::SUCCESS);
+            } else {
+                runtime(true)?.block_on(serve::run(config))?;
             }
-            runtime(true)?.block_on(serve::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check(args) => serve::check(&args.config),
         command => runtime(false)?.block_on(client::run(&cli.addr, cli.json, command)),
     }
 }

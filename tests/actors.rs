@@ -33,13 +33,19 @@ async fn assert_switches_answer_quickly(daemon: &TestDaemon, old: &str, live: &s
 async fn rollback_and_promote_do_not_wait_for_a_30_second_build() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let old = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
     // `slow` builds take 30 s in the test config.
     let building = daemon
         .create(git_request(&project.id, "production", "slow", SHA_A))
         .await;
-    daemon.wait_status(&building, DeploymentStatus::Building).await;
+    daemon
+        .wait_status(&building, DeploymentStatus::Building)
+        .await;
 
     assert_switches_answer_quickly(&daemon, &old, &live).await;
     assert_eq!(
@@ -57,15 +63,21 @@ async fn rollback_and_promote_do_not_wait_for_a_region_that_never_gets_ready() {
     daemon
         .set_regions(&project.id, "production", &[("us-east-1", 1)])
         .await;
-    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let old = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
     daemon
         .set_regions(&project.id, "production", &[(STUCK_REGION, 1)])
         .await;
     let stuck = daemon
         .create(image_request(&project.id, "production", "nginx:3"))
         .await;
-    daemon.wait_status(&stuck, DeploymentStatus::Deploying).await;
+    daemon
+        .wait_status(&stuck, DeploymentStatus::Deploying)
+        .await;
 
     assert_switches_answer_quickly(&daemon, &old, &live).await;
     assert_eq!(
@@ -83,8 +95,12 @@ async fn a_panicking_project_actor_is_restarted_from_the_store() {
     )]);
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let old = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
 
     let error = tokio::time::timeout(Duration::from_secs(5), daemon.rollback(&live, &old))
         .await
@@ -95,7 +111,10 @@ async fn a_panicking_project_actor_is_restarted_from_the_store() {
     // The restarted actor has the stored state and works.
     let project_after = daemon.get_project(&project.id).await;
     assert_eq!(project_after.live_deployment_id, live);
-    let response = daemon.rollback(&live, &old).await.expect("works after restart");
+    let response = daemon
+        .rollback(&live, &old)
+        .await
+        .expect("works after restart");
     assert_eq!(response.project.unwrap().live_deployment_id, old);
     // And deploys still run through it.
     daemon.deploy_ready(&project.id, "preview", "nginx:3").await;
@@ -112,8 +131,12 @@ async fn a_project_that_keeps_panicking_is_stopped_and_others_keep_working() {
     let daemon = TestDaemon::start_with(config).await;
     let poisoned = daemon.project("acme", "web").await;
     let healthy = daemon.project("other", "api").await;
-    let old = daemon.deploy_ready(&poisoned.id, "production", "nginx:1").await;
-    daemon.deploy_ready(&poisoned.id, "production", "nginx:2").await;
+    let old = daemon
+        .deploy_ready(&poisoned.id, "production", "nginx:1")
+        .await;
+    daemon
+        .deploy_ready(&poisoned.id, "production", "nginx:2")
+        .await;
 
     for _ in 0..3 {
         let error = daemon.promote(&old).await.unwrap_err();
@@ -134,7 +157,9 @@ async fn a_project_that_keeps_panicking_is_stopped_and_others_keep_working() {
 
     // Reads still work, and so does every other project.
     assert_eq!(daemon.get_project(&poisoned.id).await.id, poisoned.id);
-    daemon.deploy_ready(&healthy.id, "production", "nginx:1").await;
+    daemon
+        .deploy_ready(&healthy.id, "production", "nginx:1")
+        .await;
 }
 
 /// Each project's queue of waiting requests is bounded: beyond it a request
@@ -150,8 +175,12 @@ async fn a_full_project_queue_refuses_at_once() {
     daemon
         .set_regions(&project.id, "production", &[("us-east-1", 1)])
         .await;
-    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let old = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
     eventually("old is in standby", Duration::from_secs(5), || async {
         (daemon.get(&old).await.desired_state == deployd::pb::DesiredState::Standby as i32)
             .then_some(())
@@ -192,6 +221,8 @@ async fn a_full_project_queue_refuses_at_once() {
     daemon
         .set_regions(&other.id, "production", &[("eu-central-1", 1)])
         .await;
-    daemon.deploy_ready(&other.id, "production", "nginx:1").await;
+    daemon
+        .deploy_ready(&other.id, "production", "nginx:1")
+        .await;
     waiting.abort();
 }

@@ -72,16 +72,29 @@ async fn git_deploy_goes_through_every_status_and_step() {
 
     let deployment = daemon.get(&created.deployment_id).await;
     assert_eq!(step_names(&deployment), ["build", "deploy", "network"]);
-    assert!(deployment
-        .steps
-        .iter()
-        .all(|s| s.finished_at.is_some() && s.error.is_empty()));
-    assert!(deployment.image.starts_with("registry.test/"), "{}", deployment.image);
+    assert!(
+        deployment
+            .steps
+            .iter()
+            .all(|s| s.finished_at.is_some() && s.error.is_empty())
+    );
+    assert!(
+        deployment.image.starts_with("registry.test/"),
+        "{}",
+        deployment.image
+    );
     assert!(!deployment.build_id.is_empty());
     assert_eq!(deployment.sequence, 1);
     assert_eq!(deployment.desired_state, pb::DesiredState::Running as i32);
-    let regions: Vec<&str> = deployment.regions.iter().map(|r| r.region.as_str()).collect();
-    assert_eq!(regions, HEALTHY_REGIONS, "empty settings mean every configured region");
+    let regions: Vec<&str> = deployment
+        .regions
+        .iter()
+        .map(|r| r.region.as_str())
+        .collect();
+    assert_eq!(
+        regions, HEALTHY_REGIONS,
+        "empty settings mean every configured region"
+    );
     for region in &deployment.regions {
         assert!(region.ready);
         assert_eq!(region.desired_replicas, 1);
@@ -105,7 +118,9 @@ async fn image_deploy_skips_the_build_and_uses_environment_regions() {
         })
         .await
         .unwrap();
-    let id = daemon.deploy_ready(&project.id, "preview", "nginx:1.27").await;
+    let id = daemon
+        .deploy_ready(&project.id, "preview", "nginx:1.27")
+        .await;
     let deployment = daemon.get(&id).await;
     assert_eq!(step_names(&deployment), ["deploy", "network"]);
     assert_eq!(deployment.image, "nginx:1.27");
@@ -120,7 +135,9 @@ async fn image_deploy_skips_the_build_and_uses_environment_regions() {
 async fn a_late_watcher_gets_the_current_state_first() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let id = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let id = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
     let mut stream = daemon
         .deployments()
         .await
@@ -136,7 +153,10 @@ async fn a_late_watcher_gets_the_current_state_first() {
     };
     assert_eq!(snapshot.status, DeploymentStatus::Ready as i32);
     assert_eq!(snapshot.steps.len(), 2);
-    assert!(stream.next().await.is_none(), "a terminal deployment ends the stream");
+    assert!(
+        stream.next().await.is_none(),
+        "a terminal deployment ends the stream"
+    );
 }
 
 #[tokio::test]
@@ -198,9 +218,15 @@ async fn production_deploy_takes_every_route_kind_with_dns_valid_names() {
     let apex = "deployd.local";
     let expect = [
         (format!("web-acme.{apex}"), RouteKind::Live),
-        (format!("web-production-acme.{apex}"), RouteKind::Environment),
+        (
+            format!("web-production-acme.{apex}"),
+            RouteKind::Environment,
+        ),
         (format!("web-git-aaaaaaa-acme.{apex}"), RouteKind::Commit),
-        (format!("web-dep-{short}-acme.{apex}"), RouteKind::Deployment),
+        (
+            format!("web-dep-{short}-acme.{apex}"),
+            RouteKind::Deployment,
+        ),
     ];
     for (fqdn, kind) in &expect {
         assert_eq!(
@@ -223,7 +249,11 @@ async fn production_deploy_takes_every_route_kind_with_dns_valid_names() {
                 "{}",
                 route.fqdn
             );
-            assert!(!label.starts_with('-') && !label.ends_with('-'), "{}", route.fqdn);
+            assert!(
+                !label.starts_with('-') && !label.ends_with('-'),
+                "{}",
+                route.fqdn
+            );
         }
         assert_eq!(route.environment_slug, "production");
     }
@@ -232,10 +262,7 @@ async fn production_deploy_takes_every_route_kind_with_dns_valid_names() {
     let mut all: Vec<String> = routes.iter().map(|r| r.fqdn.clone()).collect();
     all.sort();
     assert_eq!(hostnames, all, "GetDeployment lists its hostnames");
-    assert_eq!(
-        daemon.get_project(&project.id).await.live_deployment_id,
-        id
-    );
+    assert_eq!(daemon.get_project(&project.id).await.live_deployment_id, id);
 }
 
 #[tokio::test]
@@ -244,10 +271,20 @@ async fn two_long_branch_names_never_share_a_hostname() {
     let project = daemon.project("acme", "web").await;
     let base = "x".repeat(70);
     let one = daemon
-        .create(git_request(&project.id, "preview", &format!("{base}-one"), SHA_A))
+        .create(git_request(
+            &project.id,
+            "preview",
+            &format!("{base}-one"),
+            SHA_A,
+        ))
         .await;
     let two = daemon
-        .create(git_request(&project.id, "preview", &format!("{base}-two"), SHA_B))
+        .create(git_request(
+            &project.id,
+            "preview",
+            &format!("{base}-two"),
+            SHA_B,
+        ))
         .await;
     daemon.wait_status(&one, DeploymentStatus::Ready).await;
     daemon.wait_status(&two, DeploymentStatus::Ready).await;
@@ -264,7 +301,13 @@ async fn preview_deploys_never_take_live() {
     daemon.deploy_ready(&project.id, "preview", "nginx:1").await;
     let routes = daemon.routes(&project.id).await;
     assert!(routes_of_kind(&routes, RouteKind::Live).is_empty());
-    assert!(daemon.get_project(&project.id).await.live_deployment_id.is_empty());
+    assert!(
+        daemon
+            .get_project(&project.id)
+            .await
+            .live_deployment_id
+            .is_empty()
+    );
 }
 
 /// Two racing deploys of the same branch: the newer one ends up holding the
@@ -287,7 +330,11 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
         let newer = daemon
             .create(git_request(&project.id, "production", "main", SHA_B))
             .await;
-        let (first, second) = if newer_is_slow { (&older, &newer) } else { (&newer, &older) };
+        let (first, second) = if newer_is_slow {
+            (&older, &newer)
+        } else {
+            (&newer, &older)
+        };
         daemon.wait_status(first, DeploymentStatus::Ready).await;
         daemon.wait_status(second, DeploymentStatus::Ready).await;
 
@@ -300,7 +347,10 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
                 "{kind:?} (newer_is_slow={newer_is_slow})"
             );
         }
-        assert_eq!(daemon.get_project(&project.id).await.live_deployment_id, newer);
+        assert_eq!(
+            daemon.get_project(&project.id).await.live_deployment_id,
+            newer
+        );
         // Each still has its own COMMIT and DEPLOYMENT hostnames.
         assert_eq!(routes_of_kind(&routes, RouteKind::Commit).len(), 2);
         assert_eq!(routes_of_kind(&routes, RouteKind::Deployment).len(), 2);
@@ -311,21 +361,33 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
 async fn a_failed_build_fails_the_deployment_and_touches_no_route() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
     let before = daemon.routes(&project.id).await;
 
     let id = daemon
         .create(git_request(&project.id, "production", "broken", SHA_B))
         .await;
     let failed = daemon.wait_status(&id, DeploymentStatus::Failed).await;
-    assert!(failed.error_message.contains("build"), "{}", failed.error_message);
+    assert!(
+        failed.error_message.contains("build"),
+        "{}",
+        failed.error_message
+    );
     let build = failed.steps.iter().find(|s| s.name == "build").unwrap();
     assert!(!build.error.is_empty() && build.finished_at.is_some());
     assert_eq!(failed.desired_state, pb::DesiredState::Archived as i32);
     assert!(failed.hostnames.is_empty());
 
-    assert_eq!(route_map(&daemon.routes(&project.id).await), route_map(&before));
-    assert_eq!(daemon.get_project(&project.id).await.live_deployment_id, live);
+    assert_eq!(
+        route_map(&daemon.routes(&project.id).await),
+        route_map(&before)
+    );
+    assert_eq!(
+        daemon.get_project(&project.id).await.live_deployment_id,
+        live
+    );
 }
 
 #[tokio::test]
@@ -337,23 +399,39 @@ async fn a_region_that_never_gets_ready_fails_the_deployment_and_touches_no_rout
     daemon
         .set_regions(&project.id, "production", &[("us-east-1", 1)])
         .await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
     let before = daemon.routes(&project.id).await;
     daemon
-        .set_regions(&project.id, "production", &[("us-east-1", 1), (STUCK_REGION, 2)])
+        .set_regions(
+            &project.id,
+            "production",
+            &[("us-east-1", 1), (STUCK_REGION, 2)],
+        )
         .await;
 
     let id = daemon
         .create(image_request(&project.id, "production", "nginx:2"))
         .await;
     let failed = daemon.wait_status(&id, DeploymentStatus::Failed).await;
-    assert!(failed.error_message.contains(STUCK_REGION), "{}", failed.error_message);
+    assert!(
+        failed.error_message.contains(STUCK_REGION),
+        "{}",
+        failed.error_message
+    );
     let deploy = failed.steps.iter().find(|s| s.name == "deploy").unwrap();
     assert!(deploy.error.contains(STUCK_REGION));
     // Resources created for it are set to stop.
     assert!(failed.regions.iter().all(|r| r.desired_status == "stopped"));
-    assert_eq!(route_map(&daemon.routes(&project.id).await), route_map(&before));
-    assert_eq!(daemon.get_project(&project.id).await.live_deployment_id, live);
+    assert_eq!(
+        route_map(&daemon.routes(&project.id).await),
+        route_map(&before)
+    );
+    assert_eq!(
+        daemon.get_project(&project.id).await.live_deployment_id,
+        live
+    );
 }
 
 #[tokio::test]
@@ -361,9 +439,15 @@ async fn deployments_list_newest_first_with_filters_and_pages() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
     let mut ids = Vec::new();
-    for (i, env) in ["production", "preview", "production", "preview", "production"]
-        .iter()
-        .enumerate()
+    for (i, env) in [
+        "production",
+        "preview",
+        "production",
+        "preview",
+        "production",
+    ]
+    .iter()
+    .enumerate()
     {
         ids.push(
             daemon

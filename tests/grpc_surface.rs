@@ -47,7 +47,8 @@ async fn health_reports_serving_for_the_daemon_and_each_service() {
 #[tokio::test]
 async fn reflection_v1_lists_and_describes_every_service() {
     let daemon = TestDaemon::start().await;
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel(&daemon).await);
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(channel(&daemon).await);
     let requests = vec![
         v1::ServerReflectionRequest {
             host: String::new(),
@@ -76,11 +77,14 @@ async fn reflection_v1_lists_and_describes_every_service() {
         }
         other => panic!("unexpected {other:?}"),
     };
-    for service in SERVICES
-        .iter()
-        .chain(&["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"])
-    {
-        assert!(listed.iter().any(|s| s == service), "{service} in {listed:?}");
+    for service in SERVICES.iter().chain(&[
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ]) {
+        assert!(
+            listed.iter().any(|s| s == service),
+            "{service} in {listed:?}"
+        );
     }
 
     let files = match responses.next().await.unwrap().unwrap().message_response {
@@ -124,9 +128,9 @@ async fn reflection_v1_lists_and_describes_every_service() {
     for dependency in &deployd.dependency {
         let request = v1::ServerReflectionRequest {
             host: String::new(),
-            message_request: Some(v1::server_reflection_request::MessageRequest::FileByFilename(
-                dependency.clone(),
-            )),
+            message_request: Some(
+                v1::server_reflection_request::MessageRequest::FileByFilename(dependency.clone()),
+            ),
         };
         let mut responses = client
             .server_reflection_info(tokio_stream::iter(vec![request]))
@@ -167,6 +171,9 @@ async fn reflection_v1alpha_lists_every_service() {
         other => panic!("unexpected {other:?}"),
     };
     for service in SERVICES {
-        assert!(listed.iter().any(|s| s == service), "{service} in {listed:?}");
+        assert!(
+            listed.iter().any(|s| s == service),
+            "{service} in {listed:?}"
+        );
     }
 }

@@ -35,11 +35,16 @@ fn keyed(mut request: pb::CreateDeploymentRequest, key: &str) -> pb::CreateDeplo
 async fn a_retried_deploy_returns_the_original_and_creates_nothing() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let request = keyed(image_request(&project.id, "production", "nginx:1"), "deploy-1");
+    let request = keyed(
+        image_request(&project.id, "production", "nginx:1"),
+        "deploy-1",
+    );
     let first = daemon.create(request.clone()).await;
     let again = daemon.create(request.clone()).await;
     assert_eq!(first, again);
-    daemon.wait_status(&first, pb::DeploymentStatus::Ready).await;
+    daemon
+        .wait_status(&first, pb::DeploymentStatus::Ready)
+        .await;
     let after_ready = daemon
         .deployments()
         .await
@@ -71,7 +76,10 @@ async fn a_retried_deploy_returns_the_original_and_creates_nothing() {
     // Keys are per project.
     let other = daemon.project("other", "api").await;
     let other_id = daemon
-        .create(keyed(image_request(&other.id, "production", "nginx:1"), "deploy-1"))
+        .create(keyed(
+            image_request(&other.id, "production", "nginx:1"),
+            "deploy-1",
+        ))
         .await;
     assert_ne!(other_id, first);
 }
@@ -121,8 +129,12 @@ async fn the_key_may_come_as_metadata() {
 async fn retried_rollback_and_promote_return_the_original_and_change_nothing() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let old = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
     let mut client = daemon.deployments().await;
 
     let rollback = pb::RollbackRequest {
@@ -130,10 +142,18 @@ async fn retried_rollback_and_promote_return_the_original_and_change_nothing() {
         target_deployment_id: old.clone(),
         idempotency_key: "rollback-1".into(),
     };
-    let first = client.rollback(rollback.clone()).await.unwrap().into_inner();
+    let first = client
+        .rollback(rollback.clone())
+        .await
+        .unwrap()
+        .into_inner();
     // Without the key this retry would be refused: the source is not live
     // any more.
-    let again = client.rollback(rollback.clone()).await.unwrap().into_inner();
+    let again = client
+        .rollback(rollback.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first, again);
 
     let promote = pb::PromoteRequest {
@@ -145,7 +165,10 @@ async fn retried_rollback_and_promote_return_the_original_and_change_nothing() {
     let project_now = daemon.get_project(&project.id).await;
     // A retry of the earlier rollback must not roll back again.
     assert_eq!(client.rollback(rollback).await.unwrap().into_inner(), first);
-    assert_eq!(client.promote(promote).await.unwrap().into_inner(), promoted);
+    assert_eq!(
+        client.promote(promote).await.unwrap().into_inner(),
+        promoted
+    );
     assert_eq!(route_map(&daemon.routes(&project.id).await), routes);
     assert_eq!(daemon.get_project(&project.id).await, project_now);
 }

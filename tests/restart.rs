@@ -29,8 +29,12 @@ async fn list_all(daemon: &TestDaemon, project: &str) -> Vec<pb::Deployment> {
 async fn state_survives_a_restart() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let old = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
     daemon.deploy_ready(&project.id, "preview", "nginx:3").await;
     daemon
         .projects()
@@ -75,8 +79,13 @@ async fn state_survives_a_restart() {
         .into_inner();
     assert_eq!(workspace_after, workspace_before);
     // The restarted daemon still knows the flag: deploys do not take LIVE.
-    daemon.deploy_ready(&project.id, "production", "nginx:4").await;
-    assert_eq!(daemon.get_project(&project.id).await.live_deployment_id, old);
+    daemon
+        .deploy_ready(&project.id, "production", "nginx:4")
+        .await;
+    assert_eq!(
+        daemon.get_project(&project.id).await.live_deployment_id,
+        old
+    );
 }
 
 #[tokio::test]
@@ -85,8 +94,12 @@ async fn a_schedule_that_fell_due_while_down_fires_right_after_start() {
     config.standby_delay_ms = 500;
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;
-    let first = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let first = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
     let stopped = daemon.stop().await;
 
     let mut store_schedules = read_schedules(&stopped.db_path(), &project.id).await;
@@ -110,10 +123,17 @@ async fn a_pending_schedule_survives_a_restart() {
     config.standby_delay_ms = 1_500;
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;
-    let first = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let first = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
     let daemon = daemon.stop().await.start().await;
-    assert_eq!(daemon.get(&first).await.desired_state, DesiredState::Running as i32);
+    assert_eq!(
+        daemon.get(&first).await.desired_state,
+        DesiredState::Running as i32
+    );
     eventually("first goes to standby", Duration::from_secs(10), || async {
         (daemon.get(&first).await.desired_state == DesiredState::Standby as i32).then_some(())
     })
@@ -147,7 +167,9 @@ async fn an_unfinished_deployment_finishes_after_a_restart() {
 async fn a_schedule_never_touches_the_live_deployment() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
     let stopped = daemon.stop().await;
 
     let project_id = ProjectId::parse(&project.id, "project").unwrap();
@@ -166,16 +188,25 @@ async fn a_schedule_never_touches_the_live_deployment() {
             .await
             .unwrap();
         drop(store);
-        tokio::task::spawn_blocking(move || writer.join()).await.unwrap();
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .unwrap();
     }
 
     let daemon = stopped.start().await;
     // The due schedule fires as the project actor starts; a deploy through
     // the same mailbox afterwards gives it ample time to have run.
     daemon.deploy_ready(&project.id, "preview", "nginx:2").await;
-    assert_eq!(daemon.get(&live).await.desired_state, DesiredState::Running as i32);
+    assert_eq!(
+        daemon.get(&live).await.desired_state,
+        DesiredState::Running as i32
+    );
     let stopped = daemon.stop().await;
-    assert!(read_schedules(&stopped.db_path(), &project.id).await.is_empty());
+    assert!(
+        read_schedules(&stopped.db_path(), &project.id)
+            .await
+            .is_empty()
+    );
 }
 
 async fn read_schedules(path: &std::path::Path, project: &str) -> Vec<ScheduledChange> {
@@ -183,6 +214,8 @@ async fn read_schedules(path: &std::path::Path, project: &str) -> Vec<ScheduledC
     let id = ProjectId::parse(project, "project").unwrap();
     let schedules = store.project_snapshot(&id).unwrap().schedules;
     drop(store);
-    tokio::task::spawn_blocking(move || writer.join()).await.unwrap();
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .unwrap();
     schedules
 }

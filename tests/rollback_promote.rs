@@ -12,8 +12,12 @@ use tonic::Code;
 /// `live` (sequence 2, the live one).
 async fn two_live_deploys(daemon: &TestDaemon) -> (String, String, String) {
     let project = daemon.project("acme", "web").await;
-    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let old = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
     (project.id, old, live)
 }
 
@@ -81,10 +85,25 @@ async fn rollback_preconditions() {
         ("malformed id", "dep_NOT-AN-ID", &old, Code::InvalidArgument),
         ("unknown source", unknown, &old, Code::NotFound),
         ("unknown target", &live, unknown, Code::NotFound),
-        ("different projects", &live, &foreign, Code::FailedPrecondition),
-        ("different environments", &live, &preview, Code::FailedPrecondition),
+        (
+            "different projects",
+            &live,
+            &foreign,
+            Code::FailedPrecondition,
+        ),
+        (
+            "different environments",
+            &live,
+            &preview,
+            Code::FailedPrecondition,
+        ),
         ("source is not live", &old, &live, Code::FailedPrecondition),
-        ("target is not READY", &live, &failed, Code::FailedPrecondition),
+        (
+            "target is not READY",
+            &live,
+            &failed,
+            Code::FailedPrecondition,
+        ),
     ];
     let routes_before = route_map(&daemon.routes(&project).await);
     for (name, source, target, code) in cases {
@@ -108,12 +127,18 @@ async fn a_rolled_back_project_keeps_live_until_promote() {
     // A deploy while rolled back takes ENVIRONMENT and BRANCH, not LIVE.
     let next = daemon.deploy_ready(&project, "production", "nginx:3").await;
     let routes = daemon.routes(&project).await;
-    assert_eq!(routes_of_kind(&routes, RouteKind::Live)[0].deployment_id, old);
+    assert_eq!(
+        routes_of_kind(&routes, RouteKind::Live)[0].deployment_id,
+        old
+    );
     assert_eq!(
         routes_of_kind(&routes, RouteKind::Environment)[0].deployment_id,
         next
     );
-    assert_eq!(routes_of_kind(&routes, RouteKind::Branch)[0].deployment_id, next);
+    assert_eq!(
+        routes_of_kind(&routes, RouteKind::Branch)[0].deployment_id,
+        next
+    );
     let stored = daemon.get_project(&project).await;
     assert_eq!(stored.live_deployment_id, old);
     assert!(stored.is_rolled_back);
@@ -124,8 +149,14 @@ async fn a_rolled_back_project_keeps_live_until_promote() {
     assert_eq!(promoted.project.unwrap().live_deployment_id, next);
     let latest = daemon.deploy_ready(&project, "production", "nginx:4").await;
     let routes = daemon.routes(&project).await;
-    assert_eq!(routes_of_kind(&routes, RouteKind::Live)[0].deployment_id, latest);
-    assert_eq!(daemon.get_project(&project).await.live_deployment_id, latest);
+    assert_eq!(
+        routes_of_kind(&routes, RouteKind::Live)[0].deployment_id,
+        latest
+    );
+    assert_eq!(
+        daemon.get_project(&project).await.live_deployment_id,
+        latest
+    );
 }
 
 /// The rolled-back flag is read when routes switch, not when the deploy
@@ -143,11 +174,16 @@ async fn a_rollback_during_a_build_is_respected_by_that_deploy() {
     let building = daemon
         .create(git_request(&project, "production", "release", SHA_B))
         .await;
-    daemon.wait_status(&building, DeploymentStatus::Building).await;
+    daemon
+        .wait_status(&building, DeploymentStatus::Building)
+        .await;
     daemon.rollback(&live, &old).await.unwrap();
     daemon.wait_status(&building, DeploymentStatus::Ready).await;
     let routes = daemon.routes(&project).await;
-    assert_eq!(routes_of_kind(&routes, RouteKind::Live)[0].deployment_id, old);
+    assert_eq!(
+        routes_of_kind(&routes, RouteKind::Live)[0].deployment_id,
+        old
+    );
     assert_eq!(daemon.get_project(&project).await.live_deployment_id, old);
 }
 
@@ -163,11 +199,19 @@ async fn promote_preconditions() {
 
     let cases: Vec<(&str, &str, Code)> = vec![
         ("empty id", "", Code::InvalidArgument),
-        ("malformed id", "prj_0000000000000000", Code::InvalidArgument),
+        (
+            "malformed id",
+            "prj_0000000000000000",
+            Code::InvalidArgument,
+        ),
         ("unknown target", "dep_0000000000000000", Code::NotFound),
         ("target is not READY", &failed, Code::FailedPrecondition),
         ("not production", &preview, Code::FailedPrecondition),
-        ("already live, not rolled back", &live, Code::FailedPrecondition),
+        (
+            "already live, not rolled back",
+            &live,
+            Code::FailedPrecondition,
+        ),
     ];
     let routes_before = route_map(&daemon.routes(&project).await);
     for (name, target, code) in cases {
@@ -198,7 +242,10 @@ async fn promoting_the_live_deployment_of_a_rolled_back_project_confirms_the_rol
     assert_eq!(route_map(&daemon.routes(&project).await), before);
     // Nothing is scheduled: `live` keeps running (the standby delay in this
     // config is a minute, but a confirm would not even schedule it).
-    assert_eq!(daemon.get(&live).await.desired_state, DesiredState::Running as i32);
+    assert_eq!(
+        daemon.get(&live).await.desired_state,
+        DesiredState::Running as i32
+    );
 
     // A second promote of the same deployment is now refused.
     let error = daemon.promote(&old).await.unwrap_err();

@@ -23,7 +23,11 @@ async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
         .await
         .expect_err("refuses to start");
     assert!(error.to_string().contains("deployd.redb"), "{error}");
-    assert_eq!(std::fs::read(&path).unwrap(), garbage, "the file is untouched");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        garbage,
+        "the file is untouched"
+    );
 }
 
 #[tokio::test]
@@ -55,8 +59,12 @@ async fn a_file_from_an_incompatible_version_is_refused() {
 async fn check_passes_on_a_healthy_file_and_names_a_broken_invariant() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:2").await;
+    let old = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
     daemon.rollback(&live, &old).await.unwrap();
     let failed = daemon
         .create(git_request(&project.id, "production", "broken", SHA_A))
@@ -88,7 +96,9 @@ async fn check_passes_on_a_healthy_file_and_names_a_broken_invariant() {
             .await
             .unwrap();
         drop(store);
-        tokio::task::spawn_blocking(move || writer.join()).await.unwrap();
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .unwrap();
     }
     let report = check_file(&stopped.db_path()).unwrap();
     assert!(!report.is_sound());

@@ -37,7 +37,8 @@ impl DeploymentEvents {
 
     /// Drops the channel once its last watcher is gone.
     pub fn release(&self, id: &DeploymentId) {
-        self.0.remove_if(id, |_, sender| sender.receiver_count() == 0);
+        self.0
+            .remove_if(id, |_, sender| sender.receiver_count() == 0);
     }
 
     pub fn watched(&self) -> usize {

@@ -77,7 +77,7 @@ impl Actor for ProjectActor {
                 request,
                 idempotency,
                 reply,
-            } => deploy::create(state, request, idempotency, reply).await,
+            } => deploy::create(state, *request, idempotency, reply).await,
             ProjectMsg::Rollback {
                 source,
                 target,

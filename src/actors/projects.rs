@@ -147,7 +147,7 @@ impl Projects {
     ) -> Result<Created, Error> {
         let timeout = self.deps.config.call_timeout();
         self.call(project, timeout, |reply| ProjectMsg::Deploy {
-            request,
+            request: Box::new(request),
             idempotency,
             reply,
         })
@@ -193,10 +193,12 @@ impl Projects {
         regions: BTreeMap<String, u32>,
     ) -> Result<Project, Error> {
         let timeout = self.deps.config.call_timeout();
-        self.call(project, timeout, |reply| ProjectMsg::SetEnvironmentRegions {
-            environment,
-            regions,
-            reply,
+        self.call(project, timeout, |reply| {
+            ProjectMsg::SetEnvironmentRegions {
+                environment,
+                regions,
+                reply,
+            }
         })
         .await
     }
@@ -207,8 +209,11 @@ impl Projects {
         fqdn: String,
     ) -> Result<(Project, Option<Route>), Error> {
         let timeout = self.deps.config.call_timeout();
-        self.call(project, timeout, |reply| ProjectMsg::AddCustomDomain { fqdn, reply })
-            .await
+        self.call(project, timeout, |reply| ProjectMsg::AddCustomDomain {
+            fqdn,
+            reply,
+        })
+        .await
     }
 }
 

@@ -181,9 +181,9 @@ async fn ensure(
 
 fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<ProjectId> {
     let project_id = state.by_actor.remove(&actor)?;
-    state
-        .registry
-        .remove_if(&project_id, |_, registered| registered.actor.get_id() == actor);
+    state.registry.remove_if(&project_id, |_, registered| {
+        registered.actor.get_id() == actor
+    });
     Some(project_id)
 }
 

@@ -19,7 +19,10 @@ pub fn timestamp(millis: UnixMillis) -> pbjson_types::Timestamp {
 }
 
 pub fn millis(ts: &pbjson_types::Timestamp) -> Option<UnixMillis> {
-    let millis = ts.seconds.checked_mul(1000)?.checked_add(i64::from(ts.nanos) / 1_000_000)?;
+    let millis = ts
+        .seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(ts.nanos) / 1_000_000)?;
     u64::try_from(millis).ok()
 }
 
@@ -56,9 +59,7 @@ pub fn project<'a>(
             .map(|env| pb::Environment {
                 slug: env.slug.clone(),
                 regions: region_map(&env.regions),
-                effective_regions: region_map(
-                    &env.effective_regions(configured_regions.clone()),
-                ),
+                effective_regions: region_map(&env.effective_regions(configured_regions.clone())),
                 is_production: env.is_production(),
             })
             .collect(),

@@ -90,7 +90,11 @@ fn parse_create(request: pb::CreateDeploymentRequest) -> Result<(ProjectId, NewD
             if !commit.sha.is_empty() {
                 validate::commit_sha(&commit.sha, "git_commit.sha")?;
             }
-            validate::free_text(&commit.message, "git_commit.message", MAX_COMMIT_MESSAGE_LEN)?;
+            validate::free_text(
+                &commit.message,
+                "git_commit.message",
+                MAX_COMMIT_MESSAGE_LEN,
+            )?;
             validate::free_text(&commit.author_name, "git_commit.author_name", 256)?;
             validate::free_text(&commit.author_email, "git_commit.author_email", 256)?;
             let committed_at = match &commit.committed_at {

@@ -19,12 +19,13 @@ pub fn extract<T: Message + Clone>(
     field: impl Fn(&T) -> &str,
     without_key: impl Fn(&mut T),
 ) -> Result<Option<Idempotency>, Error> {
-    let from_metadata = match request.metadata().get(METADATA_KEY) {
-        Some(value) => Some(value.to_str().map_err(|_| {
-            Error::invalid("the idempotency-key metadata must be visible ASCII")
-        })?),
-        None => None,
-    };
+    let from_metadata =
+        match request.metadata().get(METADATA_KEY) {
+            Some(value) => Some(value.to_str().map_err(|_| {
+                Error::invalid("the idempotency-key metadata must be visible ASCII")
+            })?),
+            None => None,
+        };
     let from_field = Some(field(request.get_ref())).filter(|k| !k.is_empty());
     let key = match (from_field, from_metadata) {
         (Some(a), Some(b)) if a != b => {

@@ -35,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon.
     Serve(ServeArgs),
+    /// Verify a stopped daemon's data file: integrity and invariants.
+    Check(CheckArgs),
     /// Create or show a workspace.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
@@ -65,20 +67,35 @@ pub enum Command {
     Routes(RoutesArgs),
 }
 
+/// Where the daemon's configuration comes from; shared by `serve` and
+/// `check` so both find the same data file.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub struct ConfigArgs {
     /// TOML file read over the embedded defaults.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address to listen on (overrides `listen` in the config).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
     /// Directory holding the state (overrides `data_dir` in the config).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address to listen on (overrides `listen` in the config). Port 0
+    /// picks a free port; the `listening on` line on stdout names it.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub dump_config: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +205,10 @@ pub struct DeployArgs {
     /// Follow the deployment; exit 0 if it becomes ready, 2 if it fails.
     #[arg(long)]
     pub wait: bool,
+    /// Makes a retry safe: the same key and request return the first
+    /// answer instead of creating a second deployment.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
     /// Command (argv) that replaces the image's default arguments.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -257,12 +278,18 @@ pub struct RollbackArgs {
     /// A ready deployment of the same project and environment.
     #[arg(long, value_name = "TARGET_ID")]
     pub to: String,
+    /// Makes a retry safe: the same key and request return the first answer.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
     #[arg(value_name = "DEPLOYMENT_ID")]
     pub id: String,
+    /// Makes a retry safe: the same key and request return the first answer.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

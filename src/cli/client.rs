@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -141,11 +142,13 @@ fn show<T: Serialize>(
     }
 }
 
-/// Runs one client subcommand. `Serve` never reaches here.
+/// Runs one client subcommand. `serve` and `check` never reach here.
 pub async fn run(addr: &str, json: bool, command: Command) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(addr).await?;
     match command {
-        Command::Serve(_) => anyhow::bail!("serve is not a client subcommand"),
+        Command::Serve(_) | Command::Check(_) => {
+            anyhow::bail!("serve and check are not client subcommands")
+        }
         Command::Workspace(cmd) => workspace(&clients, json, cmd).await?,
         Command::Project(cmd) => project(&clients, json, cmd).await?,
         Command::Projects(args) => {
@@ -188,7 +191,7 @@ pub async fn run(addr: &str, json: bool, command: Command) -> anyhow::Result<Exi
             let request = pb::RollbackRequest {
                 source_deployment_id: args.from,
                 target_deployment_id: args.to,
-                idempotency_key: String::new(),
+                idempotency_key: args.idempotency_key.unwrap_or_default(),
             };
             let response = rpc(clients.deployments().rollback(request).await)?;
             show(json, &response, |r| {
@@ -198,7 +201,7 @@ pub async fn run(addr: &str, json: bool, command: Command) -> anyhow::Result<Exi
         Command::Promote(args) => {
             let request = pb::PromoteRequest {
                 target_deployment_id: args.id,
-                idempotency_key: String::new(),
+                idempotency_key: args.idempotency_key.unwrap_or_default(),
             };
             let response = rpc(clients.deployments().promote(request).await)?;
             show(json, &response, |r| {
@@ -308,7 +311,11 @@ async fn deployments(clients: &Clients, json: bool, args: DeploymentsArgs) -> an
     show(json, &response, |r| render::deployments(&r.deployments))?;
     // On stderr, so the table on stdout stays one row per deployment.
     if !json && !response.next_page_token.is_empty() {
-        eprintln!("more: --page-token {}", response.next_page_token);
+        let _ = writeln!(
+            std::io::stderr(),
+            "more: --page-token {}",
+            response.next_page_token
+        );
     }
     Ok(())
 }

@@ -60,13 +60,13 @@ fn request(args: DeployArgs) -> pb::CreateDeploymentRequest {
         committed_at: None,
     });
     pb::CreateDeploymentRequest {
-        idempotency_key: String::new(),
         project_id: args.project,
         environment_slug: args.env,
         branch: args.branch.unwrap_or_default(),
         source: Some(source),
         git_commit,
         command: args.command,
+        idempotency_key: args.idempotency_key.unwrap_or_default(),
     }
 }
 

@@ -1,26 +1,37 @@
-//! `deployd serve`: assemble the configuration (embedded defaults, then the
-//! TOML file, then flags), set up logging, bind the listener and run the
-//! daemon until SIGINT or SIGTERM.
+//! `deployd serve` and `deployd check`: assemble the configuration
+//! (embedded defaults, then the TOML file, then flags), then either run the
+//! daemon until SIGINT or SIGTERM or verify its data file offline.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::Config;
-use crate::cli::args::ServeArgs;
+use crate::cli::args::ConfigArgs;
 use crate::cli::output::emit;
+use crate::io::store::check::check_file;
+
+/// The exit code of `check` when the file has problems, distinct from 1
+/// (the check itself could not run).
+const EXIT_UNSOUND: u8 = 2;
 
 /// Defaults, then the file, then the flags; validated as a whole because a
 /// flag can make a valid file invalid and vice versa.
-pub fn config(args: &ServeArgs) -> anyhow::Result<Config> {
+pub fn config(args: &ConfigArgs, listen: Option<SocketAddr>) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
-    if let Some(listen) = args.listen {
+    if let Some(listen) = listen {
         config.listen = listen;
     }
     if let Some(data_dir) = &args.data_dir {
@@ -34,6 +45,73 @@ pub fn dump(config: &Config) -> anyhow::Result<()> {
     let text = toml::to_string_pretty(config).context("cannot print the config as TOML")?;
     emit(&text)?;
     Ok(())
+}
+
+/// Runs the daemon until it stops; the caller provides the runtime.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    init_logging()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let shutdown = shutdown_signal()?;
+    let daemon = crate::serve(listener, config, shutdown);
+    tokio::pin!(daemon);
+    tokio::select! {
+        result = &mut daemon => return result,
+        () = until_serving(local) => {
+            // Best effort: a closed stdout must not stop the daemon.
+            let _ = emit(&format!("deployd listening on {local}"));
+        }
+    }
+    daemon.await
+}
+
+/// Polls the daemon's own health service until it reports `SERVING`, which
+/// `serve` does only after recovery. Announcing readiness then (rather than
+/// at bind time) lets a supervisor or test wait for one stdout line, and
+/// learn the port when `--listen` asked for port 0.
+async fn until_serving(local: SocketAddr) {
+    let mut target = local;
+    if target.ip().is_unspecified() {
+        target.set_ip(match local {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{target}")) else {
+        return std::future::pending().await;
+    };
+    let channel = endpoint.connect_lazy();
+    loop {
+        let check = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest::default())
+            .await;
+        if check.is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `deployd check`: the daemon must be stopped (redb allows one process).
+pub fn check(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let config = config(args, None)?;
+    let path = config.db_path();
+    let report = check_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    emit(&report.summary())?;
+    if report.is_sound() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "error: {} has {} problem(s)",
+        path.display(),
+        report.problems.len()
+    );
+    Ok(ExitCode::from(EXIT_UNSOUND))
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`). A malformed
@@ -50,15 +128,6 @@ fn init_logging() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
-}
-
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    init_logging()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let shutdown = shutdown_signal()?;
-    crate::serve(listener, config, shutdown).await
 }
 
 /// Resolves on the first SIGINT or SIGTERM. Handlers are installed before

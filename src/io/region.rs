@@ -59,8 +59,11 @@ pub trait RegionDriver: Send + Sync + 'static {
     /// Observed instances of a deployment; status `running` counts as ready.
     async fn instances(&self, deployment: &DeploymentId) -> Result<Vec<Instance>, DriverError>;
     /// Scales a deployment to its replicas (`true`) or to zero (`false`).
-    async fn set_running(&self, deployment: &DeploymentId, running: bool)
-    -> Result<(), DriverError>;
+    async fn set_running(
+        &self,
+        deployment: &DeploymentId,
+        running: bool,
+    ) -> Result<(), DriverError>;
 }
 
 /// The driver of every configured region.

@@ -84,7 +84,10 @@ impl Store {
     pub fn open(path: &Path) -> Result<(Self, WriterThread), Error> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
-                Error::internal(format!("cannot create data directory {}: {e}", dir.display()))
+                Error::internal(format!(
+                    "cannot create data directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let db = Database::create(path)

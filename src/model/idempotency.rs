@@ -22,8 +22,8 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(value: &str) -> Result<Self, Error> {
-        let ok = (1..=MAX_KEY_LEN).contains(&value.len())
-            && value.bytes().all(|b| b.is_ascii_graphic());
+        let ok =
+            (1..=MAX_KEY_LEN).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic());
         if !ok {
             return Err(Error::invalid(format!(
                 "idempotency key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
@@ -59,7 +59,7 @@ pub enum StoredReply {
         id: DeploymentId,
         status: DeploymentStatus,
     },
-    Switch(SwitchOutcome),
+    Switch(Box<SwitchOutcome>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

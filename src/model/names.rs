@@ -128,7 +128,10 @@ mod tests {
         let n = names();
         assert_eq!(n.live(), "web-acme.deployd.local");
         assert_eq!(n.environment("preview"), "web-preview-acme.deployd.local");
-        assert_eq!(n.commit("abcdef0123456"), "web-git-abcdef0-acme.deployd.local");
+        assert_eq!(
+            n.commit("abcdef0123456"),
+            "web-git-abcdef0-acme.deployd.local"
+        );
         assert_eq!(
             n.branch("Feature/Login__Page"),
             "web-git-feature-login-page-acme.deployd.local"

@@ -67,12 +67,7 @@ pub struct Project {
 }
 
 impl Project {
-    pub fn new(
-        workspace: &Workspace,
-        slug: String,
-        name: String,
-        now: UnixMillis,
-    ) -> Self {
+    pub fn new(workspace: &Workspace, slug: String, name: String, now: UnixMillis) -> Self {
         let environment = |slug: &str| Environment {
             slug: slug.to_string(),
             regions: BTreeMap::new(),

@@ -196,8 +196,14 @@ pub fn image(value: &str) -> Result<(), Error> {
                 && component
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-                && component.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-                && component.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+                && component
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+                && component
+                    .bytes()
+                    .last()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
         };
         if !ok {
             return invalid("malformed repository path");
@@ -297,7 +303,9 @@ pub fn fqdn(value: &str, field: &str) -> Result<(), Error> {
     let labels: Vec<&str> = value.split('.').collect();
     let ok = value.len() <= 253
         && labels.len() >= 2
-        && labels.iter().all(|label| dns_label(label, field, 63).is_ok())
+        && labels
+            .iter()
+            .all(|label| dns_label(label, field, 63).is_ok())
         && labels
             .last()
             .is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_lowercase()));
@@ -370,7 +378,14 @@ mod tests {
             assert!(slug(bad, "slug").is_err(), "{bad} accepted");
         }
         assert!(fqdn("www.example.com", "fqdn").is_ok());
-        for bad in ["example", "exa mple.com", "a..com", "-a.com", "EXAMPLE.com", "a.123"] {
+        for bad in [
+            "example",
+            "exa mple.com",
+            "a..com",
+            "-a.com",
+            "EXAMPLE.com",
+            "a.123",
+        ] {
             assert!(fqdn(bad, "fqdn").is_err(), "{bad} accepted");
         }
     }

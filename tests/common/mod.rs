@@ -9,13 +9,13 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use deployd::Config;
 use deployd::config::{BuilderConfig, RegionConfig, SimulatedBuildRule};
 use deployd::pb;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
 use deployd::pb::project_service_client::ProjectServiceClient;
 use deployd::pb::routing_service_client::RoutingServiceClient;
 use deployd::pb::workspace_service_client::WorkspaceServiceClient;
-use deployd::Config;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
@@ -176,7 +176,9 @@ impl TestDaemon {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("daemon task").expect("daemon exits cleanly");
+            task.await
+                .expect("daemon task")
+                .expect("daemon exits cleanly");
         }
     }
 
@@ -323,7 +325,11 @@ impl TestDaemon {
         id
     }
 
-    pub async fn rollback(&self, source: &str, target: &str) -> Result<pb::RollbackResponse, tonic::Status> {
+    pub async fn rollback(
+        &self,
+        source: &str,
+        target: &str,
+    ) -> Result<pb::RollbackResponse, tonic::Status> {
         self.deployments()
             .await
             .rollback(pb::RollbackRequest {

@@ -7,8 +7,8 @@ use ractor::RpcReplyPort;
 
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput};
-use crate::model::project::Project;
 pub use crate::model::SwitchOutcome;
+use crate::model::project::Project;
 use crate::model::{
     DeploymentId, DeploymentStatus, GitCommit, Idempotency, Instance, Route, Source,
 };
@@ -35,7 +35,7 @@ pub type Reply<T> = RpcReplyPort<Result<T, Error>>;
 pub enum ProjectMsg {
     // Requests (from the API).
     Deploy {
-        request: NewDeployment,
+        request: Box<NewDeployment>,
         idempotency: Option<Idempotency>,
         reply: Reply<Created>,
     },

@@ -87,9 +87,8 @@ pub fn record(
 impl PendingSwitch {
     pub fn idempotency(&self) -> Option<&Idempotency> {
         match self {
-            PendingSwitch::Rollback { idempotency, .. } | PendingSwitch::Promote { idempotency, .. } => {
-                idempotency.as_ref()
-            }
+            PendingSwitch::Rollback { idempotency, .. }
+            | PendingSwitch::Promote { idempotency, .. } => idempotency.as_ref(),
         }
     }
 }

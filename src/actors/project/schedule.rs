@@ -44,10 +44,12 @@ fn arm(state: &mut ProjectState, change: ScheduledChange) {
     let generation = state.next_generation();
     let delay = Duration::from_millis(change.due_at.saturating_sub(now_millis()));
     let deployment = change.deployment_id.clone();
-    state.myself.send_after(delay, move || ProjectMsg::ScheduleDue {
-        deployment,
-        generation,
-    });
+    state
+        .myself
+        .send_after(delay, move || ProjectMsg::ScheduleDue {
+            deployment,
+            generation,
+        });
     state.schedules.insert(
         change.deployment_id.clone(),
         ArmedSchedule { change, generation },
@@ -79,13 +81,15 @@ pub fn due(state: &mut ProjectState, id: &DeploymentId, generation: u64) {
         // schedule if it succeeds; look again shortly.
         let change = armed.change.clone();
         let generation = state.next_generation();
-        state.myself.send_after(state.deps.config.readiness_poll(), {
-            let deployment = change.deployment_id.clone();
-            move || ProjectMsg::ScheduleDue {
-                deployment,
-                generation,
-            }
-        });
+        state
+            .myself
+            .send_after(state.deps.config.readiness_poll(), {
+                let deployment = change.deployment_id.clone();
+                move || ProjectMsg::ScheduleDue {
+                    deployment,
+                    generation,
+                }
+            });
         state
             .schedules
             .insert(id.clone(), ArmedSchedule { change, generation });
@@ -104,7 +108,9 @@ pub fn due(state: &mut ProjectState, id: &DeploymentId, generation: u64) {
                 mutations.push(Mutation::PutDeployment(deployment));
             }
             Ok(_) => {}
-            Err(e) => tracing::error!(deployment = %id, error = %e, "cannot read scheduled deployment"),
+            Err(e) => {
+                tracing::error!(deployment = %id, error = %e, "cannot read scheduled deployment")
+            }
         }
     }
     state.submit(mutations, |_| {});

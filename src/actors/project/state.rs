@@ -185,7 +185,8 @@ impl ProjectState {
             }),
         );
         let settled = self.deps.store.settled_through();
-        self.written.retain(|_, (submission, _)| *submission > settled);
+        self.written
+            .retain(|_, (submission, _)| *submission > settled);
         for deployment in written {
             self.written.insert(deployment.id.clone(), (id, deployment));
         }

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use crate::actors::project::deploy::{spawn_readiness, stop_children};
 use crate::actors::project::messages::{Reply, SwitchOutcome};
-use crate::actors::project::{replay, schedule};
 use crate::actors::project::state::{PendingSwitch, ProjectState, Wake};
+use crate::actors::project::{replay, schedule};
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::project::LiveDeployment;
@@ -20,7 +20,7 @@ use crate::model::{
 
 fn stored_switch(stored: StoredReply) -> Option<SwitchOutcome> {
     match stored {
-        StoredReply::Switch(outcome) => Some(outcome),
+        StoredReply::Switch(outcome) => Some(*outcome),
         StoredReply::Deployment { .. } => None,
     }
 }
@@ -78,16 +78,16 @@ pub async fn promote(
             mutations.extend(replay::record(
                 state,
                 idempotency.as_ref(),
-                StoredReply::Switch(outcome.clone()),
+                StoredReply::Switch(Box::new(outcome.clone())),
             ));
             state.submit_and_reply(mutations, reply, outcome);
         }
         Ok(Check::Switch(target)) => {
             let request = PendingSwitch::Promote { idempotency, reply };
             if target.desired_state == DesiredState::Running {
-                switch(state, target, request);
+                switch(state, *target, request);
             } else {
-                wake(state, target, request).await;
+                wake(state, *target, request).await;
             }
         }
         Err(e) => {
@@ -137,7 +137,7 @@ fn check_rollback(
 
 enum Check {
     Confirm,
-    Switch(Deployment),
+    Switch(Box<Deployment>),
 }
 
 fn check_promote(state: &ProjectState, target_id: &DeploymentId) -> Result<Check, Error> {
@@ -167,7 +167,7 @@ fn check_promote(state: &ProjectState, target_id: &DeploymentId) -> Result<Check
         )));
     }
     check_has_routes(state, &target)?;
-    Ok(Check::Switch(target))
+    Ok(Check::Switch(Box::new(target)))
 }
 
 fn check_target_ready(target: &Deployment) -> Result<(), Error> {
@@ -233,7 +233,7 @@ fn switch(state: &mut ProjectState, mut target: Deployment, request: PendingSwit
     mutations.extend(replay::record(
         state,
         idempotency.as_ref(),
-        StoredReply::Switch(outcome.clone()),
+        StoredReply::Switch(Box::new(outcome.clone())),
     ));
     let deps = state.deps.clone();
     state.submit(mutations, move |result| {

@@ -34,12 +34,13 @@ impl Builder for SimulatedBuilder {
     ) -> Result<BuildOutput, BuildError> {
         let rule = self.rules.iter().find(|r| {
             r.branch.as_ref().is_none_or(|b| *b == request.branch)
-                && r
-                    .commit_sha
+                && r.commit_sha
                     .as_ref()
                     .is_none_or(|sha| *sha == request.source.commit_sha)
         });
-        let duration = rule.and_then(|r| r.duration_ms).map_or(self.duration, Duration::from_millis);
+        let duration = rule
+            .and_then(|r| r.duration_ms)
+            .map_or(self.duration, Duration::from_millis);
         progress(format!(
             "building {}@{}",
             request.source.repository, request.source.commit_sha
@@ -51,7 +52,11 @@ impl Builder for SimulatedBuilder {
                 request.branch
             )));
         }
-        let sha7 = request.source.commit_sha.get(..7).unwrap_or(&request.source.commit_sha);
+        let sha7 = request
+            .source
+            .commit_sha
+            .get(..7)
+            .unwrap_or(&request.source.commit_sha);
         Ok(BuildOutput {
             build_id: format!("bld_{}", request.deployment_id.short()),
             image: format!(

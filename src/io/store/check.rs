@@ -53,7 +53,10 @@ impl CheckReport {
 /// checks invariants 1, 2 and 5's bookkeeping over the stored records.
 pub fn check_file(path: &Path) -> Result<CheckReport, Error> {
     if !path.exists() {
-        return Err(Error::not_found(format!("no data file at {}", path.display())));
+        return Err(Error::not_found(format!(
+            "no data file at {}",
+            path.display()
+        )));
     }
     let mut db = Database::open(path).map_err(|e| {
         Error::Unavailable(format!(
@@ -91,7 +94,12 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
     }
 
     let mut projects: HashMap<String, Project> = HashMap::new();
-    for entry in txn.open_table(PROJECTS).map_err(storage)?.iter().map_err(storage)? {
+    for entry in txn
+        .open_table(PROJECTS)
+        .map_err(storage)?
+        .iter()
+        .map_err(storage)?
+    {
         let (_, bytes) = entry.map_err(storage)?;
         let project: Project = decode(bytes.value(), "project")?;
         projects.insert(project.id.to_string(), project);
@@ -118,7 +126,12 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
         in_flight.insert(key.value().1.to_string());
     }
     let mut routes = Vec::new();
-    for entry in txn.open_table(ROUTES).map_err(storage)?.iter().map_err(storage)? {
+    for entry in txn
+        .open_table(ROUTES)
+        .map_err(storage)?
+        .iter()
+        .map_err(storage)?
+    {
         let (_, bytes) = entry.map_err(storage)?;
         routes.push(decode::<Route>(bytes.value(), "route")?);
     }
@@ -131,7 +144,10 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
     {
         let (key, bytes) = entry.map_err(storage)?;
         let project = key.value().0.to_string();
-        schedules.push((project, decode::<ScheduledChange>(bytes.value(), "schedule")?));
+        schedules.push((
+            project,
+            decode::<ScheduledChange>(bytes.value(), "schedule")?,
+        ));
     }
 
     report.projects = projects.len();

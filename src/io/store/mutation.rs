@@ -14,6 +14,9 @@ use crate::model::{
     ScheduledChange, UnixMillis, Workspace,
 };
 
+// Mutations live briefly in small Vecs on their way to the writer; boxing the
+// most common one (PutDeployment) would cost an allocation per write.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Mutation {
     /// Fails with `ALREADY_EXISTS` if the slug is taken.
@@ -30,7 +33,10 @@ pub enum Mutation {
     PutRoute(Route),
     /// Reserves a custom domain for a project; fails with `ALREADY_EXISTS`
     /// if another project holds it.
-    ClaimDomain { project_id: ProjectId, fqdn: String },
+    ClaimDomain {
+        project_id: ProjectId,
+        fqdn: String,
+    },
     PutSchedule {
         project_id: ProjectId,
         change: ScheduledChange,
@@ -46,7 +52,9 @@ pub enum Mutation {
         record: IdempotencyRecord,
     },
     /// Deletes every idempotency record that expired before `now`.
-    ExpireIdempotency { now: UnixMillis },
+    ExpireIdempotency {
+        now: UnixMillis,
+    },
 }
 
 /// Outcome of one submission inside a commit.
@@ -244,10 +252,7 @@ fn expire_idempotency(txn: &WriteTransaction, now: UnixMillis) -> Result<(), Err
     let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
     let mut records = txn.open_table(IDEMPOTENCY).map_err(storage)?;
     let mut expired = Vec::new();
-    for entry in expiry
-        .range((0, "", "")..(now, "", ""))
-        .map_err(storage)?
-    {
+    for entry in expiry.range((0, "", "")..(now, "", "")).map_err(storage)? {
         let (key, _) = entry.map_err(storage)?;
         let (at, project, idempotency_key) = key.value();
         expired.push((at, project.to_string(), idempotency_key.to_string()));

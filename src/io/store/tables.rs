@@ -26,7 +26,8 @@ pub const IN_FLIGHT: TableDefinition<(&str, &str), ()> = TableDefinition::new("i
 /// Hostname -> `Route`. A hostname belongs to one project.
 pub const ROUTES: TableDefinition<&str, &[u8]> = TableDefinition::new("routes");
 /// (project id, hostname): a project's routes.
-pub const PROJECT_ROUTES: TableDefinition<(&str, &str), ()> = TableDefinition::new("project_routes");
+pub const PROJECT_ROUTES: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("project_routes");
 /// Custom domain -> project id (claimed before any route exists).
 pub const DOMAINS: TableDefinition<&str, &str> = TableDefinition::new("domains");
 /// (project id, deployment id) -> `ScheduledChange`: one per deployment.
