@@ -279,6 +279,31 @@ impl Harness {
         reader.abort();
     }
 
+    fn log_round(
+        &self,
+        seed: u64,
+        round: u64,
+        point: Option<&str>,
+        kill_after: Option<Duration>,
+        before: usize,
+    ) {
+        let ledger = self.ledger.lock().expect("ledger");
+        let ops = &ledger[before..];
+        let count = |f: fn(&Outcome) -> bool| ops.iter().filter(|op| f(&op.outcome)).count();
+        eprintln!(
+            "seed {seed} round {round:2}: kill {:<36} ops {:3}: ok {:3}, refused {:3}, answer lost {}",
+            match (point, kill_after) {
+                (Some(point), _) => format!("at {point}"),
+                (None, Some(after)) => format!("SIGKILL after {} ms", after.as_millis()),
+                (None, None) => String::new(),
+            },
+            ops.len(),
+            count(|o| matches!(o, Outcome::Ok(_))),
+            count(|o| matches!(o, Outcome::Refused)),
+            count(|o| matches!(o, Outcome::Unknown)),
+        );
+    }
+
     /// Everything the API must say after a restart.
     async fn verify(&self, daemon: &Daemon) {
         let channel = connect(&daemon.addr).await;
@@ -703,7 +728,9 @@ async fn run_seed(seed: u64) {
         let kill_after = point
             .is_none()
             .then(|| Duration::from_millis(rng.random_range(50..600)));
+        let before = harness.ledger.lock().expect("ledger").len();
         harness.round(current, seed, round, kill_after).await;
+        harness.log_round(seed, round, point, kill_after, before);
         harness.check_file();
 
         // A second kill while recovering from the first, every third round.

@@ -103,7 +103,7 @@ async fn check_passes_on_a_healthy_file_and_names_a_broken_invariant() {
     let report = check_file(&stopped.db_path()).unwrap();
     assert!(!report.is_sound());
     let text = report.summary();
-    assert!(text.contains("which is Failed"), "{text}");
+    assert!(text.contains("which is FAILED"), "{text}");
     assert!(text.contains("but project"), "{text}");
 }
 

@@ -23,6 +23,24 @@ impl DeploymentStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Ready | Self::Failed)
     }
+
+    /// The name users see in the API (`READY`, not `Ready`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Building => "BUILDING",
+            Self::Deploying => "DEPLOYING",
+            Self::Network => "NETWORK",
+            Self::Ready => "READY",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+impl std::fmt::Display for DeploymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

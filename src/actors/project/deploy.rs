@@ -197,7 +197,8 @@ pub async fn build_finished(
             deployment.finish_step(StepName::Build, now_millis(), None);
             start_deploying(state, id).await;
         }
-        Err(e) => fail(state, id, format!("build failed: {e}")),
+        // The failed step is `build`; the builder's words say why.
+        Err(e) => fail(state, id, e.to_string()),
     }
 }
 

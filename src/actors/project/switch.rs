@@ -173,7 +173,7 @@ fn check_promote(state: &ProjectState, target_id: &DeploymentId) -> Result<Check
 fn check_target_ready(target: &Deployment) -> Result<(), Error> {
     if target.status != DeploymentStatus::Ready {
         return Err(Error::precondition(format!(
-            "target deployment {} is {:?}, not READY",
+            "target deployment {} is {}, not READY",
             target.id, target.status
         )));
     }

@@ -161,7 +161,7 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
         report.unfinished += usize::from(unfinished);
         if unfinished != in_flight.contains(deployment.id.as_str()) {
             problems.push(format!(
-                "deployment {} is {:?} but the in-flight index {} it",
+                "deployment {} is {} but the in-flight index {} it",
                 deployment.id,
                 deployment.status,
                 if unfinished { "misses" } else { "still lists" }
@@ -194,7 +194,7 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
             Some(d) => {
                 if d.status != DeploymentStatus::Ready {
                     problems.push(format!(
-                        "{:?} route {} points at {} which is {:?}",
+                        "{:?} route {} points at {} which is {}",
                         route.kind, route.fqdn, d.id, d.status
                     ));
                 }
@@ -223,7 +223,7 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
         match deployments.get(live.as_str()) {
             Some(d) if d.status == DeploymentStatus::Ready => {}
             Some(d) => problems.push(format!(
-                "project {} has live deployment {} which is {:?}",
+                "project {} has live deployment {} which is {}",
                 project.id, live, d.status
             )),
             None => problems.push(format!(
