@@ -14,7 +14,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::actors::{Deps, Projects};
@@ -55,6 +54,14 @@ impl Context {
     }
 }
 
+/// What an embedding program (the load generator) can observe of a running
+/// daemon.
+#[derive(Clone)]
+pub struct DaemonHandle {
+    pub store: Store,
+    pub projects: Projects,
+}
+
 /// Runs the daemon on `listener` until `shutdown` resolves: opens the store,
 /// starts the actors, serves gRPC (with health and reflection), resumes
 /// unfinished work, and reports `SERVING` only once that is done. On
@@ -64,6 +71,17 @@ pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_observed(listener, config, shutdown, |_| {}).await
+}
+
+/// [`serve`], handing `observe` a [`DaemonHandle`] once the daemon is
+/// serving.
+pub async fn serve_observed(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    observe: impl FnOnce(DaemonHandle),
 ) -> anyhow::Result<()> {
     config.validate()?;
     let shutdown_timeout = config.shutdown_timeout();
@@ -102,14 +120,14 @@ pub async fn serve(
         .add_service(RoutingServiceServer::new(routing::Routing(context.clone())));
     let local = listener.local_addr().ok();
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move {
-            shutdown.await;
-            let _ = shutdown_tx.send(true);
-            let _ = draining_tx.send(());
-        },
-    ));
+    // Without TCP_NODELAY, small gRPC replies wait for the peer's delayed
+    // ACK (~40 ms): every rollback would take that long.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        shutdown.await;
+        let _ = shutdown_tx.send(true);
+        let _ = draining_tx.send(());
+    }));
 
     let resumed = projects
         .recover()
@@ -117,6 +135,10 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     set_health(&health, tonic_health::ServingStatus::Serving).await;
     tracing::info!(address = ?local, resumed_projects = resumed, "deployd is serving");
+    observe(DaemonHandle {
+        store: context.deps.store.clone(),
+        projects: projects.clone(),
+    });
 
     // After the shutdown signal, in-flight requests get `shutdown_timeout`
     // to finish. Whatever they acknowledged is durable already, so cutting

@@ -44,6 +44,15 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => serve::check(&args.config),
+        Command::Bench(args) => {
+            let report = runtime(true)?.block_on(crate::loadgen::run(*args))?;
+            if cli.json {
+                output::emit(&serde_json::to_string_pretty(&report)?)?;
+            } else {
+                output::emit(&report.table())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         command => runtime(false)?.block_on(client::run(&cli.addr, cli.json, command)),
     }
 }

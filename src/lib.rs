@@ -16,6 +16,7 @@
 //! - [`api`]: the tonic services that translate gRPC to actor calls and store
 //!   reads, plus [`api::serve`], the daemon's entry point.
 //! - [`cli`]: the `deployd` command line (server and client subcommands).
+//! - [`loadgen`]: `deployd bench`, the load generator.
 //! - [`config`]: the daemon's configuration, with embedded defaults.
 //! - [`error`]: the one error type every layer reports to the API.
 
@@ -25,8 +26,9 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod io;
+pub mod loadgen;
 pub mod model;
 pub mod pb;
 
-pub use api::serve;
+pub use api::{DaemonHandle, serve, serve_observed};
 pub use config::Config;

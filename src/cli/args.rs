@@ -65,6 +65,8 @@ pub enum Command {
     Promote(PromoteArgs),
     /// List the routes of a project.
     Routes(RoutesArgs),
+    /// Run the load generator (see the README's Performance section).
+    Bench(Box<crate::loadgen::BenchArgs>),
 }
 
 /// Where the daemon's configuration comes from; shared by `serve` and

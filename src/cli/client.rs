@@ -142,12 +142,13 @@ fn show<T: Serialize>(
     }
 }
 
-/// Runs one client subcommand. `serve` and `check` never reach here.
+/// Runs one client subcommand. `serve`, `check` and `bench` never reach
+/// here.
 pub async fn run(addr: &str, json: bool, command: Command) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(addr).await?;
     match command {
-        Command::Serve(_) | Command::Check(_) => {
-            anyhow::bail!("serve and check are not client subcommands")
+        Command::Serve(_) | Command::Check(_) | Command::Bench(_) => {
+            anyhow::bail!("serve, check and bench are not client subcommands")
         }
         Command::Workspace(cmd) => workspace(&clients, json, cmd).await?,
         Command::Project(cmd) => project(&clients, json, cmd).await?,

@@ -1,0 +1,297 @@
+//! `deployd bench`: the load generator. It starts a daemon in-process on a
+//! temporary data directory (or targets a running one with `--target`),
+//! with simulated regions and builder at zero latency, drives it over real
+//! gRPC on loopback, and prints one table (or JSON with `--json`).
+//!
+//! Every run is bounded: each phase stops after its duration or count.
+//! Latencies are measured at the client; commit figures come from the
+//! store writer's counters (in-process runs only).
+
+mod prepare;
+mod stats;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{BuilderConfig, RegionConfig};
+use crate::{Config, DaemonHandle};
+pub use stats::{Percentiles, rss_mib};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Drive a running daemon at this address instead of starting one.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Projects to create and spread the load over.
+    #[arg(long, default_value_t = 100)]
+    pub projects: usize,
+    /// Concurrent deploying clients.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// How long the deploy load runs.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Rollback + promote pairs measured on an otherwise idle daemon.
+    #[arg(long, default_value_t = 500)]
+    pub switches: usize,
+    /// Before the load, write a data file with this many deployments (spread
+    /// over `--prepare-projects`) and measure the daemon's start on it.
+    #[arg(long, value_name = "N")]
+    pub prepare_deployments: Option<u64>,
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub prepare_projects: usize,
+    /// Keep the data here instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Everything the run measured.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub projects: usize,
+    pub clients: usize,
+    pub seconds: f64,
+    pub deploys_completed: u64,
+    pub deploys_failed: u64,
+    pub deploys_per_second: f64,
+    pub deploy_latency: Percentiles,
+    pub rollback_alone: Percentiles,
+    pub promote_alone: Percentiles,
+    pub rollback_under_load: Percentiles,
+    pub promote_under_load: Percentiles,
+    pub commits_per_second: Option<f64>,
+    pub operations_per_commit: Option<f64>,
+    pub rss_mib: f64,
+    pub peak_rss_mib: f64,
+    pub rss_per_project_kib: f64,
+    pub data_file_mib: Option<f64>,
+    pub startup: Option<Startup>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Startup {
+    pub deployments_on_file: u64,
+    pub projects_on_file: usize,
+    pub prepare_seconds: f64,
+    pub to_serving_ms: f64,
+    pub to_resumed_ms: f64,
+    pub rss_after_start_mib: f64,
+}
+
+/// The daemon settings for benchmarks: three regions and a builder that
+/// answer at once, and no standby during the run.
+pub fn zero_latency_config() -> Config {
+    let region = || RegionConfig::Simulated {
+        ready_after_ms: 0,
+        never_ready: false,
+    };
+    Config {
+        listen: ([127, 0, 0, 1], 0).into(),
+        standby_delay_ms: 60 * 60 * 1000,
+        readiness_poll_ms: 1,
+        regions: BTreeMap::from([
+            ("us-east-1".to_string(), region()),
+            ("eu-central-1".to_string(), region()),
+            ("ap-southeast-1".to_string(), region()),
+        ]),
+        builder: BuilderConfig::Simulated {
+            duration_ms: 0,
+            registry: "registry.bench".into(),
+            rules: Vec::new(),
+        },
+        ..Config::default()
+    }
+}
+
+/// An in-process daemon and how to stop it.
+struct Local {
+    addr: String,
+    handle: DaemonHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    serving_after: Duration,
+}
+
+async fn start_local(config: Config) -> anyhow::Result<Local> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let started = Instant::now();
+    let task = tokio::spawn(crate::serve_observed(
+        listener,
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+        move |handle| {
+            let _ = ready_tx.send(handle);
+        },
+    ));
+    let handle = match ready_rx.await {
+        Ok(handle) => handle,
+        Err(_) => {
+            task.await??;
+            anyhow::bail!("the daemon stopped before serving");
+        }
+    };
+    Ok(Local {
+        addr,
+        handle,
+        stop,
+        task,
+        serving_after: started.elapsed(),
+    })
+}
+
+impl Local {
+    async fn stop(self) -> anyhow::Result<()> {
+        drop(self.handle);
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+    let temp = tempfile_dir(&args)?;
+    let mut config = zero_latency_config();
+    config.data_dir.clone_from(&temp);
+    let mut report = Report {
+        projects: args.projects,
+        clients: args.clients,
+        ..Report::default()
+    };
+
+    if let Some(target) = &args.target {
+        return workload::drive(target, &args, None, report).await;
+    }
+
+    if let Some(deployments) = args.prepare_deployments {
+        let regions: Vec<String> = config.regions.keys().cloned().collect();
+        let began = Instant::now();
+        let prepared = prepare::prepare(
+            &config.db_path(),
+            &config.apex_domain,
+            &regions,
+            args.prepare_projects,
+            deployments,
+            100,
+        )
+        .await?;
+        let prepare_seconds = began.elapsed().as_secs_f64();
+        let local = start_local(config.clone()).await?;
+        let to_resumed = workload::wait_ready(&local.addr, &prepared.unfinished).await?;
+        report.startup = Some(Startup {
+            deployments_on_file: deployments,
+            projects_on_file: args.prepare_projects,
+            prepare_seconds,
+            to_serving_ms: local.serving_after.as_secs_f64() * 1000.0,
+            to_resumed_ms: (local.serving_after + to_resumed).as_secs_f64() * 1000.0,
+            rss_after_start_mib: rss_mib().0,
+        });
+        let report = workload::drive(&local.addr, &args, Some(&local.handle), report).await?;
+        local.stop().await?;
+        return finish(report, &config);
+    }
+
+    let local = start_local(config.clone()).await?;
+    let report = workload::drive(&local.addr, &args, Some(&local.handle), report).await?;
+    local.stop().await?;
+    finish(report, &config)
+}
+
+fn finish(mut report: Report, config: &Config) -> anyhow::Result<Report> {
+    report.data_file_mib = std::fs::metadata(config.db_path())
+        .ok()
+        .map(|m| m.len() as f64 / (1024.0 * 1024.0));
+    Ok(report)
+}
+
+fn tempfile_dir(args: &BenchArgs) -> anyhow::Result<PathBuf> {
+    match &args.data_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "deployd-bench-{}-{}",
+                std::process::id(),
+                crate::model::now_millis()
+            ));
+            std::fs::create_dir_all(&dir)?;
+            Ok(dir)
+        }
+    }
+}
+
+impl Report {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let mut line = |label: &str, value: String| {
+            out.push_str(&format!("{label:<34} {value}\n"));
+        };
+        line(
+            "load",
+            format!(
+                "{} projects, {} clients, {:.1} s",
+                self.projects, self.clients, self.seconds
+            ),
+        );
+        line(
+            "deploys completed (to READY)",
+            format!(
+                "{} ({} failed), {:.0}/s",
+                self.deploys_completed, self.deploys_failed, self.deploys_per_second
+            ),
+        );
+        line("deploy latency", self.deploy_latency.row());
+        line("rollback ack, alone", self.rollback_alone.row());
+        line("promote ack, alone", self.promote_alone.row());
+        line(
+            "rollback ack, under deploy load",
+            self.rollback_under_load.row(),
+        );
+        line(
+            "promote ack, under deploy load",
+            self.promote_under_load.row(),
+        );
+        if let (Some(commits), Some(per)) = (self.commits_per_second, self.operations_per_commit) {
+            line(
+                "durable commits",
+                format!("{commits:.0}/s, {per:.1} operations per commit"),
+            );
+        }
+        line(
+            "memory (whole process)",
+            format!(
+                "RSS {:.1} MiB, peak {:.1} MiB, {:.1} KiB per project",
+                self.rss_mib, self.peak_rss_mib, self.rss_per_project_kib
+            ),
+        );
+        if let Some(size) = self.data_file_mib {
+            line("data file", format!("{size:.1} MiB"));
+        }
+        if let Some(s) = &self.startup {
+            line(
+                "start on a prepared file",
+                format!(
+                    "{} deployments / {} projects (written in {:.1} s)",
+                    s.deployments_on_file, s.projects_on_file, s.prepare_seconds
+                ),
+            );
+            line(
+                "  to SERVING / all work resumed",
+                format!("{:.1} ms / {:.1} ms", s.to_serving_ms, s.to_resumed_ms),
+            );
+            line(
+                "  RSS after start",
+                format!("{:.1} MiB", s.rss_after_start_mib),
+            );
+        }
+        out
+    }
+}

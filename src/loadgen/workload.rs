@@ -1,0 +1,289 @@
+//! The load itself: projects, rollback/promote pairs alone, then deploying
+//! clients with a switching client beside them, all over gRPC.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use super::stats::{Percentiles, rss_mib};
+use super::{BenchArgs, Report};
+use crate::DaemonHandle;
+use crate::model::DeploymentId;
+use crate::pb;
+use crate::pb::deployment_service_client::DeploymentServiceClient;
+use crate::pb::project_service_client::ProjectServiceClient;
+use crate::pb::watch_deployment_response::Event;
+use crate::pb::workspace_service_client::WorkspaceServiceClient;
+
+/// Projects reserved for rollback/promote, kept out of the deploy load so
+/// their preconditions hold.
+const SWITCH_PROJECTS: usize = 8;
+/// Clients share this many HTTP/2 connections.
+const CONNECTIONS: usize = 8;
+
+fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
+    result
+        .map(tonic::Response::into_inner)
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(addr.to_string())?.connect().await?)
+}
+
+pub async fn drive(
+    addr: &str,
+    args: &BenchArgs,
+    handle: Option<&DaemonHandle>,
+    mut report: Report,
+) -> anyhow::Result<Report> {
+    let mut channels = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        channels.push(connect(addr).await?);
+    }
+    let rss_before = rss_mib().0;
+    let projects = create_projects(&channels[0], args.projects + SWITCH_PROJECTS).await?;
+    let (switch_projects, deploy_projects) = projects.split_at(SWITCH_PROJECTS);
+
+    // Two READY production deployments per switching project.
+    let mut pairs = Vec::new();
+    for project in switch_projects {
+        let first = deploy_and_wait(&channels[0], project).await?.1;
+        let second = deploy_and_wait(&channels[0], project).await?.1;
+        pairs.push((first, second));
+    }
+
+    let (rollback_alone, promote_alone) =
+        switch_pairs(&channels[0], &pairs, Some(args.switches), None).await?;
+    report.rollback_alone = Percentiles::of(rollback_alone);
+    report.promote_alone = Percentiles::of(promote_alone);
+
+    let stats_before = handle.map(|h| h.store.stats().snapshot());
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs(args.seconds);
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for c in 0..args.clients {
+        let channel = channels[c % CONNECTIONS].clone();
+        let mine: Vec<String> = deploy_projects
+            .iter()
+            .skip(c % deploy_projects.len().max(1))
+            .step_by(args.clients.max(1))
+            .cloned()
+            .collect();
+        let mine = if mine.is_empty() {
+            vec![deploy_projects[c % deploy_projects.len()].clone()]
+        } else {
+            mine
+        };
+        let failed = failed.clone();
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut next = 0;
+            while Instant::now() < deadline {
+                let project = &mine[next % mine.len()];
+                next += 1;
+                match deploy_and_wait(&channel, project).await {
+                    Ok((latency, _, true)) => latencies.push(latency),
+                    Ok((_, _, false)) | Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let switching = {
+        let channel = channels[CONNECTIONS - 1].clone();
+        let pairs = pairs.clone();
+        tokio::spawn(async move { switch_pairs(&channel, &pairs, None, Some(deadline)).await })
+    };
+    let mut deploy_latencies = Vec::new();
+    for client in clients {
+        deploy_latencies.extend(client.await?);
+    }
+    let (rollback_loaded, promote_loaded) = switching.await??;
+    let elapsed = began.elapsed().as_secs_f64();
+
+    report.seconds = elapsed;
+    report.deploys_completed = deploy_latencies.len() as u64;
+    report.deploys_failed = failed.load(Ordering::Relaxed);
+    report.deploys_per_second = deploy_latencies.len() as f64 / elapsed;
+    report.deploy_latency = Percentiles::of(deploy_latencies);
+    report.rollback_under_load = Percentiles::of(rollback_loaded);
+    report.promote_under_load = Percentiles::of(promote_loaded);
+    if let (Some(handle), Some((commits0, subs0, _))) = (handle, stats_before) {
+        let (commits1, subs1, _) = handle.store.stats().snapshot();
+        let commits = commits1.saturating_sub(commits0);
+        report.commits_per_second = Some(commits as f64 / elapsed);
+        report.operations_per_commit =
+            Some(subs1.saturating_sub(subs0) as f64 / commits.max(1) as f64);
+    }
+    let (rss, peak) = rss_mib();
+    report.rss_mib = rss;
+    report.peak_rss_mib = peak;
+    report.rss_per_project_kib =
+        ((rss - rss_before).max(0.0) * 1024.0) / (args.projects + SWITCH_PROJECTS) as f64;
+    Ok(report)
+}
+
+async fn create_projects(channel: &Channel, count: usize) -> anyhow::Result<Vec<String>> {
+    let workspace = rpc(WorkspaceServiceClient::new(channel.clone())
+        .create_workspace(pb::CreateWorkspaceRequest {
+            slug: format!("bench{}", crate::model::now_millis() % 1_000_000),
+            name: "Bench".into(),
+        })
+        .await)?
+    .workspace
+    .ok_or_else(|| anyhow::anyhow!("no workspace in the answer"))?;
+    let mut ids = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(64) {
+        let creations = chunk.iter().map(|i| {
+            let mut client = ProjectServiceClient::new(channel.clone());
+            let workspace_id = workspace.id.clone();
+            let i = *i;
+            async move {
+                rpc(client
+                    .create_project(pb::CreateProjectRequest {
+                        workspace_id,
+                        slug: format!("p{i}"),
+                        name: format!("Project {i}"),
+                    })
+                    .await)
+            }
+        });
+        for created in futures_join(creations).await {
+            ids.push(
+                created?
+                    .project
+                    .ok_or_else(|| anyhow::anyhow!("no project in the answer"))?
+                    .id,
+            );
+        }
+    }
+    Ok(ids)
+}
+
+async fn futures_join<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        if let Ok(value) = handle.await {
+            out.push(value);
+        }
+    }
+    out
+}
+
+/// Creates an image deployment and follows it to the end: (latency from
+/// the create call to the terminal event, id, whether it became READY).
+async fn deploy_and_wait(
+    channel: &Channel,
+    project: &str,
+) -> anyhow::Result<(Duration, String, bool)> {
+    let mut client = DeploymentServiceClient::new(channel.clone());
+    let began = Instant::now();
+    let created = rpc(client
+        .create_deployment(pb::CreateDeploymentRequest {
+            project_id: project.into(),
+            environment_slug: "production".into(),
+            branch: "main".into(),
+            source: Some(pb::create_deployment_request::Source::DockerImage(
+                pb::DockerImage {
+                    image: "nginx:1.27".into(),
+                },
+            )),
+            ..Default::default()
+        })
+        .await)?;
+    let mut stream = rpc(client
+        .watch_deployment(pb::WatchDeploymentRequest {
+            deployment_id: created.deployment_id.clone(),
+        })
+        .await)?;
+    let ready = pb::DeploymentStatus::Ready as i32;
+    let failed = pb::DeploymentStatus::Failed as i32;
+    while let Some(message) = stream.next().await {
+        let status = match message?.event {
+            Some(Event::Snapshot(d)) => d.status,
+            Some(Event::Status(s)) => s.status,
+            _ => continue,
+        };
+        if status == ready || status == failed {
+            return Ok((began.elapsed(), created.deployment_id, status == ready));
+        }
+    }
+    anyhow::bail!("the watch ended before the deployment did")
+}
+
+/// Rollback to the older deployment, then promote the newer one back, on
+/// each pair in turn, `count` times or until `deadline`. Returns the
+/// acknowledgement latencies of each.
+async fn switch_pairs(
+    channel: &Channel,
+    pairs: &[(String, String)],
+    count: Option<usize>,
+    deadline: Option<Instant>,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let mut client = DeploymentServiceClient::new(channel.clone());
+    let (mut rollbacks, mut promotes) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    loop {
+        if count.is_some_and(|c| i >= c) || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let (old, live) = &pairs[i % pairs.len()];
+        i += 1;
+        let began = Instant::now();
+        rpc(client
+            .rollback(pb::RollbackRequest {
+                source_deployment_id: live.clone(),
+                target_deployment_id: old.clone(),
+                ..Default::default()
+            })
+            .await)?;
+        rollbacks.push(began.elapsed());
+        let began = Instant::now();
+        rpc(client
+            .promote(pb::PromoteRequest {
+                target_deployment_id: live.clone(),
+                ..Default::default()
+            })
+            .await)?;
+        promotes.push(began.elapsed());
+    }
+    Ok((rollbacks, promotes))
+}
+
+/// Waits until every listed deployment is READY; returns how long it took.
+pub async fn wait_ready(addr: &str, ids: &[DeploymentId]) -> anyhow::Result<Duration> {
+    let began = Instant::now();
+    let mut client = DeploymentServiceClient::new(connect(addr).await?);
+    for id in ids {
+        loop {
+            let deployment = rpc(client
+                .get_deployment(pb::GetDeploymentRequest {
+                    deployment_id: id.to_string(),
+                })
+                .await)?
+            .deployment
+            .ok_or_else(|| anyhow::anyhow!("no deployment in the answer"))?;
+            if deployment.status == pb::DeploymentStatus::Ready as i32 {
+                break;
+            }
+            if began.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!("deployment {id} was not resumed within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    Ok(began.elapsed())
+}
