@@ -85,7 +85,9 @@ pub async fn serve_observed(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let shutdown_timeout = config.shutdown_timeout();
-    let (store, writer) = Store::open(&config.db_path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (store, writer) =
+        Store::open_with_cache(&config.db_path(), config.store_cache_mib * 1024 * 1024)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let deps = Deps::new(config, store);
     let projects = Projects::start(deps.clone())
         .await

@@ -42,6 +42,12 @@ pub struct Config {
     /// Requests waiting for one project's actor beyond this many are refused
     /// at once with `RESOURCE_EXHAUSTED` instead of growing memory.
     pub max_queued_per_project: usize,
+    /// A project actor with nothing in flight and nothing scheduled stops
+    /// after this long without requests; it comes back from redb on the
+    /// next one. Keeps memory flat with many mostly idle projects.
+    pub idle_actor_stop_ms: u64,
+    /// Upper bound of redb's page cache, in MiB.
+    pub store_cache_mib: usize,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl_ms: u64,
     /// After SIGTERM, how long in-flight requests may take to finish before
@@ -130,6 +136,8 @@ impl Default for Config {
             max_restarts: 5,
             restart_window_ms: 60_000,
             max_queued_per_project: 1024,
+            idle_actor_stop_ms: 60_000,
+            store_cache_mib: 128,
             idempotency_ttl_ms: 24 * 60 * 60 * 1000,
             shutdown_timeout_ms: 10_000,
             regions: BTreeMap::from([
@@ -172,6 +180,7 @@ impl Config {
             ("restart_window_ms", self.restart_window_ms),
             ("max_queued_per_project", self.max_queued_per_project as u64),
             ("idempotency_ttl_ms", self.idempotency_ttl_ms),
+            ("store_cache_mib", self.store_cache_mib as u64),
         ] {
             if value == 0 {
                 anyhow::bail!("config: {name} must be greater than 0");
@@ -194,6 +203,11 @@ impl Config {
 
     pub fn readiness_poll(&self) -> Duration {
         Duration::from_millis(self.readiness_poll_ms)
+    }
+
+    /// Zero disables stopping idle project actors.
+    pub fn idle_actor_stop(&self) -> Duration {
+        Duration::from_millis(self.idle_actor_stop_ms)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

@@ -226,3 +226,36 @@ async fn a_full_project_queue_refuses_at_once() {
         .await;
     waiting.abort();
 }
+
+/// Idle project actors stop and come back from redb on the next request,
+/// so memory does not grow with the number of projects ever touched.
+#[tokio::test]
+async fn idle_project_actors_stop_and_come_back() {
+    let mut config = fast_config();
+    config.idle_actor_stop_ms = 100;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    assert_eq!(daemon.handle().projects.running_actors(), 1);
+
+    eventually("the idle actor stops", Duration::from_secs(5), || async {
+        (daemon.handle().projects.running_actors() == 0).then_some(())
+    })
+    .await;
+    // The next request brings it back with everything it knew.
+    let next = daemon
+        .deploy_ready(&project.id, "production", "nginx:2")
+        .await;
+    let stored = daemon.get_project(&project.id).await;
+    assert_eq!(stored.live_deployment_id, next);
+    assert_eq!(
+        daemon.get(&live).await.status,
+        DeploymentStatus::Ready as i32
+    );
+    daemon
+        .rollback(&next, &live)
+        .await
+        .expect("works after coming back");
+}

@@ -47,9 +47,13 @@ impl Actor for ProjectActor {
     /// unfinished deployment on from its last recorded step.
     async fn post_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let idle_after = state.deps.config.idle_actor_stop();
+        if !idle_after.is_zero() {
+            myself.send_interval(idle_after / 2, || ProjectMsg::IdleCheck);
+        }
         schedule::arm_loaded(state);
         let mut unfinished: Vec<_> = state
             .in_flight
@@ -68,10 +72,13 @@ impl Actor for ProjectActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if message.is_request() {
+            state.last_request = std::time::Instant::now();
+        }
         match message {
             ProjectMsg::Deploy {
                 request,
@@ -126,6 +133,11 @@ impl Actor for ProjectActor {
                 deployment,
                 generation,
             } => schedule::due(state, &deployment, generation),
+            ProjectMsg::IdleCheck => {
+                if state.is_idle(state.deps.config.idle_actor_stop()) {
+                    myself.stop(Some("idle".into()));
+                }
+            }
             ProjectMsg::StoreDiverged { reason } => {
                 return Err(format!(
                     "project {}: a change could not be stored ({reason}); restarting from the store",

@@ -80,8 +80,10 @@ impl Projects {
         if let Some(reason) = self.broken.get(project) {
             return Err(Error::Unavailable(reason.clone()));
         }
-        if let Some(entry) = self.registry.get(project) {
-            return Ok(entry.clone());
+        if let Some(entry) = self.registry.get(project).map(|e| e.clone())
+            && entry.is_running()
+        {
+            return Ok(entry);
         }
         let reply = self
             .supervisor
@@ -110,6 +112,9 @@ impl Projects {
         timeout: Duration,
         message: impl FnOnce(Reply<T>) -> ProjectMsg,
     ) -> Result<T, Error> {
+        // A stopped actor (idle, or failed) is never handed out; one that
+        // stops between this lookup and the send answers UNAVAILABLE below
+        // without having seen the message, so a retry is safe.
         let entry = self.actor(project).await?;
         let limit = self.deps.config.max_queued_per_project;
         let _slot = QueueSlot::take(&entry.queued, limit).ok_or_else(|| {

@@ -11,7 +11,9 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
+};
 
 use crate::actors::Deps;
 use crate::actors::project::messages::ProjectMsg;
@@ -29,6 +31,15 @@ pub type Registry = Arc<DashMap<ProjectId, ProjectEntry>>;
 pub struct ProjectEntry {
     pub actor: ActorRef<ProjectMsg>,
     pub queued: Arc<AtomicUsize>,
+}
+
+impl ProjectEntry {
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.actor.get_status(),
+            ActorStatus::Starting | ActorStatus::Running
+        )
+    }
 }
 /// Projects that are not restarted any more, with the reason.
 pub type Broken = Arc<DashMap<ProjectId, String>>;
@@ -156,8 +167,13 @@ async fn ensure(
     if let Some(reason) = state.broken.get(project_id) {
         return Err(Error::Unavailable(reason.clone()));
     }
-    if let Some(entry) = state.registry.get(project_id) {
-        return Ok(entry.clone());
+    let registered = state.registry.get(project_id).map(|e| e.clone());
+    if let Some(entry) = registered {
+        if entry.is_running() {
+            return Ok(entry);
+        }
+        // Stopped (idle) but its termination event is still queued here.
+        forget(state, entry.actor.get_id());
     }
     // Unknown projects are answered here, before an actor exists for them.
     if state.deps.store.project(project_id)?.is_none() {

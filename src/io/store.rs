@@ -28,6 +28,9 @@ use crate::model::{
 use codec::decode;
 use tables::*;
 
+/// redb's page cache unless configured otherwise.
+const DEFAULT_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 /// The on-disk layout this build reads and writes.
 const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &str = "schema_version";
@@ -82,6 +85,11 @@ impl Store {
     /// database, or one written by an incompatible version, is an error: it
     /// is never silently recreated.
     pub fn open(path: &Path) -> Result<(Self, WriterThread), Error> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with redb's page cache bounded to `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<(Self, WriterThread), Error> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 Error::internal(format!(
@@ -90,7 +98,9 @@ impl Store {
                 ))
             })?;
         }
-        let db = Database::create(path)
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
             .map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
         Self::from_database(db)
     }

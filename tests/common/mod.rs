@@ -88,6 +88,9 @@ pub const HEALTHY_REGIONS: [&str; 2] = ["eu-central-1", "us-east-1"];
 pub struct TestDaemon {
     pub addr: String,
     pub config: Config,
+    /// The daemon's insides, for tests that look past the API. Holds the
+    /// store open, so it is dropped before the daemon stops.
+    handle: Option<deployd::DaemonHandle>,
     data: DataDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -124,12 +127,22 @@ impl TestDaemon {
             .expect("bind");
         let addr = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(deployd::serve(listener, config.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let (observed, handle) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(deployd::serve_observed(
+            listener,
+            config.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+            move |handle| {
+                let _ = observed.send(handle);
+            },
+        ));
+        let handle = handle.await.expect("the daemon starts");
         let daemon = Self {
             addr,
             config,
+            handle: Some(handle),
             data,
             stop: Some(stop),
             task: Some(task),
@@ -171,7 +184,12 @@ impl TestDaemon {
         }
     }
 
+    pub fn handle(&self) -> &deployd::DaemonHandle {
+        self.handle.as_ref().expect("the daemon is running")
+    }
+
     async fn shutdown(&mut self) {
+        self.handle = None;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -83,6 +83,9 @@ pub enum ProjectMsg {
         result: Result<Vec<Instance>, String>,
     },
 
+    /// A periodic timer: stop if idle (see `idle_actor_stop_ms`).
+    IdleCheck,
+
     /// A timer armed for a scheduled change; stale generations are ignored.
     ScheduleDue {
         deployment: DeploymentId,
@@ -93,4 +96,20 @@ pub enum ProjectMsg {
     /// no longer matches the store, so it stops with an error and the
     /// supervisor rebuilds it from redb.
     StoreDiverged { reason: String },
+}
+
+impl ProjectMsg {
+    /// Requests from the API (as opposed to reports and timers) keep an
+    /// actor from being stopped as idle.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            Self::Deploy { .. }
+                | Self::Rollback { .. }
+                | Self::Promote { .. }
+                | Self::SetEnvironmentRegions { .. }
+                | Self::AddCustomDomain { .. }
+                | Self::Ping { .. }
+        )
+    }
 }

@@ -38,6 +38,8 @@ pub struct ProjectState {
     keys: HashMap<IdempotencyKey, (u64, IdempotencyRecord)>,
     next_ticket: u64,
     next_generation: u64,
+    /// When the last request arrived, for stopping idle actors.
+    pub last_request: std::time::Instant,
 }
 
 pub struct InFlight {
@@ -105,6 +107,7 @@ impl ProjectState {
             keys: HashMap::new(),
             next_ticket: 1,
             next_generation: 1,
+            last_request: std::time::Instant::now(),
         };
         for deployment in snapshot.in_flight {
             state
@@ -119,6 +122,15 @@ impl ProjectState {
             );
         }
         Ok(state)
+    }
+
+    /// Nothing in flight, no wake, no schedule, and no request for
+    /// `idle_for`: stopping loses nothing, the store has it all.
+    pub fn is_idle(&self, idle_for: std::time::Duration) -> bool {
+        self.in_flight.is_empty()
+            && self.wakes.is_empty()
+            && self.schedules.is_empty()
+            && self.last_request.elapsed() >= idle_for
     }
 
     pub fn next_ticket(&mut self) -> u64 {
