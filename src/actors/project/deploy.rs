@@ -370,12 +370,13 @@ pub fn region_settled(
                 topology.ready = true;
                 topology.instances = instances;
             }
+            // Readiness of single regions is not stored: it is no step or
+            // status anyone was promised, and a resumed deployment polls
+            // every region again anyway (level-triggered). It is stored
+            // with NETWORK, once all regions are ready.
             in_flight.pending_regions.remove(region);
             if in_flight.pending_regions.is_empty() {
                 regions_ready(state, id);
-            } else {
-                let stored = Mutation::PutDeployment(in_flight.deployment.clone());
-                state.submit(vec![stored], |_| {});
             }
         }
         Err(reason) => fail(state, id, reason),

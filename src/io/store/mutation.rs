@@ -168,14 +168,18 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
                 .map_err(storage)?
                 .insert(id, encode(deployment, "deployment")?.as_slice())
                 .map_err(storage)?;
-            txn.open_table(PROJECT_DEPLOYMENTS)
-                .map_err(storage)?
-                .insert((project, deployment.sequence), id)
-                .map_err(storage)?;
+            // The indexes change twice in a deployment's life; a read is much
+            // cheaper than rewriting a page that would not change.
+            let mut listing = txn.open_table(PROJECT_DEPLOYMENTS).map_err(storage)?;
+            let key = (project, deployment.sequence);
+            if listing.get(key).map_err(storage)?.is_none() {
+                listing.insert(key, id).map_err(storage)?;
+            }
             let mut in_flight = txn.open_table(IN_FLIGHT).map_err(storage)?;
-            if deployment.status.is_terminal() {
+            let listed = in_flight.get((project, id)).map_err(storage)?.is_some();
+            if deployment.status.is_terminal() && listed {
                 in_flight.remove((project, id)).map_err(storage)?;
-            } else {
+            } else if !deployment.status.is_terminal() && !listed {
                 in_flight.insert((project, id), ()).map_err(storage)?;
             }
         }

@@ -32,7 +32,7 @@ pub(crate) struct Submission {
 
 /// Upper bound on submissions per commit, so one commit's latency stays
 /// bounded under a flood.
-const MAX_SUBMISSIONS_PER_COMMIT: usize = 4096;
+const MAX_SUBMISSIONS_PER_COMMIT: usize = 1024;
 
 /// Counters for the group commit: how many submissions share a commit.
 #[derive(Debug, Default)]
