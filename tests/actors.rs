@@ -181,11 +181,9 @@ async fn a_full_project_queue_refuses_at_once() {
     let live = daemon
         .deploy_ready(&project.id, "production", "nginx:2")
         .await;
-    eventually("old is in standby", Duration::from_secs(5), || async {
-        (daemon.get(&old).await.desired_state == deployd::pb::DesiredState::Standby as i32)
-            .then_some(())
-    })
-    .await;
+    daemon
+        .wait_desired(&old, deployd::pb::DesiredState::Standby)
+        .await;
 
     // Restart where us-east-1 cannot run anything: a rollback to `old` then
     // waits for its wake and holds the project's only queue slot.

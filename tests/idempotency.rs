@@ -11,21 +11,6 @@ use deployd::pb;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 
-async fn count_deployments(daemon: &TestDaemon, project: &str) -> usize {
-    daemon
-        .deployments()
-        .await
-        .list_deployments(pb::ListDeploymentsRequest {
-            project_id: project.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .deployments
-        .len()
-}
-
 fn keyed(mut request: pb::CreateDeploymentRequest, key: &str) -> pb::CreateDeploymentRequest {
     request.idempotency_key = key.into();
     request
@@ -58,7 +43,7 @@ async fn a_retried_deploy_returns_the_original_and_creates_nothing() {
         pb::DeploymentStatus::Pending as i32,
         "the original answer, not the current state"
     );
-    assert_eq!(count_deployments(&daemon, &project.id).await, 1);
+    assert_eq!(daemon.list(&project.id).await.len(), 1);
 
     // The same key with another request is refused and creates nothing.
     let error = daemon
@@ -71,7 +56,7 @@ async fn a_retried_deploy_returns_the_original_and_creates_nothing() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument, "{}", error.message());
-    assert_eq!(count_deployments(&daemon, &project.id).await, 1);
+    assert_eq!(daemon.list(&project.id).await.len(), 1);
 
     // Keys are per project.
     let other = daemon.project("other", "api").await;
@@ -122,7 +107,7 @@ async fn the_key_may_come_as_metadata() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
-    assert_eq!(count_deployments(&daemon, &project.id).await, 1);
+    assert_eq!(daemon.list(&project.id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -183,10 +168,10 @@ async fn keys_survive_a_restart_and_expire() {
     let first = daemon.create(request.clone()).await;
     let daemon = daemon.stop().await.start().await;
     assert_eq!(daemon.create(request.clone()).await, first);
-    assert_eq!(count_deployments(&daemon, &project.id).await, 1);
+    assert_eq!(daemon.list(&project.id).await.len(), 1);
 
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     let fresh = daemon.create(request).await;
     assert_ne!(fresh, first, "an expired key runs the request again");
-    assert_eq!(count_deployments(&daemon, &project.id).await, 2);
+    assert_eq!(daemon.list(&project.id).await.len(), 2);
 }

@@ -11,20 +11,6 @@ use deployd::io::store::{Mutation, Store};
 use deployd::model::{DeploymentId, ProjectId, ScheduledAction, ScheduledChange, now_millis};
 use deployd::pb::{self, DeploymentStatus, DesiredState};
 
-async fn list_all(daemon: &TestDaemon, project: &str) -> Vec<pb::Deployment> {
-    daemon
-        .deployments()
-        .await
-        .list_deployments(pb::ListDeploymentsRequest {
-            project_id: project.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .deployments
-}
-
 #[tokio::test]
 async fn state_survives_a_restart() {
     let daemon = TestDaemon::start().await;
@@ -48,7 +34,7 @@ async fn state_survives_a_restart() {
     daemon.rollback(&live, &old).await.unwrap();
 
     let project_before = daemon.get_project(&project.id).await;
-    let deployments_before = list_all(&daemon, &project.id).await;
+    let deployments_before = daemon.list(&project.id).await;
     let routes_before = daemon.routes(&project.id).await;
     let workspace_before = daemon
         .workspaces()
@@ -66,7 +52,7 @@ async fn state_survives_a_restart() {
     assert_eq!(project_after, project_before);
     assert_eq!(project_after.live_deployment_id, old);
     assert!(project_after.is_rolled_back);
-    assert_eq!(list_all(&daemon, &project.id).await, deployments_before);
+    assert_eq!(daemon.list(&project.id).await, deployments_before);
     assert_eq!(daemon.routes(&project.id).await, routes_before);
     let workspace_after = daemon
         .workspaces()

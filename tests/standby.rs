@@ -17,22 +17,6 @@ fn config_with_standby_delay(ms: u64) -> deployd::Config {
     config
 }
 
-async fn wait_desired(
-    daemon: &TestDaemon,
-    id: &str,
-    state: DesiredState,
-) -> deployd::pb::Deployment {
-    eventually(
-        &format!("{id} is {state:?}"),
-        Duration::from_secs(10),
-        || async {
-            let d = daemon.get(id).await;
-            (d.desired_state == state as i32).then_some(d)
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn the_previous_live_deployment_goes_to_standby_after_the_delay() {
     let daemon = TestDaemon::start_with(config_with_standby_delay(200)).await;
@@ -44,7 +28,7 @@ async fn the_previous_live_deployment_goes_to_standby_after_the_delay() {
         .deploy_ready(&project.id, "production", "nginx:2")
         .await;
 
-    let standby = wait_desired(&daemon, &first, DesiredState::Standby).await;
+    let standby = daemon.wait_desired(&first, DesiredState::Standby).await;
     assert!(
         standby
             .regions
@@ -72,7 +56,7 @@ async fn rollback_to_a_standby_deployment_wakes_it_first() {
     let second = daemon
         .deploy_ready(&project.id, "production", "nginx:2")
         .await;
-    wait_desired(&daemon, &first, DesiredState::Standby).await;
+    daemon.wait_desired(&first, DesiredState::Standby).await;
 
     let response = daemon.rollback(&second, &first).await.unwrap();
     assert_eq!(response.project.unwrap().live_deployment_id, first);
@@ -115,14 +99,14 @@ async fn promote_wakes_a_standby_target_and_schedules_the_previous_live() {
     let second = daemon
         .deploy_ready(&project.id, "production", "nginx:2")
         .await;
-    wait_desired(&daemon, &first, DesiredState::Standby).await;
+    daemon.wait_desired(&first, DesiredState::Standby).await;
 
     daemon.promote(&first).await.unwrap();
     assert_eq!(
         daemon.get(&first).await.desired_state,
         DesiredState::Running as i32
     );
-    wait_desired(&daemon, &second, DesiredState::Standby).await;
+    daemon.wait_desired(&second, DesiredState::Standby).await;
     assert_eq!(
         daemon.get(&first).await.desired_state,
         DesiredState::Running as i32
@@ -155,7 +139,7 @@ async fn schedules_are_last_writer_wins() {
         DesiredState::Running as i32,
         "the replaced schedule did not fire"
     );
-    wait_desired(&daemon, &first, DesiredState::Standby).await;
+    daemon.wait_desired(&first, DesiredState::Standby).await;
     assert_eq!(
         daemon.get(&second).await.desired_state,
         DesiredState::Running as i32
@@ -175,7 +159,7 @@ async fn a_wake_that_fails_changes_nothing() {
     let second = daemon
         .deploy_ready(&project.id, "production", "nginx:2")
         .await;
-    wait_desired(&daemon, &first, DesiredState::Standby).await;
+    daemon.wait_desired(&first, DesiredState::Standby).await;
     let routes_before = route_map(&daemon.routes(&project.id).await);
 
     // Same file, but us-east-1 can no longer run anything.

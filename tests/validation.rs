@@ -584,7 +584,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
 
     let project_before = daemon.get_project(p).await;
     let routes_before = daemon.routes(p).await;
-    let deployments_before = list(&daemon, p).await;
+    let deployments_before = daemon.list(p).await;
     for (name, call, code) in cases {
         let status = run(&daemon, call).await.expect_err(name);
         assert_eq!(status.code(), code, "{name}: {}", status.message());
@@ -596,22 +596,8 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
     }
     assert_eq!(daemon.get_project(p).await, project_before);
     assert_eq!(daemon.routes(p).await, routes_before);
-    assert_eq!(list(&daemon, p).await, deployments_before);
+    assert_eq!(daemon.list(p).await, deployments_before);
     assert_eq!(daemon.get_project(p).await.live_deployment_id, live);
     // The daemon is still fine.
     daemon.deploy_ready(p, "preview", "nginx:2").await;
-}
-
-async fn list(daemon: &TestDaemon, project: &str) -> Vec<pb::Deployment> {
-    daemon
-        .deployments()
-        .await
-        .list_deployments(pb::ListDeploymentsRequest {
-            project_id: project.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .deployments
 }

@@ -300,6 +300,33 @@ impl TestDaemon {
             .expect("project")
     }
 
+    /// The project's deployments, newest first (one page, up to 50).
+    pub async fn list(&self, project_id: &str) -> Vec<pb::Deployment> {
+        self.deployments()
+            .await
+            .list_deployments(pb::ListDeploymentsRequest {
+                project_id: project_id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list deployments")
+            .into_inner()
+            .deployments
+    }
+
+    /// Waits until the deployment's desired state is `state`.
+    pub async fn wait_desired(&self, id: &str, state: pb::DesiredState) -> pb::Deployment {
+        eventually(
+            &format!("{id} is {state:?}"),
+            Duration::from_secs(10),
+            || async {
+                let d = self.get(id).await;
+                (d.desired_state == state as i32).then_some(d)
+            },
+        )
+        .await
+    }
+
     pub async fn routes(&self, project_id: &str) -> Vec<pb::Route> {
         self.routing()
             .await
