@@ -61,7 +61,10 @@ pub(crate) fn spawn(
     let (tx, rx) = mpsc::channel::<Submission>();
     let handle = std::thread::Builder::new()
         .name("deployd-store-writer".into())
-        .spawn(move || run(&db, &rx, &stats))?;
+        .spawn(move || {
+            raise_priority();
+            run(&db, &rx, &stats)
+        })?;
     Ok((tx, handle))
 }
 
@@ -133,5 +136,21 @@ fn complete(submission: Submission, result: Result<(), Error>) {
     let call = std::panic::AssertUnwindSafe(move || done(result, mutations));
     if std::panic::catch_unwind(call).is_err() {
         tracing::error!("a commit completion panicked");
+    }
+}
+
+/// Every acknowledgement waits for this thread, so under CPU saturation it
+/// should not queue behind request handling. Linux applies nice values per
+/// thread; raising priority needs CAP_SYS_NICE, and without it the thread
+/// simply keeps the default.
+fn raise_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority has no memory effects; `who = 0` names the
+        // calling thread.
+        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) };
+        if result != 0 {
+            tracing::debug!("store writer keeps the default priority (no CAP_SYS_NICE)");
+        }
     }
 }
