@@ -137,7 +137,7 @@ impl Default for Config {
             restart_window_ms: 60_000,
             max_queued_per_project: 1024,
             idle_actor_stop_ms: 60_000,
-            store_cache_mib: 128,
+            store_cache_mib: 64,
             idempotency_ttl_ms: 24 * 60 * 60 * 1000,
             shutdown_timeout_ms: 10_000,
             regions: BTreeMap::from([

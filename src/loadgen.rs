@@ -44,6 +44,9 @@ pub struct BenchArgs {
     pub prepare_deployments: Option<u64>,
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub prepare_projects: usize,
+    /// redb's page cache of the daemon, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = Config::default().store_cache_mib)]
+    pub cache_mib: usize,
     /// Keep the data here instead of a temporary directory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -161,6 +164,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let temp = tempfile_dir(&args)?;
     let mut config = zero_latency_config();
     config.data_dir.clone_from(&temp);
+    config.store_cache_mib = args.cache_mib;
     let mut report = Report {
         projects: args.projects,
         clients: args.clients,

@@ -29,7 +29,7 @@ use codec::decode;
 use tables::*;
 
 /// redb's page cache unless configured otherwise.
-const DEFAULT_CACHE_BYTES: usize = 128 * 1024 * 1024;
+const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The on-disk layout this build reads and writes.
 const SCHEMA_VERSION: u32 = 1;
