@@ -197,14 +197,18 @@ fn switch(state: &mut ProjectState, mut target: Deployment, request: PendingSwit
     state.deps.fail_point("switch.before_commit");
     let routes = plan_switch(&target, &state.routes);
     let mut mutations = schedule::clear(state, &target.id);
+    // Only a woken target changed; rewriting an unchanged record (or route)
+    // would cost a B-tree path per switch for nothing.
     if target.desired_state != DesiredState::Running {
         target.desired_state = DesiredState::Running;
         target.updated_at = now_millis();
+        mutations.push(Mutation::PutDeployment(target.clone()));
     }
-    mutations.push(Mutation::PutDeployment(target.clone()));
     for route in &routes {
-        state.routes.insert(route.fqdn.clone(), route.clone());
-        mutations.push(Mutation::PutRoute(route.clone()));
+        if state.routes.get(&route.fqdn) != Some(route) {
+            state.routes.insert(route.fqdn.clone(), route.clone());
+            mutations.push(Mutation::PutRoute(route.clone()));
+        }
     }
     let previous = state.project.live.replace(LiveDeployment {
         id: target.id.clone(),

@@ -200,10 +200,11 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
             routes
                 .insert(route.fqdn.as_str(), encode(route, "route")?.as_slice())
                 .map_err(storage)?;
-            txn.open_table(PROJECT_ROUTES)
-                .map_err(storage)?
-                .insert((route.project_id.as_str(), route.fqdn.as_str()), ())
-                .map_err(storage)?;
+            let mut index = txn.open_table(PROJECT_ROUTES).map_err(storage)?;
+            let key = (route.project_id.as_str(), route.fqdn.as_str());
+            if index.get(key).map_err(storage)?.is_none() {
+                index.insert(key, ()).map_err(storage)?;
+            }
         }
         Mutation::ClaimDomain { project_id, fqdn } => {
             txn.open_table(DOMAINS)
