@@ -20,6 +20,8 @@ use crate::actors::{Deps, Projects};
 use crate::config::Config;
 use crate::error::Error;
 use crate::io::store::Store;
+use crate::model::names::Hostnames;
+use crate::model::routes::candidate_hostnames;
 use crate::model::{Deployment, DeploymentId, ProjectId, project::Project};
 use crate::pb;
 use crate::pb::deployment_service_server::DeploymentServiceServer;
@@ -44,6 +46,29 @@ impl Context {
             .store
             .project(id)?
             .ok_or_else(|| Error::not_found(format!("project {id} not found")))
+    }
+
+    /// The hostnames that point at `deployment` now: a handful of point
+    /// lookups, whatever the length of the project's history.
+    fn hostnames(&self, deployment: &Deployment) -> Result<Vec<String>, Error> {
+        let project = self.project(&deployment.project_id)?;
+        let names = Hostnames {
+            apex: &self.deps.config.apex_domain,
+            project_slug: &project.slug,
+            workspace_slug: &project.workspace_slug,
+        };
+        let candidates = candidate_hostnames(deployment, &project, names);
+        let mut hostnames: Vec<String> = self
+            .deps
+            .store
+            .routes_named(&candidates)?
+            .into_iter()
+            .filter(|r| r.deployment_id == deployment.id)
+            .map(|r| r.fqdn)
+            .collect();
+        hostnames.sort();
+        hostnames.dedup();
+        Ok(hostnames)
     }
 
     fn deployment(&self, id: &DeploymentId, role: &str) -> Result<Deployment, Error> {

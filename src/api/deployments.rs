@@ -1,7 +1,6 @@
 //! `deployd.v1.DeploymentService`: request validation and routing of each
 //! mutation to the owning project's actor. Reads go straight to the store.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 
 use tokio_stream::Stream;
@@ -11,7 +10,7 @@ use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
 use crate::api::{Context, convert, idempotency, watch};
 use crate::error::Error;
 use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN};
-use crate::model::{Deployment, DeploymentId, GitCommit, GitSource, ProjectId, Route, Source};
+use crate::model::{Deployment, DeploymentId, GitCommit, GitSource, ProjectId, Source};
 use crate::pb;
 use crate::pb::deployment_service_server::DeploymentService;
 
@@ -22,14 +21,9 @@ const MAX_PAGE_SIZE: u32 = 500;
 
 impl Deployments {
     fn to_pb(&self, deployment: &Deployment) -> Result<pb::Deployment, Error> {
-        let routes = self
-            .0
-            .deps
-            .store
-            .routes_of_project(&deployment.project_id)?;
         Ok(convert::deployment(
             deployment,
-            hostnames_of(&routes, &deployment.id),
+            self.0.hostnames(deployment)?,
         ))
     }
 
@@ -42,14 +36,6 @@ impl Deployments {
             outcome.routes.iter().map(convert::route).collect(),
         )
     }
-}
-
-fn hostnames_of(routes: &BTreeMap<String, Route>, id: &DeploymentId) -> Vec<String> {
-    routes
-        .values()
-        .filter(|r| &r.deployment_id == id)
-        .map(|r| r.fqdn.clone())
-        .collect()
 }
 
 fn parse_create(request: pb::CreateDeploymentRequest) -> Result<(ProjectId, NewDeployment), Error> {
@@ -212,13 +198,13 @@ impl DeploymentService for Deployments {
                     && status.is_none_or(|s| d.status == s)
             },
         )?;
-        let routes = self.0.deps.store.routes_of_project(&project_id)?;
+        let deployments = page
+            .deployments
+            .iter()
+            .map(|d| self.to_pb(d))
+            .collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListDeploymentsResponse {
-            deployments: page
-                .deployments
-                .iter()
-                .map(|d| convert::deployment(d, hostnames_of(&routes, &d.id)))
-                .collect(),
+            deployments,
             next_page_token: page.next_before.map(|s| s.to_string()).unwrap_or_default(),
         }))
     }

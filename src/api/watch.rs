@@ -37,16 +37,7 @@ pub fn stream(context: Context, id: DeploymentId) -> Result<impl Stream<Item = I
     let (tx, rx) = tokio::sync::mpsc::channel::<Item>(16);
     let mut shutdown = context.shutdown.clone();
     tokio::spawn(async move {
-        let routes = context
-            .deps
-            .store
-            .routes_of_project(&current.project_id)
-            .unwrap_or_default();
-        let hostnames = routes
-            .values()
-            .filter(|r| r.deployment_id == current.id)
-            .map(|r| r.fqdn.clone())
-            .collect();
+        let hostnames = context.hostnames(&current).unwrap_or_default();
         let snapshot = Event::Snapshot(convert::deployment(&current, hostnames));
         let mut last = Arc::new(current);
         if send(&tx, snapshot).await.is_err() {

@@ -271,6 +271,20 @@ impl Store {
         read_routes(&txn, project)
     }
 
+    /// The routes at these hostnames, where there are any (one read
+    /// transaction, one point lookup each).
+    pub fn routes_named(&self, hostnames: &[String]) -> Result<Vec<Route>, Error> {
+        let txn = self.read()?;
+        let table = txn.open_table(ROUTES).map_err(storage)?;
+        let mut out = Vec::new();
+        for fqdn in hostnames {
+            if let Some(bytes) = table.get(fqdn.as_str()).map_err(storage)? {
+                out.push(decode(bytes.value(), "route")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Routes, schedules and unfinished deployments of one project.
     pub fn project_snapshot(&self, project: &ProjectId) -> Result<ProjectSnapshot, Error> {
         let txn = self.read()?;

@@ -101,6 +101,29 @@ pub fn plan_deploy(
     DeployPlan { routes, takes_live }
 }
 
+/// Every hostname that can point at `deployment`: the ones a deploy gives
+/// it, the project's `LIVE` names and its custom domains. Which of them do
+/// right now is up to the stored routes.
+pub fn candidate_hostnames(
+    deployment: &Deployment,
+    project: &Project,
+    names: Hostnames<'_>,
+) -> Vec<String> {
+    let mut hostnames = vec![
+        names.deployment(&deployment.id),
+        names.environment(&deployment.environment),
+        names.live(),
+    ];
+    if let Some(sha) = deployment.commit_sha() {
+        hostnames.push(names.commit(sha));
+    }
+    if !deployment.branch.is_empty() {
+        hostnames.push(names.branch(&deployment.branch));
+    }
+    hostnames.extend(project.custom_domains.iter().cloned());
+    hostnames
+}
+
 /// The routes a rollback or promote moves to `target`: every `LIVE` and
 /// `ENVIRONMENT` route of the target's environment. Empty means the
 /// environment has none, which both operations refuse.

@@ -20,7 +20,7 @@ use crate::model::project::LiveDeployment;
 use crate::model::routes::plan_deploy;
 use crate::model::{
     Deployment, DeploymentId, DeploymentStatus, DesiredState, Idempotency, Instance,
-    RegionTopology, Source, StepName, StoredReply, now_millis,
+    RegionTopology, RouteKind, Source, StepName, StoredReply, now_millis,
 };
 
 /// `CreateDeployment`: stores the new deployment as `PENDING`, answers once
@@ -413,7 +413,9 @@ fn switch_routes(state: &mut ProjectState, id: &DeploymentId) {
 
     let mut mutations = vec![Mutation::PutDeployment(deployment.clone())];
     for route in plan.routes {
-        state.routes.insert(route.fqdn.clone(), route.clone());
+        if route.kind != RouteKind::Deployment {
+            state.routes.insert(route.fqdn.clone(), route.clone());
+        }
         mutations.push(Mutation::PutRoute(route));
     }
     let mut previous_live = None;

@@ -14,14 +14,17 @@ use crate::model::names::Hostnames;
 use crate::model::project::Project;
 use crate::model::{
     Deployment, DeploymentId, Idempotency, IdempotencyKey, IdempotencyRecord, ProjectId, Route,
-    ScheduledChange, now_millis,
+    RouteKind, ScheduledChange, now_millis,
 };
 
 pub struct ProjectState {
     pub deps: Deps,
     pub myself: ActorRef<ProjectMsg>,
     pub project: Project,
-    /// This project's routes by hostname, as last submitted to the store.
+    /// This project's routes by hostname, as last submitted to the store,
+    /// except `DEPLOYMENT` routes: there is one per deployment ever made,
+    /// they never move, and no decision reads them, so keeping them would
+    /// make memory grow with history.
     pub routes: BTreeMap<String, Route>,
     /// Deployments not yet READY or FAILED.
     pub in_flight: HashMap<DeploymentId, InFlight>,
@@ -99,7 +102,11 @@ impl ProjectState {
             deps,
             myself,
             project,
-            routes: snapshot.routes,
+            routes: snapshot
+                .routes
+                .into_iter()
+                .filter(|(_, r)| r.kind != RouteKind::Deployment)
+                .collect(),
             in_flight: HashMap::new(),
             schedules: HashMap::new(),
             wakes: HashMap::new(),
