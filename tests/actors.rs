@@ -33,12 +33,7 @@ async fn assert_switches_answer_quickly(daemon: &TestDaemon, old: &str, live: &s
 async fn rollback_and_promote_do_not_wait_for_a_30_second_build() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let live = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (old, live) = daemon.two_production_deploys(&project.id).await;
     // `slow` builds take 30 s in the test config.
     let building = daemon
         .create(git_request(&project.id, "production", "slow", SHA_A))
@@ -63,12 +58,7 @@ async fn rollback_and_promote_do_not_wait_for_a_region_that_never_gets_ready() {
     daemon
         .set_regions(&project.id, "production", &[("us-east-1", 1)])
         .await;
-    let old = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let live = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (old, live) = daemon.two_production_deploys(&project.id).await;
     daemon
         .set_regions(&project.id, "production", &[(STUCK_REGION, 1)])
         .await;
@@ -95,12 +85,7 @@ async fn a_panicking_project_actor_is_restarted_from_the_store() {
     )]);
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let live = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (old, live) = daemon.two_production_deploys(&project.id).await;
 
     let error = tokio::time::timeout(Duration::from_secs(5), daemon.rollback(&live, &old))
         .await
@@ -175,12 +160,7 @@ async fn a_full_project_queue_refuses_at_once() {
     daemon
         .set_regions(&project.id, "production", &[("us-east-1", 1)])
         .await;
-    let old = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let live = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (old, live) = daemon.two_production_deploys(&project.id).await;
     daemon
         .wait_desired(&old, deployd::pb::DesiredState::Standby)
         .await;

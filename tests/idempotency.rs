@@ -114,12 +114,7 @@ async fn the_key_may_come_as_metadata() {
 async fn retried_rollback_and_promote_return_the_original_and_change_nothing() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let live = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (old, live) = daemon.two_production_deploys(&project.id).await;
     let mut client = daemon.deployments().await;
 
     let rollback = pb::RollbackRequest {

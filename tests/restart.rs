@@ -15,12 +15,7 @@ use deployd::pb::{self, DeploymentStatus, DesiredState};
 async fn state_survives_a_restart() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let live = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (old, live) = daemon.two_production_deploys(&project.id).await;
     daemon.deploy_ready(&project.id, "preview", "nginx:3").await;
     daemon
         .projects()

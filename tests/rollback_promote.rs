@@ -12,12 +12,7 @@ use tonic::Code;
 /// `live` (sequence 2, the live one).
 async fn two_live_deploys(daemon: &TestDaemon) -> (String, String, String) {
     let project = daemon.project("acme", "web").await;
-    let old = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let live = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (old, live) = daemon.two_production_deploys(&project.id).await;
     (project.id, old, live)
 }
 

@@ -21,12 +21,7 @@ fn config_with_standby_delay(ms: u64) -> deployd::Config {
 async fn the_previous_live_deployment_goes_to_standby_after_the_delay() {
     let daemon = TestDaemon::start_with(config_with_standby_delay(200)).await;
     let project = daemon.project("acme", "web").await;
-    let first = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let second = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (first, second) = daemon.two_production_deploys(&project.id).await;
 
     let standby = daemon.wait_desired(&first, DesiredState::Standby).await;
     assert!(
@@ -50,12 +45,7 @@ async fn the_previous_live_deployment_goes_to_standby_after_the_delay() {
 async fn rollback_to_a_standby_deployment_wakes_it_first() {
     let daemon = TestDaemon::start_with(config_with_standby_delay(100)).await;
     let project = daemon.project("acme", "web").await;
-    let first = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let second = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (first, second) = daemon.two_production_deploys(&project.id).await;
     daemon.wait_desired(&first, DesiredState::Standby).await;
 
     let response = daemon.rollback(&second, &first).await.unwrap();
@@ -93,12 +83,7 @@ async fn rollback_to_a_standby_deployment_wakes_it_first() {
 async fn promote_wakes_a_standby_target_and_schedules_the_previous_live() {
     let daemon = TestDaemon::start_with(config_with_standby_delay(150)).await;
     let project = daemon.project("acme", "web").await;
-    let first = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let second = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (first, second) = daemon.two_production_deploys(&project.id).await;
     daemon.wait_desired(&first, DesiredState::Standby).await;
 
     daemon.promote(&first).await.unwrap();
@@ -153,12 +138,7 @@ async fn a_wake_that_fails_changes_nothing() {
     daemon
         .set_regions(&project.id, "production", &[("us-east-1", 1)])
         .await;
-    let first = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let second = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (first, second) = daemon.two_production_deploys(&project.id).await;
     daemon.wait_desired(&first, DesiredState::Standby).await;
     let routes_before = route_map(&daemon.routes(&project.id).await);
 

@@ -59,12 +59,7 @@ async fn a_file_from_an_incompatible_version_is_refused() {
 async fn check_passes_on_a_healthy_file_and_names_a_broken_invariant() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let old = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    let live = daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (old, live) = daemon.two_production_deploys(&project.id).await;
     daemon.rollback(&live, &old).await.unwrap();
     let failed = daemon
         .create(git_request(&project.id, "production", "broken", SHA_A))

@@ -370,6 +370,13 @@ impl TestDaemon {
         id
     }
 
+    /// Two READY production deployments, older first; the newer is live.
+    pub async fn two_production_deploys(&self, project_id: &str) -> (String, String) {
+        let older = self.deploy_ready(project_id, "production", "nginx:1").await;
+        let newer = self.deploy_ready(project_id, "production", "nginx:2").await;
+        (older, newer)
+    }
+
     pub async fn rollback(
         &self,
         source: &str,
