@@ -1,6 +1,7 @@
 //! The gRPC edge: one tonic service per file, request validation, and
 //! [`serve`], which wires the daemon together and runs it until shutdown.
 
+mod admin;
 mod convert;
 mod deployments;
 mod idempotency;
@@ -24,6 +25,7 @@ use crate::model::names::Hostnames;
 use crate::model::routes::candidate_hostnames;
 use crate::model::{Deployment, DeploymentId, ProjectId, project::Project};
 use crate::pb;
+use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::deployment_service_server::DeploymentServiceServer;
 use crate::pb::project_service_server::ProjectServiceServer;
 use crate::pb::routing_service_server::RoutingServiceServer;
@@ -144,7 +146,8 @@ pub async fn serve_observed(
         .add_service(DeploymentServiceServer::new(deployments::Deployments(
             context.clone(),
         )))
-        .add_service(RoutingServiceServer::new(routing::Routing(context.clone())));
+        .add_service(RoutingServiceServer::new(routing::Routing(context.clone())))
+        .add_service(AdminServiceServer::new(admin::Admin(context.clone())));
     let local = listener.local_addr().ok();
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<()>();
     // Without TCP_NODELAY, small gRPC replies wait for the peer's delayed
@@ -210,6 +213,7 @@ async fn set_health(
         "deployd.v1.ProjectService",
         "deployd.v1.DeploymentService",
         "deployd.v1.RoutingService",
+        "deployd.v1.AdminService",
     ] {
         health.set_service_status(service, status).await;
     }

@@ -5,7 +5,7 @@
 //!
 //! Every run is bounded: each phase stops after its duration or count.
 //! Latencies are measured at the client; commit figures come from the
-//! store writer's counters (in-process runs only).
+//! daemon's counters (`AdminService.GetStats`).
 
 mod prepare;
 mod stats;
@@ -172,7 +172,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     };
 
     if let Some(target) = &args.target {
-        return workload::drive(target, &args, None, report).await;
+        return workload::drive(target, &args, report).await;
     }
 
     if let Some(deployments) = args.prepare_deployments {
@@ -198,13 +198,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             to_resumed_ms: (local.serving_after + to_resumed).as_secs_f64() * 1000.0,
             rss_after_start_mib: rss_mib().0,
         });
-        let report = workload::drive(&local.addr, &args, Some(&local.handle), report).await?;
+        let report = workload::drive(&local.addr, &args, report).await?;
         local.stop().await?;
         return finish(report, &config);
     }
 
     let local = start_local(config.clone()).await?;
-    let report = workload::drive(&local.addr, &args, Some(&local.handle), report).await?;
+    let report = workload::drive(&local.addr, &args, report).await?;
     local.stop().await?;
     finish(report, &config)
 }

@@ -12,7 +12,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::{v1, v1alpha};
 
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
+    "deployd.v1.AdminService",
     "deployd.v1.DeploymentService",
     "deployd.v1.ProjectService",
     "deployd.v1.RoutingService",
@@ -176,4 +177,36 @@ async fn reflection_v1alpha_lists_every_service() {
             "{service} in {listed:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn stats_count_commits_and_actors() {
+    let daemon = TestDaemon::start().await;
+    let mut admin =
+        deployd::pb::admin_service_client::AdminServiceClient::new(channel(&daemon).await);
+    let before = admin
+        .get_stats(deployd::pb::GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let project = daemon.project("acme", "web").await;
+    daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let after = admin
+        .get_stats(deployd::pb::GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // Workspace, project, and the deploy's steps: several operations, each
+    // in some commit.
+    assert!(
+        after.committed_operations >= before.committed_operations + 4,
+        "{after:?}"
+    );
+    assert!(after.commits > before.commits);
+    assert!(after.committed_operations >= after.commits);
+    assert_eq!(after.failed_commits, 0);
+    assert_eq!(after.running_project_actors, 1);
+    assert_eq!(after.broken_projects, 0);
 }

@@ -76,6 +76,10 @@ impl Projects {
         self.registry.len()
     }
 
+    pub fn broken_projects(&self) -> usize {
+        self.broken.len()
+    }
+
     async fn actor(&self, project: &ProjectId) -> Result<ProjectEntry, Error> {
         if let Some(reason) = self.broken.get(project) {
             return Err(Error::Unavailable(reason.clone()));

@@ -65,6 +65,8 @@ pub enum Command {
     Promote(PromoteArgs),
     /// List the routes of a project.
     Routes(RoutesArgs),
+    /// Show the daemon's counters (commits, operations per commit, actors).
+    Stats,
     /// Run the load generator (see the README's Performance section).
     Bench(Box<crate::loadgen::BenchArgs>),
 }

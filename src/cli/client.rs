@@ -18,6 +18,7 @@ use crate::cli::args::{
 use crate::cli::output::{self, emit};
 use crate::cli::{deploy, render};
 use crate::pb;
+use crate::pb::admin_service_client::AdminServiceClient;
 use crate::pb::deployment_service_client::DeploymentServiceClient;
 use crate::pb::project_service_client::ProjectServiceClient;
 use crate::pb::routing_service_client::RoutingServiceClient;
@@ -93,6 +94,10 @@ impl Clients {
 
     pub fn routing(&self) -> RoutingServiceClient<Channel> {
         RoutingServiceClient::new(self.channel.clone())
+    }
+
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone())
     }
 }
 
@@ -215,6 +220,10 @@ pub async fn run(addr: &str, json: bool, command: Command) -> anyhow::Result<Exi
             };
             let response = rpc(clients.routing().list_routes(request).await)?;
             show(json, &response, |r| render::routes(&r.routes))?;
+        }
+        Command::Stats => {
+            let response = rpc(clients.admin().get_stats(pb::GetStatsRequest {}).await)?;
+            show(json, &response, render::stats)?;
         }
     }
     Ok(ExitCode::SUCCESS)

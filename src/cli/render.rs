@@ -255,3 +255,16 @@ pub fn switched(project: Option<&pb::Project>, routes: &[pb::Route]) -> String {
 fn yes_no(value: bool) -> String {
     if value { "yes" } else { "no" }.to_string()
 }
+
+pub fn stats(stats: &pb::GetStatsResponse) -> String {
+    let per_commit = stats.committed_operations as f64 / stats.commits.max(1) as f64;
+    format!(
+        "commits                 {}\noperations committed    {} ({per_commit:.1} per commit)\nfailed commits          {}\nproject actors running  {}\nbroken projects         {}\nwatched deployments     {}\n",
+        stats.commits,
+        stats.committed_operations,
+        stats.failed_commits,
+        stats.running_project_actors,
+        stats.broken_projects,
+        stats.watched_deployments
+    )
+}

@@ -1,5 +1,7 @@
 //! The load itself: projects, rollback/promote pairs alone, then deploying
-//! clients with a switching client beside them, all over gRPC.
+//! clients with a switching client beside them, all over gRPC. Commit
+//! figures come from the daemon's `AdminService.GetStats`, so they are there
+//! for a remote daemon too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,9 +12,9 @@ use tonic::transport::Channel;
 
 use super::stats::{Percentiles, rss_mib};
 use super::{BenchArgs, Report};
-use crate::DaemonHandle;
 use crate::model::DeploymentId;
 use crate::pb;
+use crate::pb::admin_service_client::AdminServiceClient;
 use crate::pb::deployment_service_client::DeploymentServiceClient;
 use crate::pb::project_service_client::ProjectServiceClient;
 use crate::pb::watch_deployment_response::Event;
@@ -34,12 +36,7 @@ async fn connect(addr: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(addr.to_string())?.connect().await?)
 }
 
-pub async fn drive(
-    addr: &str,
-    args: &BenchArgs,
-    handle: Option<&DaemonHandle>,
-    mut report: Report,
-) -> anyhow::Result<Report> {
+pub async fn drive(addr: &str, args: &BenchArgs, mut report: Report) -> anyhow::Result<Report> {
     let mut channels = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
         channels.push(connect(addr).await?);
@@ -61,7 +58,7 @@ pub async fn drive(
     report.rollback_alone = Percentiles::of(rollback_alone);
     report.promote_alone = Percentiles::of(promote_alone);
 
-    let stats_before = handle.map(|h| h.store.stats().snapshot());
+    let stats_before = stats(&channels[0]).await?;
     let began = Instant::now();
     let deadline = began + Duration::from_secs(args.seconds);
     let failed = Arc::new(AtomicU64::new(0));
@@ -115,19 +112,25 @@ pub async fn drive(
     report.deploy_latency = Percentiles::of(deploy_latencies);
     report.rollback_under_load = Percentiles::of(rollback_loaded);
     report.promote_under_load = Percentiles::of(promote_loaded);
-    if let (Some(handle), Some((commits0, subs0, _))) = (handle, stats_before) {
-        let (commits1, subs1, _) = handle.store.stats().snapshot();
-        let commits = commits1.saturating_sub(commits0);
-        report.commits_per_second = Some(commits as f64 / elapsed);
-        report.operations_per_commit =
-            Some(subs1.saturating_sub(subs0) as f64 / commits.max(1) as f64);
-    }
+    let stats_after = stats(&channels[0]).await?;
+    let commits = stats_after.commits.saturating_sub(stats_before.commits);
+    let operations = stats_after
+        .committed_operations
+        .saturating_sub(stats_before.committed_operations);
+    report.commits_per_second = Some(commits as f64 / elapsed);
+    report.operations_per_commit = Some(operations as f64 / commits.max(1) as f64);
     let (rss, peak) = rss_mib();
     report.rss_mib = rss;
     report.peak_rss_mib = peak;
     report.rss_per_project_kib =
         ((rss - rss_before).max(0.0) * 1024.0) / (args.projects + SWITCH_PROJECTS) as f64;
     Ok(report)
+}
+
+async fn stats(channel: &Channel) -> anyhow::Result<pb::GetStatsResponse> {
+    rpc(AdminServiceClient::new(channel.clone())
+        .get_stats(pb::GetStatsRequest {})
+        .await)
 }
 
 async fn create_projects(channel: &Channel, count: usize) -> anyhow::Result<Vec<String>> {
