@@ -19,10 +19,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::process::DaemonProcess;
 use deployd::pb;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
 use deployd::pb::project_service_client::ProjectServiceClient;
@@ -30,8 +32,6 @@ use deployd::pb::routing_service_client::RoutingServiceClient;
 use deployd::pb::workspace_service_client::WorkspaceServiceClient;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -82,10 +82,7 @@ struct Op {
 
 type Ledger = Arc<Mutex<Vec<Op>>>;
 
-struct Daemon {
-    child: Child,
-    addr: String,
-}
+type Daemon = DaemonProcess;
 
 struct Harness {
     bin: PathBuf,
@@ -151,45 +148,7 @@ impl Harness {
     async fn start(&self, fail_points: &[(&str, u32)]) -> Option<Daemon> {
         let config = self.dir.path().join("deployd.toml");
         std::fs::write(&config, config_text(&self.data_dir(), fail_points)).expect("config");
-        let mut child = Command::new(&self.bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn deployd");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            match tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await {
-                Ok(Ok(Some(line))) => {
-                    if let Some(addr) = line.split("listening on ").nth(1) {
-                        break format!("http://{}", addr.trim());
-                    }
-                }
-                _ => {
-                    let status = child.wait().await.expect("wait");
-                    assert!(!status.success(), "deployd exited before listening");
-                    return None;
-                }
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let daemon = Daemon { child, addr };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if serving(&daemon.addr).await {
-                return Some(daemon);
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("deployd did not report SERVING");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        DaemonProcess::spawn(&config).await
     }
 
     fn check_file(&self) {
@@ -672,31 +631,6 @@ async fn connect(addr: &str) -> Channel {
         .expect("connect")
 }
 
-async fn serving(addr: &str) -> bool {
-    let Ok(channel) = Channel::from_shared(addr.to_string()) else {
-        return false;
-    };
-    let Ok(channel) = channel.connect().await else {
-        return false;
-    };
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    matches!(
-        health.check(tonic_health::pb::HealthCheckRequest::default()).await,
-        Ok(r) if r.get_ref().status
-            == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    )
-}
-
-/// SIGTERM through the `kill` program: an argv list, no shell.
-fn terminate(child: &Child) {
-    if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
-    }
-}
-
 async fn run_seed(seed: u64) {
     let mut harness = Harness::new();
     let daemon = harness.start(&[]).await.expect("first start");
@@ -715,7 +649,7 @@ async fn run_seed(seed: u64) {
         let current = match (daemon.take(), point) {
             (Some(running), None) => running,
             (Some(mut running), Some(point)) => {
-                terminate(&running.child);
+                running.terminate();
                 let _ = running.child.wait().await;
                 let after = rng.random_range(1..=3);
                 harness
@@ -751,7 +685,7 @@ async fn run_seed(seed: u64) {
 
     // SIGTERM: a clean exit, well within the shutdown timeout.
     let mut last = daemon.expect("running");
-    terminate(&last.child);
+    last.terminate();
     let status = tokio::time::timeout(Duration::from_secs(10), last.child.wait())
         .await
         .expect("exits within 10 s of SIGTERM")
