@@ -32,9 +32,13 @@ pub struct BenchArgs {
     /// Concurrent deploying clients.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
-    /// How long the deploy load runs.
+    /// How long the deploy load runs (at most).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Stop the deploy load after this many deployments have been created,
+    /// if that comes before `--seconds`.
+    #[arg(long, value_name = "N")]
+    pub deploys: Option<u64>,
     /// Rollback + promote pairs measured on an otherwise idle daemon.
     #[arg(long, default_value_t = 500)]
     pub switches: usize,

@@ -62,6 +62,8 @@ pub async fn drive(addr: &str, args: &BenchArgs, mut report: Report) -> anyhow::
     let began = Instant::now();
     let deadline = began + Duration::from_secs(args.seconds);
     let failed = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(AtomicU64::new(0));
+    let budget = args.deploys.unwrap_or(u64::MAX);
     let mut clients = Vec::new();
     for c in 0..args.clients {
         let channel = channels[c % CONNECTIONS].clone();
@@ -77,10 +79,11 @@ pub async fn drive(addr: &str, args: &BenchArgs, mut report: Report) -> anyhow::
             mine
         };
         let failed = failed.clone();
+        let started = started.clone();
         clients.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut next = 0;
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < budget {
                 let project = &mine[next % mine.len()];
                 next += 1;
                 match deploy_and_wait(&channel, project).await {
@@ -93,15 +96,20 @@ pub async fn drive(addr: &str, args: &BenchArgs, mut report: Report) -> anyhow::
             latencies
         }));
     }
+    // The switching client stops when the deploying ones do.
+    let (stop_switching, switching_stopped) = tokio::sync::watch::channel(false);
     let switching = {
         let channel = channels[CONNECTIONS - 1].clone();
         let pairs = pairs.clone();
-        tokio::spawn(async move { switch_pairs(&channel, &pairs, None, Some(deadline)).await })
+        tokio::spawn(async move {
+            switch_pairs(&channel, &pairs, None, Some((deadline, switching_stopped))).await
+        })
     };
     let mut deploy_latencies = Vec::new();
     for client in clients {
         deploy_latencies.extend(client.await?);
     }
+    let _ = stop_switching.send(true);
     let (rollback_loaded, promote_loaded) = switching.await??;
     let elapsed = began.elapsed().as_secs_f64();
 
@@ -228,19 +236,22 @@ async fn deploy_and_wait(
 }
 
 /// Rollback to the older deployment, then promote the newer one back, on
-/// each pair in turn, `count` times or until `deadline`. Returns the
-/// acknowledgement latencies of each.
+/// each pair in turn, `count` times or until `until` (a deadline, or an
+/// earlier stop signal). Returns the acknowledgement latencies of each.
 async fn switch_pairs(
     channel: &Channel,
     pairs: &[(String, String)],
     count: Option<usize>,
-    deadline: Option<Instant>,
+    until: Option<(Instant, tokio::sync::watch::Receiver<bool>)>,
 ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     let mut client = DeploymentServiceClient::new(channel.clone());
     let (mut rollbacks, mut promotes) = (Vec::new(), Vec::new());
     let mut i = 0;
     loop {
-        if count.is_some_and(|c| i >= c) || deadline.is_some_and(|d| Instant::now() >= d) {
+        let stopped = until
+            .as_ref()
+            .is_some_and(|(deadline, stop)| Instant::now() >= *deadline || *stop.borrow());
+        if count.is_some_and(|c| i >= c) || stopped {
             break;
         }
         let (old, live) = &pairs[i % pairs.len()];
