@@ -3,6 +3,7 @@
 //! the build and the regional rollout run in child actors.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorCell};
 
@@ -14,7 +15,7 @@ use crate::actors::project::state::{InFlight, ProjectState};
 use crate::actors::readiness::{ReadinessActor, ReadinessArgs};
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput, BuildRequest};
-use crate::io::region::{NetworkPolicySpec, SentinelSpec, TopologySpec};
+use crate::io::region::{NetworkPolicySpec, RegionDriver, SentinelSpec, TopologySpec};
 use crate::io::store::Mutation;
 use crate::model::project::LiveDeployment;
 use crate::model::routes::plan_deploy;
@@ -444,22 +445,51 @@ pub fn fail(state: &mut ProjectState, id: &DeploymentId, reason: String) {
     tracing::info!(deployment = %id, %reason, "deployment failed");
     stop_children(&in_flight.children);
     in_flight.deployment.fail(reason, now_millis());
-    stop_regions(state, &in_flight.deployment);
-    state.submit(vec![Mutation::PutDeployment(in_flight.deployment)], |_| {});
+    let stop = stop_regions(state, &in_flight.deployment);
+    state.submit(
+        vec![Mutation::PutDeployment(in_flight.deployment)],
+        move |result| {
+            if result.is_ok() {
+                stop.run();
+            }
+        },
+    );
 }
 
-/// Scales a deployment to zero in each of its regions, in the background:
-/// the decision is already stored, the driver call is level-triggered.
-pub fn stop_regions(state: &ProjectState, deployment: &Deployment) {
-    for region in deployment.regions.keys() {
-        if let Some(driver) = state.deps.regions.get(region) {
-            let id = deployment.id.clone();
-            let region = region.clone();
-            tokio::spawn(async move {
+/// Scaling a deployment to zero in each of its regions. The decision is
+/// stored first and the driver calls run after its commit ([`StopRegions::run`]
+/// from the completion), so a crash in between leaves a deployment stored as
+/// running that is still running, never one stored as running that was
+/// already scaled away.
+pub struct StopRegions {
+    runtime: tokio::runtime::Handle,
+    calls: Vec<(Arc<dyn RegionDriver>, DeploymentId, String)>,
+}
+
+impl StopRegions {
+    /// Starts the driver calls in the background; each is level-triggered
+    /// and idempotent. Safe to call from the store writer's thread.
+    pub fn run(self) {
+        for (driver, id, region) in self.calls {
+            self.runtime.spawn(async move {
                 if let Err(e) = driver.set_running(&id, false).await {
                     tracing::warn!(deployment = %id, %region, error = %e, "could not stop deployment");
                 }
             });
         }
+    }
+}
+
+pub fn stop_regions(state: &ProjectState, deployment: &Deployment) -> StopRegions {
+    StopRegions {
+        runtime: tokio::runtime::Handle::current(),
+        calls: deployment
+            .regions
+            .keys()
+            .filter_map(|region| {
+                let driver = state.deps.regions.get(region)?;
+                Some((driver, deployment.id.clone(), region.clone()))
+            })
+            .collect(),
     }
 }

@@ -324,7 +324,8 @@ pub fn region_settled(
                 return;
             };
             stop_children(&wake.children);
-            super::deploy::stop_regions(state, &wake.target);
+            // Nothing was stored for the wake: scale back down at once.
+            super::deploy::stop_regions(state, &wake.target).run();
             answer_all(
                 wake.waiters,
                 Error::precondition(format!(
