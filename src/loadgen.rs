@@ -165,6 +165,12 @@ impl Local {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+    if args.projects == 0 || args.clients == 0 {
+        anyhow::bail!("--projects and --clients must be at least 1");
+    }
+    if args.prepare_deployments.is_some() && args.prepare_projects == 0 {
+        anyhow::bail!("--prepare-projects must be at least 1");
+    }
     let temp = tempfile_dir(&args)?;
     let mut config = zero_latency_config();
     config.data_dir.clone_from(&temp);
