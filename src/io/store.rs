@@ -133,6 +133,17 @@ impl Store {
     /// rejected, or failed). Never waits for the disk. Returns the
     /// submission's id (see [`Store::settled_through`]).
     pub fn submit(&self, mutations: Vec<Mutation>, done: Completion) -> u64 {
+        self.enqueue(mutations, done, false)
+    }
+
+    /// [`Store::submit`], committed ahead of ordinary submissions queued with
+    /// it. Only for a sender none of whose earlier submissions is still
+    /// queued; otherwise its own changes could land out of order.
+    pub fn submit_urgent(&self, mutations: Vec<Mutation>, done: Completion) -> u64 {
+        self.enqueue(mutations, done, true)
+    }
+
+    fn enqueue(&self, mutations: Vec<Mutation>, done: Completion, urgent: bool) -> u64 {
         let rejected = {
             let Ok(mut queue) = self.writer.lock() else {
                 done(
@@ -147,6 +158,7 @@ impl Store {
                 id,
                 mutations,
                 done,
+                urgent,
             }) {
                 Ok(()) => return id,
                 Err(mpsc::SendError(submission)) => submission,

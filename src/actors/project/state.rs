@@ -3,6 +3,8 @@
 //! whenever the actor starts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ractor::{ActorCell, ActorRef};
 
@@ -41,6 +43,9 @@ pub struct ProjectState {
     keys: HashMap<IdempotencyKey, (u64, IdempotencyRecord)>,
     next_ticket: u64,
     next_generation: u64,
+    /// This actor's submissions not yet settled: only with none may a
+    /// switch jump the writer's queue.
+    unsettled: Arc<AtomicUsize>,
     /// When the last request arrived, for stopping idle actors.
     pub last_request: std::time::Instant,
 }
@@ -114,6 +119,7 @@ impl ProjectState {
             keys: HashMap::new(),
             next_ticket: 1,
             next_generation: 1,
+            unsettled: Arc::default(),
             last_request: std::time::Instant::now(),
         };
         for deployment in snapshot.in_flight {
@@ -167,6 +173,27 @@ impl ProjectState {
         mutations: Vec<Mutation>,
         then: impl FnOnce(Result<(), Error>) + Send + 'static,
     ) {
+        self.submit_with(mutations, then, false);
+    }
+
+    /// [`ProjectState::submit`] for a rollback or promote: committed ahead of
+    /// other projects' queued work when none of this actor's own earlier
+    /// submissions is still queued (otherwise in order, as usual).
+    pub fn submit_switch(
+        &mut self,
+        mutations: Vec<Mutation>,
+        then: impl FnOnce(Result<(), Error>) + Send + 'static,
+    ) {
+        let urgent = self.unsettled.load(Ordering::Acquire) == 0;
+        self.submit_with(mutations, then, urgent);
+    }
+
+    fn submit_with(
+        &mut self,
+        mutations: Vec<Mutation>,
+        then: impl FnOnce(Result<(), Error>) + Send + 'static,
+        urgent: bool,
+    ) {
         let events = self.deps.events.clone();
         let myself = self.myself.clone();
         let written: Vec<Deployment> = mutations
@@ -183,26 +210,31 @@ impl ProjectState {
                 _ => None,
             })
             .collect();
-        let id = self.deps.store.submit(
-            mutations,
-            Box::new(move |result, mutations| {
-                match &result {
-                    Ok(()) => {
-                        for mutation in &mutations {
-                            if let Mutation::PutDeployment(deployment) = mutation {
-                                events.publish(deployment);
-                            }
+        let unsettled = self.unsettled.clone();
+        unsettled.fetch_add(1, Ordering::AcqRel);
+        let completion: crate::io::store::Completion = Box::new(move |result, mutations| {
+            unsettled.fetch_sub(1, Ordering::AcqRel);
+            match &result {
+                Ok(()) => {
+                    for mutation in &mutations {
+                        if let Mutation::PutDeployment(deployment) = mutation {
+                            events.publish(deployment);
                         }
                     }
-                    Err(e) => {
-                        let _ = myself.cast(ProjectMsg::StoreDiverged {
-                            reason: e.to_string(),
-                        });
-                    }
                 }
-                then(result);
-            }),
-        );
+                Err(e) => {
+                    let _ = myself.cast(ProjectMsg::StoreDiverged {
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            then(result);
+        });
+        let id = if urgent {
+            self.deps.store.submit_urgent(mutations, completion)
+        } else {
+            self.deps.store.submit(mutations, completion)
+        };
         let settled = self.deps.store.settled_through();
         self.written
             .retain(|_, (submission, _)| *submission > settled);

@@ -80,7 +80,9 @@ pub async fn promote(
                 idempotency.as_ref(),
                 StoredReply::Switch(Box::new(outcome.clone())),
             ));
-            state.submit_and_reply(mutations, reply, outcome);
+            state.submit_switch(mutations, move |result| {
+                let _ = reply.send(result.map(|()| outcome));
+            });
         }
         Ok(Check::Switch(target)) => {
             let request = PendingSwitch::Promote { idempotency, reply };
@@ -240,7 +242,7 @@ fn switch(state: &mut ProjectState, mut target: Deployment, request: PendingSwit
         StoredReply::Switch(Box::new(outcome.clone())),
     ));
     let deps = state.deps.clone();
-    state.submit(mutations, move |result| {
+    state.submit_switch(mutations, move |result| {
         // Committed, not yet answered: the worst moment to lose the reply.
         deps.fail_point("switch.after_commit");
         let _ = reply.send(result.map(|()| outcome));

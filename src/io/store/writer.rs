@@ -28,6 +28,9 @@ pub(crate) struct Submission {
     pub(crate) id: u64,
     pub(crate) mutations: Vec<Mutation>,
     pub(crate) done: Completion,
+    /// Committed ahead of the ordinary submissions queued with it (see
+    /// [`run`]).
+    pub(crate) urgent: bool,
 }
 
 /// Upper bound on submissions per commit, so one commit's latency stays
@@ -69,6 +72,12 @@ pub(crate) fn spawn(
 }
 
 /// Runs until every sender is dropped and the queue is drained.
+///
+/// Urgent submissions (rollback, promote) are committed first, in a short
+/// commit of their own, instead of waiting inside a commit of hundreds of
+/// deploy steps. That reorders only between different senders: a sender
+/// marks a submission urgent only when none of its earlier ones is still
+/// queued (`Store::submit_urgent`).
 fn run(db: &Database, rx: &mpsc::Receiver<Submission>, stats: &WriterStats) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -78,15 +87,26 @@ fn run(db: &Database, rx: &mpsc::Receiver<Submission>, stats: &WriterStats) {
                 Err(_) => break,
             }
         }
-        commit_batch(db, batch, stats);
+        let last_id = batch.last().map_or(0, |s| s.id);
+        let (urgent, ordinary): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| s.urgent);
+        if !urgent.is_empty() {
+            // Ids below `last_id` may still be queued in `ordinary`, so the
+            // settled mark only moves once they are committed too.
+            let settle = ordinary.is_empty().then_some(last_id);
+            commit_batch(db, urgent, stats, settle);
+        }
+        if !ordinary.is_empty() {
+            commit_batch(db, ordinary, stats, Some(last_id));
+        }
     }
 }
 
-fn commit_batch(db: &Database, batch: Vec<Submission>, stats: &WriterStats) {
+fn commit_batch(db: &Database, batch: Vec<Submission>, stats: &WriterStats, settle: Option<u64>) {
     let count = batch.len() as u64;
-    let last_id = batch.last().map_or(0, |s| s.id);
     let outcome = apply_batch(db, &batch);
-    stats.settled_through.store(last_id, Ordering::Release);
+    if let Some(last_id) = settle {
+        stats.settled_through.store(last_id, Ordering::Release);
+    }
     match outcome {
         Ok(outcomes) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
