@@ -31,8 +31,6 @@ use crate::pb::project_service_server::ProjectServiceServer;
 use crate::pb::routing_service_server::RoutingServiceServer;
 use crate::pb::workspace_service_server::WorkspaceServiceServer;
 
-pub use convert::{status as status_to_pb, timestamp};
-
 /// What every service handler shares.
 #[derive(Clone)]
 pub struct Context {

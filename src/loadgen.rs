@@ -165,15 +165,24 @@ impl Local {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+    let dir = data_dir(&args)?;
+    let result = run_in(&args, &dir).await;
+    // A temporary data directory goes with the run; one the user named stays.
+    if args.data_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Report> {
     if args.projects == 0 || args.clients == 0 {
         anyhow::bail!("--projects and --clients must be at least 1");
     }
     if args.prepare_deployments.is_some() && args.prepare_projects == 0 {
         anyhow::bail!("--prepare-projects must be at least 1");
     }
-    let temp = tempfile_dir(&args)?;
     let mut config = zero_latency_config();
-    config.data_dir.clone_from(&temp);
+    config.data_dir = dir.to_path_buf();
     config.store_cache_mib = args.cache_mib;
     let mut report = Report {
         projects: args.projects,
@@ -182,7 +191,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     };
 
     if let Some(target) = &args.target {
-        return workload::drive(target, &args, report).await;
+        return workload::drive(target, args, report).await;
     }
 
     if let Some(deployments) = args.prepare_deployments {
@@ -208,13 +217,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             to_resumed_ms: (local.serving_after + to_resumed).as_secs_f64() * 1000.0,
             rss_after_start_mib: rss_mib().0,
         });
-        let report = workload::drive(&local.addr, &args, report).await?;
+        let report = workload::drive(&local.addr, args, report).await?;
         local.stop().await?;
         return finish(report, &config);
     }
 
     let local = start_local(config.clone()).await?;
-    let report = workload::drive(&local.addr, &args, report).await?;
+    let report = workload::drive(&local.addr, args, report).await?;
     local.stop().await?;
     finish(report, &config)
 }
@@ -226,7 +235,7 @@ fn finish(mut report: Report, config: &Config) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn tempfile_dir(args: &BenchArgs) -> anyhow::Result<PathBuf> {
+fn data_dir(args: &BenchArgs) -> anyhow::Result<PathBuf> {
     match &args.data_dir {
         Some(dir) => Ok(dir.clone()),
         None => {
