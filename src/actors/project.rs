@@ -8,6 +8,7 @@
 
 pub mod deploy;
 pub mod messages;
+pub mod own_writes;
 pub mod replay;
 pub mod schedule;
 pub mod settings;

@@ -183,6 +183,15 @@ impl Deployment {
         self.updated_at = now;
     }
 
+    /// Regions whose desired replicas are not (yet) known to run.
+    pub fn regions_not_ready(&self) -> std::collections::BTreeSet<String> {
+        self.regions
+            .iter()
+            .filter(|(_, t)| !t.ready)
+            .map(|(region, _)| region.clone())
+            .collect()
+    }
+
     pub fn running_step(&self) -> Option<&Step> {
         self.steps.iter().rev().find(|s| s.finished_at.is_none())
     }

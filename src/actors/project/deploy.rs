@@ -245,19 +245,12 @@ async fn spawn_deploy_readiness(state: &mut ProjectState, id: &DeploymentId) {
         return;
     };
     in_flight.ticket = ticket;
-    in_flight.pending_regions = in_flight
-        .deployment
-        .regions
-        .iter()
-        .filter(|(_, t)| !t.ready)
-        .map(|(r, _)| r.clone())
-        .collect();
-    let deployment = in_flight.deployment.clone();
-    if in_flight.pending_regions.is_empty() {
+    let pending = in_flight.deployment.regions_not_ready();
+    if pending.is_empty() {
         regions_ready(state, id);
         return;
     }
-    let pending = in_flight.pending_regions.clone();
+    let deployment = in_flight.deployment.clone();
     match spawn_readiness(state, &deployment, &pending, ticket).await {
         Ok(children) => {
             if let Some(in_flight) = state.in_flight.get_mut(id) {
@@ -375,8 +368,7 @@ pub fn region_settled(
             // status anyone was promised, and a resumed deployment polls
             // every region again anyway (level-triggered). It is stored
             // with NETWORK, once all regions are ready.
-            in_flight.pending_regions.remove(region);
-            if in_flight.pending_regions.is_empty() {
+            if in_flight.deployment.regions_not_ready().is_empty() {
                 regions_ready(state, id);
             }
         }

@@ -2,7 +2,7 @@
 //! it is driving, armed schedules and wakes in progress. Rebuilt from redb
 //! whenever the actor starts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -10,6 +10,7 @@ use ractor::{ActorCell, ActorRef};
 
 use crate::actors::Deps;
 use crate::actors::project::messages::{ProjectMsg, Reply, SwitchOutcome};
+use crate::actors::project::own_writes::{OwnWrites, Pending};
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::names::Hostnames;
@@ -33,14 +34,8 @@ pub struct ProjectState {
     pub schedules: HashMap<DeploymentId, ArmedSchedule>,
     /// `STANDBY` deployments being woken for a rollback or promote.
     pub wakes: HashMap<DeploymentId, Wake>,
-    /// Deployments this actor wrote, with the id of the submission that
-    /// holds them, kept until that submission has settled: reads during the
-    /// commit window must see this actor's own writes. Only this actor
-    /// writes its project's deployments, so an entry is never stale.
-    written: HashMap<DeploymentId, (u64, Deployment)>,
-    /// Idempotency records submitted but not yet settled, for the same
-    /// reason.
-    keys: HashMap<IdempotencyKey, (u64, IdempotencyRecord)>,
+    /// Writes whose submission may not have settled yet.
+    own_writes: OwnWrites,
     next_ticket: u64,
     next_generation: u64,
     /// This actor's submissions not yet settled: only with none may a
@@ -55,7 +50,6 @@ pub struct InFlight {
     /// The spawn of children currently working for this deployment.
     pub ticket: u64,
     pub children: Vec<ActorCell>,
-    pub pending_regions: BTreeSet<String>,
 }
 
 impl InFlight {
@@ -64,7 +58,6 @@ impl InFlight {
             deployment,
             ticket: 0,
             children: Vec::new(),
-            pending_regions: BTreeSet::new(),
         }
     }
 }
@@ -79,7 +72,6 @@ pub struct Wake {
     pub target: Deployment,
     pub ticket: u64,
     pub children: Vec<ActorCell>,
-    pub pending_regions: BTreeSet<String>,
     /// Requests waiting for the wake, answered in arrival order.
     pub waiters: Vec<PendingSwitch>,
 }
@@ -115,8 +107,7 @@ impl ProjectState {
             in_flight: HashMap::new(),
             schedules: HashMap::new(),
             wakes: HashMap::new(),
-            written: HashMap::new(),
-            keys: HashMap::new(),
+            own_writes: OwnWrites::default(),
             next_ticket: 1,
             next_generation: 1,
             unsettled: Arc::default(),
@@ -196,20 +187,7 @@ impl ProjectState {
     ) {
         let events = self.deps.events.clone();
         let myself = self.myself.clone();
-        let written: Vec<Deployment> = mutations
-            .iter()
-            .filter_map(|m| match m {
-                Mutation::PutDeployment(d) if d.status.is_terminal() => Some(d.clone()),
-                _ => None,
-            })
-            .collect();
-        let keys: Vec<(IdempotencyKey, IdempotencyRecord)> = mutations
-            .iter()
-            .filter_map(|m| match m {
-                Mutation::PutIdempotency { key, record, .. } => Some((key.clone(), record.clone())),
-                _ => None,
-            })
-            .collect();
+        let pending = Pending::of(&mutations);
         let unsettled = self.unsettled.clone();
         unsettled.fetch_add(1, Ordering::AcqRel);
         let completion: crate::io::store::Completion = Box::new(move |result, mutations| {
@@ -236,15 +214,7 @@ impl ProjectState {
             self.deps.store.submit(mutations, completion)
         };
         let settled = self.deps.store.settled_through();
-        self.written
-            .retain(|_, (submission, _)| *submission > settled);
-        for deployment in written {
-            self.written.insert(deployment.id.clone(), (id, deployment));
-        }
-        self.keys.retain(|_, (submission, _)| *submission > settled);
-        for (key, record) in keys {
-            self.keys.insert(key, (id, record));
-        }
+        self.own_writes.add(id, pending, settled);
     }
 
     /// The record of an idempotency key: this actor's unsettled submissions
@@ -253,7 +223,7 @@ impl ProjectState {
         &self,
         key: &IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, Error> {
-        if let Some((_, record)) = self.keys.get(key) {
+        if let Some(record) = self.own_writes.key(key) {
             return Ok(Some(record.clone()));
         }
         self.deps
@@ -282,7 +252,7 @@ impl ProjectState {
         if let Some(wake) = self.wakes.get(id) {
             return Ok(Some(wake.target.clone()));
         }
-        if let Some((_, deployment)) = self.written.get(id) {
+        if let Some(deployment) = self.own_writes.deployment(id) {
             return Ok(Some(deployment.clone()));
         }
         self.deps.store.deployment(id)

@@ -3,8 +3,6 @@
 //! actor's current state, wake a `STANDBY` target first if needed, and then
 //! switch everything in one store transaction.
 
-use std::collections::BTreeSet;
-
 use crate::actors::project::deploy::{spawn_readiness, stop_children};
 use crate::actors::project::messages::{Reply, SwitchOutcome};
 use crate::actors::project::state::{PendingSwitch, ProjectState, Wake};
@@ -260,10 +258,12 @@ async fn wake(state: &mut ProjectState, target: Deployment, request: PendingSwit
     let ticket = state.next_ticket();
     let mut woken = target.clone();
     woken.start_step(StepName::Wake, now_millis());
+    // Every region is checked again, whatever it reported before standby.
     for topology in woken.regions.values_mut() {
         topology.running = true;
+        topology.ready = false;
     }
-    let regions: BTreeSet<String> = woken.regions.keys().cloned().collect();
+    let regions = woken.regions_not_ready();
     match spawn_readiness(state, &woken, &regions, ticket).await {
         Ok(children) => {
             state.wakes.insert(
@@ -272,7 +272,6 @@ async fn wake(state: &mut ProjectState, target: Deployment, request: PendingSwit
                     target: woken,
                     ticket,
                     children,
-                    pending_regions: regions,
                     waiters: vec![request],
                 },
             );
@@ -304,8 +303,7 @@ pub fn region_settled(
                 topology.ready = true;
                 topology.instances = instances;
             }
-            wake.pending_regions.remove(region);
-            if !wake.pending_regions.is_empty() {
+            if !wake.target.regions_not_ready().is_empty() {
                 return;
             }
             let Some(mut wake) = state.wakes.remove(id) else {
