@@ -16,7 +16,8 @@ use deployd::model::names::Hostnames;
 use deployd::model::project::{LiveDeployment, Project};
 use deployd::model::routes::{plan_deploy, plan_switch};
 use deployd::model::{
-    Deployment, DeploymentId, DeploymentStatus, DesiredState, Route, Source, Workspace, WorkspaceId,
+    Deployment, DeploymentId, DeploymentStatus, NewDeployment, Route, Source, Workspace,
+    WorkspaceId,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -36,25 +37,16 @@ fn workspace() -> Workspace {
 }
 
 fn deployment(project: &Project, sequence: u64) -> Deployment {
-    Deployment {
-        id: DeploymentId::generate(),
-        project_id: project.id.clone(),
+    let request = NewDeployment {
         environment: "production".into(),
-        sequence,
         branch: "main".into(),
         source: Source::Image("nginx:1.27".into()),
         git_commit: None,
         command: Vec::new(),
-        image: Some("nginx:1.27".into()),
-        build_id: None,
-        status: DeploymentStatus::Ready,
-        desired_state: DesiredState::Running,
-        error_message: None,
-        steps: Vec::new(),
-        regions: BTreeMap::new(),
-        created_at: 0,
-        updated_at: 0,
-    }
+    };
+    let mut deployment = Deployment::new(project.id.clone(), sequence, request, 0);
+    deployment.status = DeploymentStatus::Ready;
+    deployment
 }
 
 const NAMES: Hostnames<'static> = Hostnames {

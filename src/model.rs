@@ -15,8 +15,8 @@ pub mod schedule;
 pub mod validate;
 
 pub use deployment::{
-    Deployment, DeploymentStatus, DesiredState, GitCommit, GitSource, Instance, RegionTopology,
-    Source, Step, StepName,
+    Deployment, DeploymentStatus, DesiredState, GitCommit, GitSource, Instance, NewDeployment,
+    RegionTopology, Source, Step, StepName,
 };
 pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredReply, SwitchOutcome};
 pub use ids::{DeploymentId, ProjectId, WorkspaceId};

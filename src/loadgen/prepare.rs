@@ -12,7 +12,7 @@ use crate::model::names::Hostnames;
 use crate::model::project::{LiveDeployment, Project};
 use crate::model::routes::plan_deploy;
 use crate::model::{
-    Deployment, DeploymentId, DeploymentStatus, DesiredState, RegionTopology, Source, Workspace,
+    Deployment, DeploymentId, DeploymentStatus, NewDeployment, RegionTopology, Source, Workspace,
     WorkspaceId, now_millis,
 };
 
@@ -107,34 +107,27 @@ async fn commit(store: &Store, mutations: Vec<Mutation>) -> anyhow::Result<()> {
 }
 
 fn ready_deployment(project: &Project, sequence: u64, regions: &[String], now: u64) -> Deployment {
-    Deployment {
-        id: DeploymentId::generate(),
-        project_id: project.id.clone(),
+    let image = format!("nginx:1.{sequence}");
+    let request = NewDeployment {
         environment: "production".into(),
-        sequence,
         branch: "main".into(),
-        source: Source::Image(format!("nginx:1.{sequence}")),
+        source: Source::Image(image),
         git_commit: None,
         command: Vec::new(),
-        image: Some(format!("nginx:1.{sequence}")),
-        build_id: None,
-        status: DeploymentStatus::Ready,
-        desired_state: DesiredState::Running,
-        error_message: None,
-        steps: Vec::new(),
-        regions: regions
-            .iter()
-            .map(|r| {
-                let topology = RegionTopology {
-                    desired_replicas: 1,
-                    running: true,
-                    ready: true,
-                    instances: Vec::new(),
-                };
-                (r.clone(), topology)
-            })
-            .collect(),
-        created_at: now,
-        updated_at: now,
-    }
+    };
+    let mut deployment = Deployment::new(project.id.clone(), sequence, request, now);
+    deployment.status = DeploymentStatus::Ready;
+    deployment.regions = regions
+        .iter()
+        .map(|r| {
+            let topology = RegionTopology {
+                desired_replicas: 1,
+                running: true,
+                ready: true,
+                instances: Vec::new(),
+            };
+            (r.clone(), topology)
+        })
+        .collect();
+    deployment
 }

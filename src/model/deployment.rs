@@ -144,7 +144,49 @@ pub struct Deployment {
     pub updated_at: UnixMillis,
 }
 
+/// A validated `CreateDeployment` request.
+#[derive(Debug, Clone)]
+pub struct NewDeployment {
+    pub environment: String,
+    pub branch: String,
+    pub source: Source,
+    pub git_commit: Option<GitCommit>,
+    pub command: Vec<String>,
+}
+
 impl Deployment {
+    /// A new `PENDING` deployment; a prebuilt image is its image from the
+    /// start, a git source gets one from its build.
+    pub fn new(
+        project_id: ProjectId,
+        sequence: u64,
+        request: NewDeployment,
+        now: UnixMillis,
+    ) -> Self {
+        Self {
+            id: DeploymentId::generate(),
+            project_id,
+            environment: request.environment,
+            sequence,
+            branch: request.branch,
+            image: match &request.source {
+                Source::Image(image) => Some(image.clone()),
+                Source::Git(_) => None,
+            },
+            source: request.source,
+            git_commit: request.git_commit,
+            command: request.command,
+            build_id: None,
+            status: DeploymentStatus::Pending,
+            desired_state: DesiredState::Running,
+            error_message: None,
+            steps: Vec::new(),
+            regions: BTreeMap::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The commit this deployment runs, from the git source or, for a
     /// prebuilt image, from the commit metadata the client sent.
     pub fn commit_sha(&self) -> Option<&str> {

@@ -148,7 +148,7 @@ mod tests {
 
     use super::*;
     use crate::model::project::{LiveDeployment, Workspace};
-    use crate::model::{DeploymentStatus, DesiredState, GitSource, Source};
+    use crate::model::{DeploymentStatus, GitSource, NewDeployment, Source};
 
     const NAMES: Hostnames<'static> = Hostnames {
         apex: "example.test",
@@ -167,11 +167,8 @@ mod tests {
     }
 
     fn deployment(project: &Project, env: &str, sequence: u64) -> Deployment {
-        Deployment {
-            id: DeploymentId::generate(),
-            project_id: project.id.clone(),
+        let request = NewDeployment {
             environment: env.into(),
-            sequence,
             branch: "main".into(),
             source: Source::Git(GitSource {
                 repository: "https://example.test/r.git".into(),
@@ -181,16 +178,10 @@ mod tests {
             }),
             git_commit: None,
             command: vec![],
-            image: None,
-            build_id: None,
-            status: DeploymentStatus::Network,
-            desired_state: DesiredState::Running,
-            error_message: None,
-            steps: vec![],
-            regions: BTreeMap::new(),
-            created_at: 0,
-            updated_at: 0,
-        }
+        };
+        let mut deployment = Deployment::new(project.id.clone(), sequence, request, 0);
+        deployment.status = DeploymentStatus::Network;
+        deployment
     }
 
     fn apply(current: &mut BTreeMap<String, Route>, plan: &DeployPlan) {

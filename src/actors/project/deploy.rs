@@ -2,7 +2,7 @@
 //! `FAILED`. Each transition is decided here and stored through the writer;
 //! the build and the regional rollout run in child actors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorCell};
@@ -20,8 +20,8 @@ use crate::io::store::Mutation;
 use crate::model::project::LiveDeployment;
 use crate::model::routes::plan_deploy;
 use crate::model::{
-    Deployment, DeploymentId, DeploymentStatus, DesiredState, Idempotency, Instance,
-    RegionTopology, RouteKind, Source, StepName, StoredReply, now_millis,
+    Deployment, DeploymentId, DeploymentStatus, Idempotency, Instance, RegionTopology, RouteKind,
+    Source, StepName, StoredReply, now_millis,
 };
 
 /// `CreateDeployment`: stores the new deployment as `PENDING`, answers once
@@ -56,28 +56,7 @@ pub async fn create(
     let now = now_millis();
     let sequence = state.project.next_sequence;
     state.project.next_sequence += 1;
-    let deployment = Deployment {
-        id: DeploymentId::generate(),
-        project_id: state.project.id.clone(),
-        environment: request.environment,
-        sequence,
-        branch: request.branch,
-        image: match &request.source {
-            Source::Image(image) => Some(image.clone()),
-            Source::Git(_) => None,
-        },
-        source: request.source,
-        git_commit: request.git_commit,
-        command: request.command,
-        build_id: None,
-        status: DeploymentStatus::Pending,
-        desired_state: DesiredState::Running,
-        error_message: None,
-        steps: Vec::new(),
-        regions: BTreeMap::new(),
-        created_at: now,
-        updated_at: now,
-    };
+    let deployment = Deployment::new(state.project.id.clone(), sequence, request, now);
     let created = Created {
         id: deployment.id.clone(),
         status: deployment.status,

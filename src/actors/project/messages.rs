@@ -7,21 +7,9 @@ use ractor::RpcReplyPort;
 
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput};
-pub use crate::model::SwitchOutcome;
 use crate::model::project::Project;
-use crate::model::{
-    DeploymentId, DeploymentStatus, GitCommit, Idempotency, Instance, Route, Source,
-};
-
-/// A validated `CreateDeployment` request.
-#[derive(Debug, Clone)]
-pub struct NewDeployment {
-    pub environment: String,
-    pub branch: String,
-    pub source: Source,
-    pub git_commit: Option<GitCommit>,
-    pub command: Vec<String>,
-}
+use crate::model::{DeploymentId, DeploymentStatus, Idempotency, Instance, Route};
+pub use crate::model::{NewDeployment, SwitchOutcome};
 
 /// The answer to `CreateDeployment`: the new deployment as first stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
