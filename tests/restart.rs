@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use deployd::io::store::{Mutation, Store};
+use deployd::io::store::Mutation;
 use deployd::model::{DeploymentId, ProjectId, ScheduledAction, ScheduledChange, now_millis};
 use deployd::pb::{self, DeploymentStatus, DesiredState};
 
@@ -75,15 +75,10 @@ async fn a_schedule_that_fell_due_while_down_fires_right_after_start() {
     config.standby_delay_ms = 500;
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;
-    let first = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (first, _) = daemon.two_production_deploys(&project.id).await;
     let stopped = daemon.stop().await;
 
-    let mut store_schedules = read_schedules(&stopped.db_path(), &project.id).await;
+    let mut store_schedules = read_schedules(&stopped, &project.id).await;
     assert_eq!(store_schedules.len(), 1, "the schedule is on disk");
     let schedule = store_schedules.remove(0);
     assert_eq!(schedule.deployment_id.as_str(), first);
@@ -104,12 +99,7 @@ async fn a_pending_schedule_survives_a_restart() {
     config.standby_delay_ms = 1_500;
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;
-    let first = daemon
-        .deploy_ready(&project.id, "production", "nginx:1")
-        .await;
-    daemon
-        .deploy_ready(&project.id, "production", "nginx:2")
-        .await;
+    let (first, _) = daemon.two_production_deploys(&project.id).await;
     let daemon = daemon.stop().await.start().await;
     assert_eq!(
         daemon.get(&first).await.desired_state,
@@ -155,24 +145,16 @@ async fn a_schedule_never_touches_the_live_deployment() {
 
     let project_id = ProjectId::parse(&project.id, "project").unwrap();
     let deployment_id = DeploymentId::parse(&live, "deployment").unwrap();
-    {
-        let (store, writer) = Store::open(&stopped.db_path()).unwrap();
-        store
-            .commit(vec![Mutation::PutSchedule {
-                project_id: project_id.clone(),
-                change: ScheduledChange {
-                    deployment_id,
-                    action: ScheduledAction::Standby,
-                    due_at: now_millis(),
-                },
-            }])
-            .await
-            .unwrap();
-        drop(store);
-        tokio::task::spawn_blocking(move || writer.join())
-            .await
-            .unwrap();
-    }
+    stopped
+        .write_offline(vec![Mutation::PutSchedule {
+            project_id: project_id.clone(),
+            change: ScheduledChange {
+                deployment_id,
+                action: ScheduledAction::Standby,
+                due_at: now_millis(),
+            },
+        }])
+        .await;
 
     let daemon = stopped.start().await;
     // The due schedule fires as the project actor starts; a deploy through
@@ -183,20 +165,12 @@ async fn a_schedule_never_touches_the_live_deployment() {
         DesiredState::Running as i32
     );
     let stopped = daemon.stop().await;
-    assert!(
-        read_schedules(&stopped.db_path(), &project.id)
-            .await
-            .is_empty()
-    );
+    assert!(read_schedules(&stopped, &project.id).await.is_empty());
 }
 
-async fn read_schedules(path: &std::path::Path, project: &str) -> Vec<ScheduledChange> {
-    let (store, writer) = Store::open(path).unwrap();
+async fn read_schedules(stopped: &StoppedDaemon, project: &str) -> Vec<ScheduledChange> {
     let id = ProjectId::parse(project, "project").unwrap();
-    let schedules = store.project_snapshot(&id).unwrap().schedules;
-    drop(store);
-    tokio::task::spawn_blocking(move || writer.join())
+    stopped
+        .with_store(async |store| store.project_snapshot(&id).unwrap().schedules)
         .await
-        .unwrap();
-    schedules
 }

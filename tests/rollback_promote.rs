@@ -63,10 +63,7 @@ async fn rollback_preconditions() {
     let daemon = TestDaemon::start().await;
     let (project, old, live) = two_live_deploys(&daemon).await;
     let preview = daemon.deploy_ready(&project, "preview", "nginx:3").await;
-    let failed = daemon
-        .create(git_request(&project, "production", "broken", SHA_A))
-        .await;
-    daemon.wait_status(&failed, DeploymentStatus::Failed).await;
+    let failed = daemon.failed_deploy(&project).await;
     let other_project = daemon.project("other", "api").await;
     let foreign = daemon
         .deploy_ready(&other_project.id, "production", "nginx:1")
@@ -187,10 +184,7 @@ async fn promote_preconditions() {
     let daemon = TestDaemon::start().await;
     let (project, old, live) = two_live_deploys(&daemon).await;
     let preview = daemon.deploy_ready(&project, "preview", "nginx:3").await;
-    let failed = daemon
-        .create(git_request(&project, "production", "broken", SHA_A))
-        .await;
-    daemon.wait_status(&failed, DeploymentStatus::Failed).await;
+    let failed = daemon.failed_deploy(&project).await;
 
     let cases: Vec<(&str, &str, Code)> = vec![
         ("empty id", "", Code::InvalidArgument),

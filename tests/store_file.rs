@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use deployd::io::store::Mutation;
-use deployd::io::store::Store;
 use deployd::io::store::check::check_file;
 use deployd::model::{DeploymentId, ProjectId, Route, RouteKind};
 
@@ -16,12 +15,7 @@ async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
     let path = dir.path().join("deployd.redb");
     let garbage = b"this is not a redb file, and it must survive".repeat(100);
     std::fs::write(&path, &garbage).unwrap();
-    let mut config = fast_config();
-    config.data_dir = dir.path().to_path_buf();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let error = deployd::serve(listener, config, std::future::pending())
-        .await
-        .expect_err("refuses to start");
+    let error = refused_start(dir.path()).await;
     assert!(error.to_string().contains("deployd.redb"), "{error}");
     assert_eq!(
         std::fs::read(&path).unwrap(),
@@ -46,12 +40,7 @@ async fn a_file_from_an_incompatible_version_is_refused() {
         }
         txn.commit().unwrap();
     }
-    let mut config = fast_config();
-    config.data_dir = dir.path().to_path_buf();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let error = deployd::serve(listener, config, std::future::pending())
-        .await
-        .expect_err("refuses to start");
+    let error = refused_start(dir.path()).await;
     assert!(error.to_string().contains("schema"), "{error}");
 }
 
@@ -61,12 +50,7 @@ async fn check_passes_on_a_healthy_file_and_names_a_broken_invariant() {
     let project = daemon.project("acme", "web").await;
     let (old, live) = daemon.two_production_deploys(&project.id).await;
     daemon.rollback(&live, &old).await.unwrap();
-    let failed = daemon
-        .create(git_request(&project.id, "production", "broken", SHA_A))
-        .await;
-    daemon
-        .wait_status(&failed, deployd::pb::DeploymentStatus::Failed)
-        .await;
+    let failed = daemon.failed_deploy(&project.id).await;
     let stopped = daemon.stop().await;
 
     let report = check_file(&stopped.db_path()).unwrap();
@@ -77,24 +61,16 @@ async fn check_passes_on_a_healthy_file_and_names_a_broken_invariant() {
 
     // Point the LIVE hostname at the failed deployment behind the daemon's
     // back: both invariant 1 and 2 are broken, and the check says so.
-    {
-        let (store, writer) = Store::open(&stopped.db_path()).unwrap();
-        store
-            .commit(vec![Mutation::PutRoute(Route {
-                fqdn: "web-acme.deployd.local".into(),
-                project_id: ProjectId::parse(&project.id, "p").unwrap(),
-                environment: "production".into(),
-                kind: RouteKind::Live,
-                deployment_id: DeploymentId::parse(&failed, "d").unwrap(),
-                deployment_sequence: 3,
-            })])
-            .await
-            .unwrap();
-        drop(store);
-        tokio::task::spawn_blocking(move || writer.join())
-            .await
-            .unwrap();
-    }
+    stopped
+        .write_offline(vec![Mutation::PutRoute(Route {
+            fqdn: "web-acme.deployd.local".into(),
+            project_id: ProjectId::parse(&project.id, "p").unwrap(),
+            environment: "production".into(),
+            kind: RouteKind::Live,
+            deployment_id: DeploymentId::parse(&failed, "d").unwrap(),
+            deployment_sequence: 3,
+        })])
+        .await;
     let report = check_file(&stopped.db_path()).unwrap();
     assert!(!report.is_sound());
     let text = report.summary();

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use deployd::Config;
 use deployd::config::{BuilderConfig, RegionConfig, SimulatedBuildRule};
+use deployd::io::store::{Mutation, Store};
 use deployd::pb;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
 use deployd::pb::project_service_client::ProjectServiceClient;
@@ -365,6 +366,15 @@ impl TestDaemon {
         .await
     }
 
+    /// A production deployment whose build fails (the `broken` branch).
+    pub async fn failed_deploy(&self, project_id: &str) -> String {
+        let id = self
+            .create(git_request(project_id, "production", "broken", SHA_A))
+            .await;
+        self.wait_status(&id, pb::DeploymentStatus::Failed).await;
+        id
+    }
+
     /// Deploys an image to an environment and waits until it is READY.
     pub async fn deploy_ready(&self, project_id: &str, env: &str, image: &str) -> String {
         let id = self.create(image_request(project_id, env, image)).await;
@@ -426,6 +436,24 @@ impl StoppedDaemon {
         self.data.path().join("deployd.redb")
     }
 
+    /// Opens the data file directly (the daemon is stopped), runs `with` on
+    /// the store, and closes the file again.
+    pub async fn with_store<T>(&self, with: impl AsyncFnOnce(&Store) -> T) -> T {
+        let (store, writer) = Store::open(&self.db_path()).expect("open the data file");
+        let value = with(&store).await;
+        drop(store);
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .expect("writer joins");
+        value
+    }
+
+    /// Writes behind the daemon's back, for states no API call produces.
+    pub async fn write_offline(&self, mutations: Vec<Mutation>) {
+        self.with_store(async |store| store.commit(mutations).await.expect("commit"))
+            .await;
+    }
+
     pub async fn start(self) -> TestDaemon {
         TestDaemon::start_in(self.config, self.data).await
     }
@@ -467,6 +495,19 @@ pub fn git_request(
         })),
         ..Default::default()
     }
+}
+
+/// Runs the daemon on a data directory that should make it refuse to
+/// start, and returns its error.
+pub async fn refused_start(data_dir: &Path) -> anyhow::Error {
+    let mut config = fast_config();
+    config.data_dir = data_dir.to_path_buf();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    deployd::serve(listener, config, std::future::pending())
+        .await
+        .expect_err("refuses to start")
 }
 
 /// Polls `probe` every 10 ms until it yields a value or `deadline` passes.
