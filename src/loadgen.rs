@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::Config;
 use crate::config::{BuilderConfig, RegionConfig};
-use crate::{Config, DaemonHandle};
 pub use stats::{Percentiles, rss_mib};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -117,7 +117,6 @@ pub fn zero_latency_config() -> Config {
 /// An in-process daemon and how to stop it.
 struct Local {
     addr: String,
-    handle: DaemonHandle,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     serving_after: Duration,
@@ -135,20 +134,17 @@ async fn start_local(config: Config) -> anyhow::Result<Local> {
         async move {
             let _ = stopped.await;
         },
-        move |handle| {
-            let _ = ready_tx.send(handle);
+        // Only the moment matters; the handle would hold the store open.
+        move |_handle| {
+            let _ = ready_tx.send(());
         },
     ));
-    let handle = match ready_rx.await {
-        Ok(handle) => handle,
-        Err(_) => {
-            task.await??;
-            anyhow::bail!("the daemon stopped before serving");
-        }
-    };
+    if ready_rx.await.is_err() {
+        task.await??;
+        anyhow::bail!("the daemon stopped before serving");
+    }
     Ok(Local {
         addr,
-        handle,
         stop,
         task,
         serving_after: started.elapsed(),
@@ -157,7 +153,6 @@ async fn start_local(config: Config) -> anyhow::Result<Local> {
 
 impl Local {
     async fn stop(self) -> anyhow::Result<()> {
-        drop(self.handle);
         let _ = self.stop.send(());
         self.task.await??;
         Ok(())
