@@ -48,16 +48,16 @@ impl Context {
             .ok_or_else(|| Error::not_found(format!("project {id} not found")))
     }
 
-    /// The hostnames that point at `deployment` now: a handful of point
-    /// lookups, whatever the length of the project's history.
-    fn hostnames(&self, deployment: &Deployment) -> Result<Vec<String>, Error> {
-        let project = self.project(&deployment.project_id)?;
+    /// The hostnames that point at `deployment` (of `project`) now: a
+    /// handful of point lookups, whatever the length of the project's
+    /// history.
+    fn hostnames(&self, project: &Project, deployment: &Deployment) -> Result<Vec<String>, Error> {
         let names = Hostnames {
             apex: &self.deps.config.apex_domain,
             project_slug: &project.slug,
             workspace_slug: &project.workspace_slug,
         };
-        let candidates = candidate_hostnames(deployment, &project, names);
+        let candidates = candidate_hostnames(deployment, project, names);
         let mut hostnames: Vec<String> = self
             .deps
             .store

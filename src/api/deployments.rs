@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
 use crate::api::{Context, convert, idempotency, watch};
 use crate::error::Error;
+use crate::model::project::Project;
 use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN};
 use crate::model::{Deployment, DeploymentId, GitCommit, GitSource, ProjectId, Source};
 use crate::pb;
@@ -20,10 +21,10 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
 
 impl Deployments {
-    fn to_pb(&self, deployment: &Deployment) -> Result<pb::Deployment, Error> {
+    fn to_pb(&self, project: &Project, deployment: &Deployment) -> Result<pb::Deployment, Error> {
         Ok(convert::deployment(
             deployment,
-            self.0.hostnames(deployment)?,
+            self.0.hostnames(project, deployment)?,
         ))
     }
 
@@ -140,8 +141,9 @@ impl DeploymentService for Deployments {
     ) -> Result<Response<pb::GetDeploymentResponse>, Status> {
         let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
         let deployment = self.0.deployment(&id, "deployment")?;
+        let project = self.0.project(&deployment.project_id)?;
         Ok(Response::new(pb::GetDeploymentResponse {
-            deployment: Some(self.to_pb(&deployment)?),
+            deployment: Some(self.to_pb(&project, &deployment)?),
         }))
     }
 
@@ -201,7 +203,7 @@ impl DeploymentService for Deployments {
         let deployments = page
             .deployments
             .iter()
-            .map(|d| self.to_pb(d))
+            .map(|d| self.to_pb(&project, d))
             .collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListDeploymentsResponse {
             deployments,

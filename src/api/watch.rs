@@ -37,7 +37,10 @@ pub fn stream(context: Context, id: DeploymentId) -> Result<impl Stream<Item = I
     let (tx, rx) = tokio::sync::mpsc::channel::<Item>(16);
     let mut shutdown = context.shutdown.clone();
     tokio::spawn(async move {
-        let hostnames = context.hostnames(&current).unwrap_or_default();
+        let hostnames = context
+            .project(&current.project_id)
+            .and_then(|project| context.hostnames(&project, &current))
+            .unwrap_or_default();
         let snapshot = Event::Snapshot(convert::deployment(&current, hostnames));
         let mut last = Arc::new(current);
         if send(&tx, snapshot).await.is_err() {
