@@ -193,10 +193,6 @@ impl Config {
         self.data_dir.join("deployd.redb")
     }
 
-    pub fn standby_delay(&self) -> Duration {
-        Duration::from_millis(self.standby_delay_ms)
-    }
-
     pub fn region_timeout(&self) -> Duration {
         Duration::from_millis(self.region_timeout_ms)
     }
