@@ -14,7 +14,7 @@ use deployd::actors::{Deps, Projects};
 use deployd::io::store::{Mutation, Store};
 use deployd::model::names::Hostnames;
 use deployd::model::project::{LiveDeployment, Project};
-use deployd::model::routes::{plan_deploy, plan_switch};
+use deployd::model::routes::{Holder, plan_deploy, plan_switch};
 use deployd::model::{
     Deployment, DeploymentId, DeploymentStatus, NewDeployment, Route, Source, Workspace,
     WorkspaceId,
@@ -116,7 +116,10 @@ fn rollback_switch(c: &mut Criterion) {
     let live = deployment(&project, 2);
     let mut routes: BTreeMap<String, Route> = BTreeMap::new();
     for d in [&old, &live] {
-        for route in plan_deploy(d, &project, &routes, NAMES).routes {
+        let plan = plan_deploy(d, &project, NAMES, |name| {
+            routes.get(name).cloned().map(Holder::Route)
+        });
+        for route in plan.routes {
             routes.insert(route.fqdn.clone(), route);
         }
         project.live = Some(LiveDeployment {
@@ -126,7 +129,7 @@ fn rollback_switch(c: &mut Criterion) {
     }
     c.bench_function("rollback_switch_transaction", |b| {
         b.iter(|| {
-            let moved = plan_switch(&old, &routes);
+            let moved = plan_switch(&old, routes.values());
             let mut mutations: Vec<Mutation> = moved.into_iter().map(Mutation::PutRoute).collect();
             project.is_rolled_back = true;
             mutations.push(Mutation::PutProject(project.clone()));
@@ -149,7 +152,10 @@ fn actor_round_trip(c: &mut Criterion) {
             .await
             .expect("seed workspace");
         store
-            .commit(vec![Mutation::CreateProject(project.clone())])
+            .commit(vec![Mutation::CreateProject {
+                project: project.clone(),
+                reserve: Vec::new(),
+            }])
             .await
             .expect("seed project");
         let deps = Deps::new(Config::default(), store);

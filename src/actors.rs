@@ -5,6 +5,7 @@
 //! └── ProjectActor (one per project, spawned on demand)
 //!     ├── BuildActor (one per build)
 //!     └── ReadinessActor (one per (deployment, region))
+//! Reconciler (tasks, one per deployment with driver calls to make)
 //! ```
 //!
 //! Project actors decide; children and `io` do the slow work and report back
@@ -13,16 +14,16 @@
 //! which looks it up in a concurrent registry without a round trip through
 //! the supervisor.
 
-pub mod build;
-pub mod deps;
-pub mod events;
-#[cfg(feature = "fail-points")]
-pub mod fail_points;
+mod build;
+mod deps;
+mod events;
 pub mod project;
-pub mod projects;
+mod projects;
 pub mod readiness;
-pub mod supervisor;
+pub mod reconciler;
+mod supervisor;
 
 pub use deps::Deps;
 pub use events::DeploymentEvents;
 pub use projects::Projects;
+pub use reconciler::Reconciler;

@@ -17,12 +17,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
-use crate::actors::{Deps, Projects};
+use crate::actors::{Deps, Projects, Reconciler};
 use crate::config::Config;
 use crate::error::Error;
+use crate::io::region::Regions;
 use crate::io::store::Store;
 use crate::model::names::Hostnames;
-use crate::model::routes::candidate_hostnames;
+use crate::model::routes::{candidate_hostnames, fixed_hostnames};
 use crate::model::{Deployment, DeploymentId, ProjectId, project::Project};
 use crate::pb;
 use crate::pb::admin_service_server::AdminServiceServer;
@@ -41,6 +42,18 @@ pub struct Context {
 }
 
 impl Context {
+    /// Runs a read on the blocking pool: a listing or a handful of lookups
+    /// never holds up the async workers that actors and replies run on.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Context) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let context = self.clone();
+        tokio::task::spawn_blocking(move || read(&context))
+            .await
+            .map_err(|e| Error::internal(format!("a read task failed: {e}")))?
+    }
+
     fn project(&self, id: &ProjectId) -> Result<Project, Error> {
         self.deps
             .store
@@ -79,12 +92,15 @@ impl Context {
     }
 }
 
-/// What an embedding program (the load generator) can observe of a running
-/// daemon.
+/// What an embedding program (the load generator, tests) can observe of a
+/// running daemon: the store, the actors, and the region drivers with the
+/// reconciler that calls them.
 #[derive(Clone)]
 pub struct DaemonHandle {
     pub store: Store,
     pub projects: Projects,
+    pub regions: Regions,
+    pub reconciler: Reconciler,
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves: opens the store,
@@ -114,6 +130,7 @@ pub async fn serve_observed(
         Store::open_with_cache(&config.db_path(), config.store_cache_mib * 1024 * 1024)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let deps = Deps::new(config, store);
+    reserve_fixed_hostnames(&deps).await?;
     let projects = Projects::start(deps.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -157,15 +174,30 @@ pub async fn serve_observed(
         let _ = draining_tx.send(());
     }));
 
+    // Drivers first: every stored desired state is applied again (stopped
+    // stays stopped, running runs), with its stored intent number, so that
+    // intents decided by the actors resuming below are newer and win.
+    let reapplied = context
+        .deps
+        .reconciler
+        .resume()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let resumed = projects
         .recover()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     set_health(&health, tonic_health::ServingStatus::Serving).await;
-    tracing::info!(address = ?local, resumed_projects = resumed, "deployd is serving");
+    tracing::info!(
+        address = ?local,
+        resumed_projects = resumed,
+        reapplied_workloads = reapplied,
+        "deployd is serving"
+    );
     observe(DaemonHandle {
         store: context.deps.store.clone(),
         projects: projects.clone(),
+        regions: context.deps.regions.clone(),
+        reconciler: context.deps.reconciler.clone(),
     });
 
     // After the shutdown signal, in-flight requests get `shutdown_timeout`
@@ -198,6 +230,32 @@ pub async fn serve_observed(
     .await;
     served??;
     tracing::info!("deployd stopped");
+    Ok(())
+}
+
+/// Reserves the fixed hostnames of projects made before reservations
+/// existed, or before the apex domain changed (a no-op scan otherwise).
+async fn reserve_fixed_hostnames(deps: &Deps) -> anyhow::Result<()> {
+    let apex = deps.config.apex_domain.clone();
+    let store = deps.store.clone();
+    let mutations = tokio::task::spawn_blocking(move || {
+        store.unreserved_projects(&apex, |project| {
+            let names = Hostnames {
+                apex: &apex,
+                project_slug: &project.slug,
+                workspace_slug: &project.workspace_slug,
+            };
+            fixed_hostnames(project, names)
+        })
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !mutations.is_empty() {
+        deps.store
+            .commit(mutations)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reserve fixed hostnames: {e}"))?;
+    }
     Ok(())
 }
 

@@ -35,13 +35,22 @@ pub struct Config {
     /// Upper bound on any internal actor call that does not wait for a wake.
     pub call_timeout_ms: u64,
     /// A project actor that fails more often than this within
-    /// `restart_window_ms` is not restarted again; its project answers
-    /// `UNAVAILABLE` until the daemon restarts.
+    /// `restart_window_ms` is paused for one window: its project answers
+    /// `UNAVAILABLE` until the window has passed, then starts again.
     pub max_restarts: u32,
     pub restart_window_ms: u64,
     /// Requests waiting for one project's actor beyond this many are refused
     /// at once with `RESOURCE_EXHAUSTED` instead of growing memory.
     pub max_queued_per_project: usize,
+    /// Deployments of one project that are not yet READY or FAILED beyond
+    /// this many are refused with `RESOURCE_EXHAUSTED`: one project's
+    /// backlog cannot grow without bound.
+    pub max_unfinished_per_project: usize,
+    /// Custom domains one project may attach.
+    pub max_custom_domains_per_project: usize,
+    /// Rollbacks and promotes that may wait for one `STANDBY` deployment
+    /// to wake; more are refused with `RESOURCE_EXHAUSTED`.
+    pub max_wake_waiters: usize,
     /// A project actor with nothing in flight and nothing scheduled stops
     /// after this long without requests; it comes back from redb on the
     /// next one. Keeps memory flat with many mostly idle projects.
@@ -59,7 +68,7 @@ pub struct Config {
     /// Test-only fault injection, compiled in only with the `fail-points`
     /// feature. Keys are fail point names (see `actors::fail_points`).
     #[cfg(feature = "fail-points")]
-    pub fail_points: BTreeMap<String, crate::actors::fail_points::FailAction>,
+    pub fail_points: BTreeMap<String, crate::fail_points::FailAction>,
 }
 
 /// How deployd reaches one region.
@@ -73,6 +82,11 @@ pub enum RegionConfig {
         ready_after_ms: u64,
         #[serde(default)]
         never_ready: bool,
+        /// Keep what the region runs in `data_dir/simulated/REGION.json`,
+        /// so it outlives the daemon like a real cluster (the crash
+        /// harness uses it to check driver state after a restart).
+        #[serde(default)]
+        persist: bool,
     },
 }
 
@@ -124,6 +138,7 @@ impl Default for Config {
         let simulated = |ready_after_ms| RegionConfig::Simulated {
             ready_after_ms,
             never_ready: false,
+            persist: false,
         };
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
@@ -136,6 +151,9 @@ impl Default for Config {
             max_restarts: 5,
             restart_window_ms: 60_000,
             max_queued_per_project: 1024,
+            max_unfinished_per_project: 256,
+            max_custom_domains_per_project: 100,
+            max_wake_waiters: 64,
             idle_actor_stop_ms: 60_000,
             store_cache_mib: 64,
             idempotency_ttl_ms: 24 * 60 * 60 * 1000,
@@ -179,6 +197,15 @@ impl Config {
             ("call_timeout_ms", self.call_timeout_ms),
             ("restart_window_ms", self.restart_window_ms),
             ("max_queued_per_project", self.max_queued_per_project as u64),
+            (
+                "max_unfinished_per_project",
+                self.max_unfinished_per_project as u64,
+            ),
+            (
+                "max_custom_domains_per_project",
+                self.max_custom_domains_per_project as u64,
+            ),
+            ("max_wake_waiters", self.max_wake_waiters as u64),
             ("idempotency_ttl_ms", self.idempotency_ttl_ms),
             ("store_cache_mib", self.store_cache_mib as u64),
         ] {

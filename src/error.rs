@@ -19,6 +19,10 @@ pub enum Error {
     /// Well formed, but not allowed in the current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The operation was cut short by a concurrent change (a promote while
+    /// a rollback's target was waking); nothing was changed.
+    #[error("{0}")]
+    Aborted(String),
     /// Too much work is queued; retry later.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -46,6 +50,20 @@ impl Error {
 
     pub fn internal(msg: impl fmt::Display) -> Self {
         Self::Internal(msg.to_string())
+    }
+
+    /// Whether this is an answer about the request (the store refused a
+    /// write on its merits) rather than a failure to store anything.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidArgument(_)
+                | Self::NotFound(_)
+                | Self::AlreadyExists(_)
+                | Self::FailedPrecondition(_)
+                | Self::Aborted(_)
+                | Self::ResourceExhausted(_)
+        )
     }
 }
 

@@ -19,12 +19,15 @@
 //! - [`loadgen`]: `deployd bench`, the load generator.
 //! - [`config`]: the daemon's configuration, with embedded defaults.
 //! - [`error`]: the one error type every layer reports to the API.
+//! - `fail_points`: named fault injection for tests (feature `fail-points`).
 
 pub mod actors;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fail-points")]
+pub mod fail_points;
 pub mod io;
 pub mod loadgen;
 pub mod model;

@@ -95,6 +95,7 @@ pub fn zero_latency_config() -> Config {
     let region = || RegionConfig::Simulated {
         ready_after_ms: 0,
         never_ready: false,
+        persist: false,
     };
     Config {
         listen: ([127, 0, 0, 1], 0).into(),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use deployd::actors::fail_points::FailAction;
+use deployd::fail_points::FailAction;
 use deployd::pb::DeploymentStatus;
 use tonic::Code;
 
@@ -176,6 +176,7 @@ async fn a_full_project_queue_refuses_at_once() {
         deployd::config::RegionConfig::Simulated {
             ready_after_ms: 0,
             never_ready: true,
+            persist: false,
         },
     );
     let daemon = stopped.start_with(config).await;

@@ -364,6 +364,7 @@ impl Harness {
             let routes = routing
                 .list_routes(pb::ListRoutesRequest {
                     project_id: project_id.clone(),
+                    ..Default::default()
                 })
                 .await
                 .expect("routes")
@@ -572,6 +573,7 @@ async fn read_routes_until_error(
             let Ok(response) = routing
                 .list_routes(pb::ListRoutesRequest {
                     project_id: project.clone(),
+                    ..Default::default()
                 })
                 .await
             else {

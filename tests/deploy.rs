@@ -115,6 +115,7 @@ async fn image_deploy_skips_the_build_and_uses_environment_regions() {
             project_id: project.id.clone(),
             environment_slug: "preview".into(),
             regions: [("us-east-1".to_string(), 3)].into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -23,6 +23,7 @@ async fn state_survives_a_restart() {
         .add_custom_domain(pb::AddCustomDomainRequest {
             project_id: project.id.clone(),
             fqdn: "www.example.com".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -36,6 +36,7 @@ async fn rollback_moves_live_and_environment_routes_and_sets_the_flag() {
         .add_custom_domain(deployd::pb::AddCustomDomainRequest {
             project_id: project.clone(),
             fqdn: "www.example.com".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -151,6 +151,7 @@ async fn a_wake_that_fails_changes_nothing() {
         RegionConfig::Simulated {
             ready_after_ms: 0,
             never_ready: true,
+            persist: false,
         },
     );
     let daemon = stopped.start_with(config).await;

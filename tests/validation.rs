@@ -51,7 +51,10 @@ async fn run(daemon: &TestDaemon, call: Call) -> Result<(), tonic::Status> {
         Call::ListProjects(id) => daemon
             .projects()
             .await
-            .list_projects(pb::ListProjectsRequest { workspace_id: id })
+            .list_projects(pb::ListProjectsRequest {
+                workspace_id: id,
+                ..Default::default()
+            })
             .await
             .map(drop),
         Call::Regions(r) => daemon
@@ -88,7 +91,10 @@ async fn run(daemon: &TestDaemon, call: Call) -> Result<(), tonic::Status> {
         Call::Routes(id) => daemon
             .routing()
             .await
-            .list_routes(pb::ListRoutesRequest { project_id: id })
+            .list_routes(pb::ListRoutesRequest {
+                project_id: id,
+                ..Default::default()
+            })
             .await
             .map(drop),
     }
@@ -127,6 +133,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
         .add_custom_domain(pb::AddCustomDomainRequest {
             project_id: other.id.clone(),
             fqdn: "taken.example.com".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -269,6 +276,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
                 project_id: p.into(),
                 environment_slug: "production".into(),
                 regions: [("mars-1".to_string(), 1)].into(),
+                ..Default::default()
             }),
             Code::InvalidArgument,
         ),
@@ -278,6 +286,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
                 project_id: p.into(),
                 environment_slug: "production".into(),
                 regions: [("us-east-1".to_string(), 0)].into(),
+                ..Default::default()
             }),
             Code::InvalidArgument,
         ),
@@ -287,6 +296,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
                 project_id: p.into(),
                 environment_slug: "production".into(),
                 regions: [("us-east-1".to_string(), 10_000)].into(),
+                ..Default::default()
             }),
             Code::InvalidArgument,
         ),
@@ -296,6 +306,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
                 project_id: p.into(),
                 environment_slug: "production".into(),
                 regions: [("US EAST".to_string(), 1)].into(),
+                ..Default::default()
             }),
             Code::InvalidArgument,
         ),
@@ -305,6 +316,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
                 project_id: p.into(),
                 environment_slug: "staging".into(),
                 regions: Default::default(),
+                ..Default::default()
             }),
             Code::NotFound,
         ),
@@ -314,6 +326,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
                 project_id: unknown_project.clone(),
                 environment_slug: "production".into(),
                 regions: Default::default(),
+                ..Default::default()
             }),
             Code::NotFound,
         ),
@@ -322,6 +335,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
             Call::Domain(pb::AddCustomDomainRequest {
                 project_id: p.into(),
                 fqdn: "localhost".into(),
+                ..Default::default()
             }),
             Code::InvalidArgument,
         ),
@@ -330,6 +344,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
             Call::Domain(pb::AddCustomDomainRequest {
                 project_id: p.into(),
                 fqdn: "WWW.example.com".into(),
+                ..Default::default()
             }),
             Code::InvalidArgument,
         ),
@@ -338,6 +353,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
             Call::Domain(pb::AddCustomDomainRequest {
                 project_id: p.into(),
                 fqdn: "evil-acme.deployd.local".into(),
+                ..Default::default()
             }),
             Code::InvalidArgument,
         ),
@@ -346,6 +362,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
             Call::Domain(pb::AddCustomDomainRequest {
                 project_id: p.into(),
                 fqdn: "taken.example.com".into(),
+                ..Default::default()
             }),
             Code::AlreadyExists,
         ),
@@ -354,6 +371,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
             Call::Domain(pb::AddCustomDomainRequest {
                 project_id: p.into(),
                 fqdn: format!("{}.com", "a.".repeat(200)),
+                ..Default::default()
             }),
             Code::InvalidArgument,
         ),

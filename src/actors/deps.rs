@@ -1,9 +1,11 @@
-//! What every actor may use: the store, the drivers, the configuration and
-//! the watch hub. Cloning is cheap (all shared).
+//! What every actor may use: the store, the drivers and the reconciler that
+//! calls them, the configuration and the watch hub. Cloning is cheap (all
+//! shared).
 
 use std::sync::Arc;
 
 use crate::actors::events::DeploymentEvents;
+use crate::actors::reconciler::Reconciler;
 use crate::config::Config;
 use crate::io::builder::Builder;
 use crate::io::region::Regions;
@@ -13,27 +15,32 @@ use crate::io::store::Store;
 pub struct Deps {
     pub store: Store,
     pub regions: Regions,
+    pub reconciler: Reconciler,
     pub builder: Arc<dyn Builder>,
     pub config: Arc<Config>,
     pub events: DeploymentEvents,
     #[cfg(feature = "fail-points")]
-    pub fail_points: crate::actors::fail_points::FailPoints,
+    pub fail_points: crate::fail_points::FailPoints,
 }
 
 impl Deps {
+    /// Must be called inside the runtime the daemon runs on (the
+    /// reconciler's workers are spawned there).
     pub fn new(config: Config, store: Store) -> Self {
+        let regions = Regions::from_config(&config.regions, &config.data_dir);
         Self {
-            regions: Regions::from_config(&config.regions),
+            reconciler: Reconciler::new(regions.clone(), store.clone()),
+            regions,
             builder: crate::io::builder::from_config(&config.builder),
             store,
             events: DeploymentEvents::default(),
             #[cfg(feature = "fail-points")]
-            fail_points: crate::actors::fail_points::FailPoints::new(&config.fail_points),
+            fail_points: crate::fail_points::FailPoints::new(&config.fail_points),
             config: Arc::new(config),
         }
     }
 
-    /// Panics when the named fail point is armed to (tests only).
+    /// Panics or aborts when the named fail point is armed to (tests only).
     pub fn fail_point(&self, _name: &str) {
         #[cfg(feature = "fail-points")]
         self.fail_points.hit(_name);

@@ -11,13 +11,15 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 
 use crate::actors::Deps;
-use crate::actors::project::messages::{Created, NewDeployment, ProjectMsg, Reply, SwitchOutcome};
+use crate::actors::project::messages::{
+    Created, DomainAdded, NewDeployment, ProjectMsg, Reply, SwitchOutcome,
+};
 use crate::actors::supervisor::{
-    Broken, ProjectEntry, ProjectSupervisor, Registry, SupervisorArgs, SupervisorMsg,
+    Broken, ProjectEntry, ProjectSupervisor, Registry, SupervisorArgs, SupervisorMsg, refusal,
 };
 use crate::error::Error;
 use crate::model::project::Project;
-use crate::model::{DeploymentId, Idempotency, ProjectId, Route};
+use crate::model::{DeploymentId, Idempotency, ProjectId};
 
 #[derive(Clone)]
 pub struct Projects {
@@ -81,8 +83,8 @@ impl Projects {
     }
 
     async fn actor(&self, project: &ProjectId) -> Result<ProjectEntry, Error> {
-        if let Some(reason) = self.broken.get(project) {
-            return Err(Error::Unavailable(reason.clone()));
+        if let Some(refused) = refusal(&self.broken, project) {
+            return Err(refused);
         }
         if let Some(entry) = self.registry.get(project).map(|e| e.clone())
             && entry.is_running()
@@ -200,12 +202,14 @@ impl Projects {
         project: &ProjectId,
         environment: String,
         regions: BTreeMap<String, u32>,
+        idempotency: Option<Idempotency>,
     ) -> Result<Project, Error> {
         let timeout = self.deps.config.call_timeout();
         self.call(project, timeout, |reply| {
             ProjectMsg::SetEnvironmentRegions {
                 environment,
                 regions,
+                idempotency,
                 reply,
             }
         })
@@ -216,10 +220,12 @@ impl Projects {
         &self,
         project: &ProjectId,
         fqdn: String,
-    ) -> Result<(Project, Option<Route>), Error> {
+        idempotency: Option<Idempotency>,
+    ) -> Result<DomainAdded, Error> {
         let timeout = self.deps.config.call_timeout();
         self.call(project, timeout, |reply| ProjectMsg::AddCustomDomain {
             fqdn,
+            idempotency,
             reply,
         })
         .await

@@ -1,12 +1,13 @@
-//! The readiness child: one per (deployment, region). It applies the
-//! topology, ensures the environment's sentinel and the deployment's network
-//! policies, then polls the region until the desired replicas run or the
-//! region timeout passes, and reports the outcome to its project actor.
+//! The readiness child: one per (deployment, region), for deploys and for
+//! waking a `STANDBY` deployment. It only looks: the reconciler makes the
+//! driver calls, this child asks the region what runs until the desired
+//! replicas do, the region reports a failure that waiting cannot fix, or
+//! the region timeout passes, and reports a typed [`RegionOutcome`] to its
+//! project actor.
 //!
-//! Every step is level-triggered: a driver error is retried on the next poll
-//! until the deadline, and each poll compares desired with observed state.
+//! Polls back off (doubling up to [`MAX_POLL_INTERVAL`]), so thousands of
+//! deployments stuck in slow regions cost little CPU.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -14,21 +15,49 @@ use tokio::time::Instant;
 
 use crate::actors::Deps;
 use crate::actors::project::messages::ProjectMsg;
-use crate::io::region::{
-    DriverError, NetworkPolicySpec, RegionDriver, SentinelSpec, TopologySpec, all_running,
-};
+use crate::io::region::WorkloadSpec;
+use crate::model::Instance;
+
+/// Polls never wait longer than this (unless `readiness_poll_ms` is longer).
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How a region settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionOutcome {
+    /// The desired replicas run.
+    Ready(Vec<Instance>),
+    Failed(RegionFailure),
+}
+
+/// Why a region did not get ready, in words for the deployment's error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegionFailure {
+    #[error(
+        "region {region} did not run {replicas} replica(s) within {} ms{}",
+        after.as_millis(),
+        last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+    )]
+    TimedOut {
+        region: String,
+        replicas: u32,
+        after: Duration,
+        last_error: Option<String>,
+    },
+    /// The region says waiting cannot help (a container exited, an image
+    /// cannot be pulled, the spec is invalid).
+    #[error("region {region}: {reason}")]
+    Failed { region: String, reason: String },
+    /// A worker crashed; not the region's fault.
+    #[error("internal error in a worker: {0}")]
+    Crashed(String),
+}
 
 pub struct ReadinessActor;
 
 pub struct ReadinessArgs {
     pub deps: Deps,
     pub region: String,
-    pub driver: Arc<dyn RegionDriver>,
-    pub topology: TopologySpec,
-    pub sentinel: SentinelSpec,
-    pub network_policies: NetworkPolicySpec,
-    pub timeout: Duration,
-    pub poll_every: Duration,
+    pub spec: WorkloadSpec,
     pub parent: ActorRef<ProjectMsg>,
     pub ticket: u64,
 }
@@ -36,7 +65,7 @@ pub struct ReadinessArgs {
 pub struct ReadinessState {
     args: ReadinessArgs,
     deadline: Instant,
-    applied: bool,
+    interval: Duration,
     last_error: Option<String>,
 }
 
@@ -56,9 +85,9 @@ impl Actor for ReadinessActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.cast(ReadinessMsg::Poll)?;
         Ok(ReadinessState {
-            deadline: Instant::now() + args.timeout,
+            deadline: Instant::now() + args.deps.config.region_timeout(),
+            interval: args.deps.config.readiness_poll(),
             args,
-            applied: false,
             last_error: None,
         })
     }
@@ -69,64 +98,85 @@ impl Actor for ReadinessActor {
         ReadinessMsg::Poll: ReadinessMsg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let remaining = state.deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            let reason = format!(
-                "region {} did not run {} replica(s) within {} ms{}",
-                state.args.region,
-                state.args.topology.replicas,
-                state.args.timeout.as_millis(),
-                state
-                    .last_error
-                    .as_ref()
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
-            );
-            report(state, Err(reason));
-            myself.stop(None);
-            return Ok(());
-        }
-        if state.applied {
-            state.args.deps.fail_point("readiness.polling");
-        }
-        match tokio::time::timeout(remaining, poll_once(state)).await {
-            Ok(Ok(Some(instances))) => {
-                report(state, Ok(instances));
+        state.args.deps.fail_point("readiness.polling");
+        match poll_once(state).await {
+            Some(outcome) => {
+                let _ = state.args.parent.cast(ProjectMsg::RegionSettled {
+                    deployment: state.args.spec.deployment_id.clone(),
+                    ticket: state.args.ticket,
+                    region: state.args.region.clone(),
+                    outcome,
+                });
                 myself.stop(None);
-                return Ok(());
             }
-            Ok(Ok(None)) => state.last_error = None,
-            Ok(Err(e)) => state.last_error = Some(e.0),
-            Err(_) => state.last_error = Some("the region driver did not answer".into()),
+            None => {
+                let remaining = state.deadline.saturating_duration_since(Instant::now());
+                myself.send_after(state.interval.min(remaining), || ReadinessMsg::Poll);
+                let cap = MAX_POLL_INTERVAL.max(state.args.deps.config.readiness_poll());
+                state.interval = (state.interval * 2).min(cap);
+            }
         }
-        myself.send_after(state.args.poll_every, || ReadinessMsg::Poll);
         Ok(())
     }
 }
 
-/// One level-triggered pass: make sure everything is applied, then look.
-/// `Some(instances)` once the desired replicas run.
-async fn poll_once(
-    state: &mut ReadinessState,
-) -> Result<Option<Vec<crate::model::Instance>>, DriverError> {
-    let driver = &state.args.driver;
-    if !state.applied {
-        driver.apply_topology(&state.args.topology).await?;
-        driver.ensure_sentinel(&state.args.sentinel).await?;
-        driver
-            .ensure_network_policies(&state.args.network_policies)
-            .await?;
-        state.applied = true;
+/// One look at the region; `Some` once it settled.
+async fn poll_once(state: &mut ReadinessState) -> Option<RegionOutcome> {
+    let args = &state.args;
+    let region = &args.region;
+    let apply_error = args
+        .deps
+        .reconciler
+        .last_error(&args.spec.deployment_id, region);
+    if let Some(error) = &apply_error {
+        if error.permanent {
+            return Some(RegionOutcome::Failed(RegionFailure::Failed {
+                region: region.clone(),
+                reason: error.message.clone(),
+            }));
+        }
+        state.last_error = Some(error.message.clone());
     }
-    let instances = driver.instances(&state.args.topology.deployment_id).await?;
-    Ok(all_running(&instances, state.args.topology.replicas).then_some(instances))
-}
-
-fn report(state: &ReadinessState, result: Result<Vec<crate::model::Instance>, String>) {
-    let _ = state.args.parent.cast(ProjectMsg::RegionSettled {
-        deployment: state.args.topology.deployment_id.clone(),
-        ticket: state.args.ticket,
-        region: state.args.region.clone(),
-        result,
-    });
+    let remaining = state.deadline.saturating_duration_since(Instant::now());
+    if !remaining.is_zero() {
+        let Some(driver) = args.deps.regions.get(region) else {
+            return Some(RegionOutcome::Failed(RegionFailure::Failed {
+                region: region.clone(),
+                reason: "the region is not served by this daemon".into(),
+            }));
+        };
+        match tokio::time::timeout(remaining, driver.observe(&args.spec)).await {
+            Ok(Ok(observed)) => {
+                if let Some(reason) = observed.failed {
+                    return Some(RegionOutcome::Failed(RegionFailure::Failed {
+                        region: region.clone(),
+                        reason,
+                    }));
+                }
+                if observed.is_ready(args.spec.replicas) {
+                    return Some(RegionOutcome::Ready(observed.instances));
+                }
+                if apply_error.is_none() {
+                    state.last_error = None;
+                }
+            }
+            Ok(Err(e)) if e.permanent => {
+                return Some(RegionOutcome::Failed(RegionFailure::Failed {
+                    region: region.clone(),
+                    reason: e.message,
+                }));
+            }
+            Ok(Err(e)) => state.last_error = Some(e.message),
+            Err(_) => state.last_error = Some("the region driver did not answer".into()),
+        }
+    }
+    if Instant::now() >= state.deadline {
+        return Some(RegionOutcome::Failed(RegionFailure::TimedOut {
+            region: region.clone(),
+            replicas: args.spec.replicas,
+            after: args.deps.config.region_timeout(),
+            last_error: state.last_error.clone(),
+        }));
+    }
+    None
 }

@@ -1,9 +1,14 @@
 //! The project supervisor: spawns project actors on demand, registers them
 //! for lock-free lookup, and restarts one that fails by rebuilding it from
-//! redb. A project that keeps failing (more than `max_restarts` within
-//! `restart_window_ms`) is not restarted again: it is marked broken and its
-//! requests get `UNAVAILABLE` with the reason, while every other project
-//! keeps working.
+//! redb, after a backoff that doubles with each recent failure. A project
+//! that keeps failing (more than `max_restarts` within `restart_window_ms`)
+//! is marked broken for one window: its requests get `UNAVAILABLE` with the
+//! reason, every other project keeps working, and when the window has
+//! passed it is started again (and resumes its unfinished work).
+//!
+//! A project actor that stops to reload (a write it counted on was refused
+//! because another project won a name) is started again at once; that is
+//! not a failure.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,7 +22,7 @@ use ractor::{
 
 use crate::actors::Deps;
 use crate::actors::project::messages::ProjectMsg;
-use crate::actors::project::{ProjectActor, ProjectArgs};
+use crate::actors::project::{ProjectActor, ProjectArgs, RELOAD};
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::{ProjectId, now_millis};
@@ -41,8 +46,32 @@ impl ProjectEntry {
         )
     }
 }
-/// Projects that are not restarted any more, with the reason.
-pub type Broken = Arc<DashMap<ProjectId, String>>;
+/// Projects that failed too often, with the reason and when they may be
+/// started again.
+pub type Broken = Arc<DashMap<ProjectId, BrokenProject>>;
+
+#[derive(Debug, Clone)]
+pub struct BrokenProject {
+    pub reason: String,
+    pub until: Instant,
+}
+
+/// The refusal a request for a broken project gets, or `None` once its
+/// window has passed (the entry is then removed).
+pub fn refusal(broken: &Broken, project: &ProjectId) -> Option<Error> {
+    let entry = broken.get(project)?;
+    if entry.until > Instant::now() {
+        return Some(Error::Unavailable(entry.reason.clone()));
+    }
+    drop(entry);
+    broken.remove(project);
+    None
+}
+
+/// The first restart after a failure waits this long; each further failure
+/// within the window doubles it.
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(50);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
 
 pub struct ProjectSupervisor;
 
@@ -68,6 +97,9 @@ pub enum SupervisorMsg {
     },
     /// Deletes expired idempotency records (a timer).
     ExpireIdempotencyKeys,
+    /// Starts a project's actor again after a failure's backoff or the end
+    /// of its broken window, if nothing started it meanwhile.
+    Restart { project_id: ProjectId },
 }
 
 /// How often expired idempotency keys are swept.
@@ -112,6 +144,13 @@ impl Actor for ProjectSupervisor {
                 let result = ensure(&myself, state, &project_id).await;
                 let _ = reply.send(result);
             }
+            SupervisorMsg::Restart { project_id } => {
+                if refusal(&state.broken, &project_id).is_none()
+                    && let Err(e) = ensure(&myself, state, &project_id).await
+                {
+                    tracing::error!(project = %project_id, error = %e, "project actor could not restart");
+                }
+            }
             SupervisorMsg::ExpireIdempotencyKeys => {
                 state.deps.store.submit(
                     vec![Mutation::ExpireIdempotency { now: now_millis() }],
@@ -138,20 +177,38 @@ impl Actor for ProjectSupervisor {
                     return Ok(());
                 };
                 tracing::error!(project = %project_id, %error, "project actor failed");
-                if record_failure(state, &project_id) {
+                let failures = record_failure(state, &project_id);
+                let window = Duration::from_millis(state.deps.config.restart_window_ms);
+                if failures > state.deps.config.max_restarts as usize {
                     let reason = format!(
-                        "project {project_id} failed {} times within {} ms and was stopped; last error: {error}",
-                        state.deps.config.max_restarts + 1,
+                        "project {project_id} failed {failures} times within {} ms and is paused until that window has passed; last error: {error}",
                         state.deps.config.restart_window_ms
                     );
                     tracing::error!(project = %project_id, "{reason}");
-                    state.broken.insert(project_id, reason);
-                } else if let Err(e) = ensure(&myself, state, &project_id).await {
-                    tracing::error!(project = %project_id, error = %e, "project actor could not restart");
+                    state.broken.insert(
+                        project_id.clone(),
+                        BrokenProject {
+                            reason,
+                            until: Instant::now() + window,
+                        },
+                    );
+                    state.failures.remove(&project_id);
+                    myself.send_after(window, move || SupervisorMsg::Restart { project_id });
+                } else {
+                    let delay = FIRST_RESTART_DELAY
+                        .saturating_mul(1 << (failures.saturating_sub(1)).min(16))
+                        .min(MAX_RESTART_DELAY);
+                    myself.send_after(delay, move || SupervisorMsg::Restart { project_id });
                 }
             }
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
-                forget(state, cell.get_id());
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let project_id = forget(state, cell.get_id());
+                if let Some(project_id) = project_id
+                    && reason.as_deref().is_some_and(|r| r.starts_with(RELOAD))
+                    && let Err(e) = ensure(&myself, state, &project_id).await
+                {
+                    tracing::error!(project = %project_id, error = %e, "project actor could not reload");
+                }
             }
             _ => {}
         }
@@ -164,8 +221,8 @@ async fn ensure(
     state: &mut SupervisorState,
     project_id: &ProjectId,
 ) -> Result<ProjectEntry, Error> {
-    if let Some(reason) = state.broken.get(project_id) {
-        return Err(Error::Unavailable(reason.clone()));
+    if let Some(refused) = refusal(&state.broken, project_id) {
+        return Err(refused);
     }
     let registered = state.registry.get(project_id).map(|e| e.clone());
     if let Some(entry) = registered {
@@ -203,8 +260,8 @@ fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<ProjectId> {
     Some(project_id)
 }
 
-/// Records a failure; `true` when the project has failed too often.
-fn record_failure(state: &mut SupervisorState, project_id: &ProjectId) -> bool {
+/// Records a failure; returns how many fell within the restart window.
+fn record_failure(state: &mut SupervisorState, project_id: &ProjectId) -> usize {
     let window = Duration::from_millis(state.deps.config.restart_window_ms);
     let now = Instant::now();
     let failures = state.failures.entry(project_id.clone()).or_default();
@@ -215,5 +272,5 @@ fn record_failure(state: &mut SupervisorState, project_id: &ProjectId) -> bool {
     {
         failures.pop_front();
     }
-    failures.len() > state.deps.config.max_restarts as usize
+    failures.len()
 }

@@ -15,6 +15,7 @@ impl AdminService for Admin {
         _request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
         let (commits, operations, failed) = self.0.deps.store.stats().snapshot();
+        let drivers = self.0.deps.reconciler.stats();
         Ok(Response::new(pb::GetStatsResponse {
             commits,
             committed_operations: operations,
@@ -22,6 +23,9 @@ impl AdminService for Admin {
             running_project_actors: self.0.projects.running_actors() as u64,
             broken_projects: self.0.projects.broken_projects() as u64,
             watched_deployments: self.0.deps.events.watched() as u64,
+            pending_driver_intents: drivers.pending as u64,
+            driver_calls: drivers.calls,
+            failed_driver_calls: drivers.failed_calls,
         }))
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::error::Error;
 use crate::model::project::Project;
 use crate::model::{
     Deployment, DeploymentStatus, DesiredState, GitCommit, Route, RouteKind, Source, Step,
@@ -106,6 +107,28 @@ pub fn route_kind(kind: RouteKind) -> pb::RouteKind {
         RouteKind::Environment => pb::RouteKind::Environment,
         RouteKind::Live => pb::RouteKind::Live,
         RouteKind::Deployment => pb::RouteKind::Deployment,
+    }
+}
+
+pub fn route_kind_from_pb(kind: pb::RouteKind) -> Option<RouteKind> {
+    Some(match kind {
+        pb::RouteKind::Unspecified => return None,
+        pb::RouteKind::Commit => RouteKind::Commit,
+        pb::RouteKind::Branch => RouteKind::Branch,
+        pb::RouteKind::Environment => RouteKind::Environment,
+        pb::RouteKind::Live => RouteKind::Live,
+        pb::RouteKind::Deployment => RouteKind::Deployment,
+    })
+}
+
+/// A request's page size: 0 means `default`, more than `max` is refused.
+pub fn page_size(requested: u32, default: u32, max: u32) -> Result<usize, Error> {
+    match requested {
+        0 => Ok(default as usize),
+        n if n <= max => Ok(n as usize),
+        n => Err(Error::invalid(format!(
+            "page_size {n} is larger than {max}"
+        ))),
     }
 }
 

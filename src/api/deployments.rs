@@ -9,9 +9,9 @@ use tonic::{Request, Response, Status};
 use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
 use crate::api::{Context, convert, idempotency, watch};
 use crate::error::Error;
-use crate::model::project::Project;
+use crate::io::store::DeploymentFilter;
 use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN};
-use crate::model::{Deployment, DeploymentId, GitCommit, GitSource, ProjectId, Source};
+use crate::model::{DeploymentId, GitCommit, GitSource, ProjectId, Source};
 use crate::pb;
 use crate::pb::deployment_service_server::DeploymentService;
 
@@ -21,13 +21,6 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
 
 impl Deployments {
-    fn to_pb(&self, project: &Project, deployment: &Deployment) -> Result<pb::Deployment, Error> {
-        Ok(convert::deployment(
-            deployment,
-            self.0.hostnames(project, deployment)?,
-        ))
-    }
-
     fn switch_response(&self, outcome: &SwitchOutcome) -> (Option<pb::Project>, Vec<pb::Route>) {
         (
             Some(convert::project(
@@ -140,10 +133,17 @@ impl DeploymentService for Deployments {
         request: Request<pb::GetDeploymentRequest>,
     ) -> Result<Response<pb::GetDeploymentResponse>, Status> {
         let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
-        let deployment = self.0.deployment(&id, "deployment")?;
-        let project = self.0.project(&deployment.project_id)?;
+        let deployment = self
+            .0
+            .blocking(move |context| {
+                let deployment = context.deployment(&id, "deployment")?;
+                let project = context.project(&deployment.project_id)?;
+                let hostnames = context.hostnames(&project, &deployment)?;
+                Ok(convert::deployment(&deployment, hostnames))
+            })
+            .await?;
         Ok(Response::new(pb::GetDeploymentResponse {
-            deployment: Some(self.to_pb(&project, &deployment)?),
+            deployment: Some(deployment),
         }))
     }
 
@@ -163,16 +163,7 @@ impl DeploymentService for Deployments {
                 .into());
             }
         };
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n <= MAX_PAGE_SIZE => n,
-            n => {
-                return Err(Error::invalid(format!(
-                    "page_size {n} is larger than {MAX_PAGE_SIZE}"
-                ))
-                .into());
-            }
-        };
+        let page_size = convert::page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let before = if request.page_token.is_empty() {
             None
         } else {
@@ -183,31 +174,43 @@ impl DeploymentService for Deployments {
                     .map_err(|_| Error::invalid("page_token is not one this server returned"))?,
             )
         };
-        let project = self.0.project(&project_id)?;
-        let environment = request.environment_slug;
-        if !environment.is_empty() && project.environment(&environment).is_none() {
-            return Err(Error::not_found(format!(
-                "project {project_id} has no environment {environment:?}"
-            ))
-            .into());
+        let environment =
+            (!request.environment_slug.is_empty()).then_some(request.environment_slug);
+        if let Some(environment) = &environment {
+            validate::slug(environment, "environment_slug")?;
         }
-        let page = self.0.deps.store.deployments_of_project(
-            &project_id,
-            before,
-            page_size as usize,
-            |d| {
-                (environment.is_empty() || d.environment == environment)
-                    && status.is_none_or(|s| d.status == s)
-            },
-        )?;
-        let deployments = page
-            .deployments
-            .iter()
-            .map(|d| self.to_pb(&project, d))
-            .collect::<Result<_, _>>()?;
+        let filter = DeploymentFilter {
+            environment,
+            status,
+        };
+        let page = self
+            .0
+            .blocking(move |context| {
+                let project = context.project(&project_id)?;
+                if let Some(environment) = &filter.environment
+                    && project.environment(environment).is_none()
+                {
+                    return Err(Error::not_found(format!(
+                        "project {project_id} has no environment {environment:?}"
+                    )));
+                }
+                let page = context.deps.store.deployments_of_project(
+                    &project_id,
+                    &filter,
+                    before,
+                    page_size,
+                )?;
+                let deployments = page
+                    .deployments
+                    .iter()
+                    .map(|d| Ok(convert::deployment(d, context.hostnames(&project, d)?)))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                Ok((deployments, page.next_before))
+            })
+            .await?;
         Ok(Response::new(pb::ListDeploymentsResponse {
-            deployments,
-            next_page_token: page.next_before.map(|s| s.to_string()).unwrap_or_default(),
+            deployments: page.0,
+            next_page_token: page.1.map(|s| s.to_string()).unwrap_or_default(),
         }))
     }
 

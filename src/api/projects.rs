@@ -1,20 +1,25 @@
-//! `deployd.v1.ProjectService`. Creating a project is a store write with a
-//! uniqueness check; everything that changes a project afterwards goes
-//! through its actor.
+//! `deployd.v1.ProjectService`. Creating a project is a store write with
+//! uniqueness checks (its slug, and its fixed hostnames, which it reserves);
+//! everything that changes a project afterwards goes through its actor.
 
 use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status};
 
-use crate::api::{Context, convert};
+use crate::api::{Context, convert, idempotency};
 use crate::error::Error;
 use crate::io::store::Mutation;
+use crate::model::names::Hostnames;
 use crate::model::project::Project;
+use crate::model::routes::fixed_hostnames;
 use crate::model::{ProjectId, WorkspaceId, now_millis, validate};
 use crate::pb;
 use crate::pb::project_service_server::ProjectService;
 
 pub struct Projects(pub Context);
+
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 500;
 
 impl Projects {
     fn to_pb(&self, project: &Project) -> pb::Project {
@@ -39,10 +44,19 @@ impl ProjectService for Projects {
             .workspace(&workspace_id)?
             .ok_or_else(|| Error::not_found(format!("workspace {workspace_id} not found")))?;
         let project = Project::new(&workspace, request.slug, request.name, now_millis());
+        let names = Hostnames {
+            apex: &self.0.deps.config.apex_domain,
+            project_slug: &project.slug,
+            workspace_slug: &project.workspace_slug,
+        };
+        let reserve = fixed_hostnames(&project, names);
         self.0
             .deps
             .store
-            .commit(vec![Mutation::CreateProject(project.clone())])
+            .commit(vec![Mutation::CreateProject {
+                project: project.clone(),
+                reserve,
+            }])
             .await?;
         Ok(Response::new(pb::CreateProjectResponse {
             project: Some(self.to_pb(&project)),
@@ -64,13 +78,36 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::ListProjectsRequest>,
     ) -> Result<Response<pb::ListProjectsResponse>, Status> {
-        let id = WorkspaceId::parse(&request.get_ref().workspace_id, "workspace_id")?;
-        if self.0.deps.store.workspace(&id)?.is_none() {
-            return Err(Error::not_found(format!("workspace {id} not found")).into());
-        }
-        let projects = self.0.deps.store.projects_of_workspace(&id)?;
+        let request = request.into_inner();
+        let id = WorkspaceId::parse(&request.workspace_id, "workspace_id")?;
+        let page_size = convert::page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            validate::slug(&request.page_token, "page_token")
+                .map_err(|_| Error::invalid("page_token is not one this server returned"))?;
+            Some(request.page_token)
+        };
+        let (projects, more) = self
+            .0
+            .blocking(move |context| {
+                if context.deps.store.workspace(&id)?.is_none() {
+                    return Err(Error::not_found(format!("workspace {id} not found")));
+                }
+                context
+                    .deps
+                    .store
+                    .projects_of_workspace(&id, after.as_deref(), page_size)
+            })
+            .await?;
+        let next_page_token = if more {
+            projects.last().map(|p| p.slug.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(Response::new(pb::ListProjectsResponse {
             projects: projects.iter().map(|p| self.to_pb(p)).collect(),
+            next_page_token,
         }))
     }
 
@@ -78,6 +115,11 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::SetEnvironmentRegionsRequest>,
     ) -> Result<Response<pb::SetEnvironmentRegionsResponse>, Status> {
+        let idempotency = idempotency::extract(
+            &request,
+            |r| &r.idempotency_key,
+            |r| r.idempotency_key.clear(),
+        )?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
         validate::slug(&request.environment_slug, "environment_slug")?;
@@ -90,7 +132,7 @@ impl ProjectService for Projects {
         let project = self
             .0
             .projects
-            .set_environment_regions(&id, request.environment_slug, regions)
+            .set_environment_regions(&id, request.environment_slug, regions, idempotency)
             .await?;
         Ok(Response::new(pb::SetEnvironmentRegionsResponse {
             project: Some(self.to_pb(&project)),
@@ -101,13 +143,22 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::AddCustomDomainRequest>,
     ) -> Result<Response<pb::AddCustomDomainResponse>, Status> {
+        let idempotency = idempotency::extract(
+            &request,
+            |r| &r.idempotency_key,
+            |r| r.idempotency_key.clear(),
+        )?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
         validate::fqdn(&request.fqdn, "fqdn")?;
-        let (project, route) = self.0.projects.add_custom_domain(&id, request.fqdn).await?;
+        let added = self
+            .0
+            .projects
+            .add_custom_domain(&id, request.fqdn, idempotency)
+            .await?;
         Ok(Response::new(pb::AddCustomDomainResponse {
-            project: Some(self.to_pb(&project)),
-            route: route.as_ref().map(convert::route),
+            project: Some(self.to_pb(&added.project)),
+            route: added.route.as_ref().map(convert::route),
         }))
     }
 }

@@ -12,6 +12,7 @@ impl From<Error> for Status {
             Error::NotFound(m) => Status::not_found(m),
             Error::AlreadyExists(m) => Status::already_exists(m),
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
+            Error::Aborted(m) => Status::aborted(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             Error::Unavailable(m) => Status::unavailable(m),
             Error::Internal(m) => {

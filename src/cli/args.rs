@@ -146,6 +146,14 @@ pub struct ProjectsArgs {
     pub workspace: String,
 }
 
+/// A key that makes a retried mutation return the original answer.
+#[derive(Debug, Args)]
+pub struct IdempotencyArgs {
+    /// A retry with the same key and request returns the first answer.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct RegionsArgs {
     #[arg(long, value_name = "PROJECT_ID")]
@@ -157,6 +165,8 @@ pub struct RegionsArgs {
     /// to every configured region with one replica each.
     #[arg(value_name = "REGION=REPLICAS", value_parser = parse_region)]
     pub regions: Vec<(String, u32)>,
+    #[command(flatten)]
+    pub idempotency: IdempotencyArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +177,8 @@ pub enum DomainCommand {
         project: String,
         /// Fully qualified domain name, outside the daemon's apex domain.
         fqdn: String,
+        #[command(flatten)]
+        idempotency: IdempotencyArgs,
     },
 }
 
@@ -300,6 +312,30 @@ pub struct PromoteArgs {
 pub struct RoutesArgs {
     #[arg(long, value_name = "PROJECT_ID")]
     pub project: String,
+    /// Only routes of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindFilter>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindFilter {
+    Commit,
+    Branch,
+    Environment,
+    Live,
+    Deployment,
+}
+
+impl From<KindFilter> for pb::RouteKind {
+    fn from(kind: KindFilter) -> Self {
+        match kind {
+            KindFilter::Commit => Self::Commit,
+            KindFilter::Branch => Self::Branch,
+            KindFilter::Environment => Self::Environment,
+            KindFilter::Live => Self::Live,
+            KindFilter::Deployment => Self::Deployment,
+        }
+    }
 }
 
 /// Parses `REGION=REPLICAS`. Region names and replica limits are the

@@ -158,17 +158,33 @@ pub async fn run(addr: &str, json: bool, command: Command) -> anyhow::Result<Exi
         Command::Workspace(cmd) => workspace(&clients, json, cmd).await?,
         Command::Project(cmd) => project(&clients, json, cmd).await?,
         Command::Projects(args) => {
-            let request = pb::ListProjectsRequest {
-                workspace_id: args.workspace,
-            };
-            let response = rpc(clients.projects().list_projects(request).await)?;
+            // Every page: the listing is for people, and each page is small.
+            let mut response = pb::ListProjectsResponse::default();
+            loop {
+                let request = pb::ListProjectsRequest {
+                    workspace_id: args.workspace.clone(),
+                    page_token: std::mem::take(&mut response.next_page_token),
+                    ..Default::default()
+                };
+                let page = rpc(clients.projects().list_projects(request).await)?;
+                response.projects.extend(page.projects);
+                response.next_page_token = page.next_page_token;
+                if response.next_page_token.is_empty() {
+                    break;
+                }
+            }
             show(json, &response, |r| render::projects(&r.projects))?;
         }
         Command::Regions(args) => regions(&clients, json, args).await?,
-        Command::Domain(DomainCommand::Add { project, fqdn }) => {
+        Command::Domain(DomainCommand::Add {
+            project,
+            fqdn,
+            idempotency,
+        }) => {
             let request = pb::AddCustomDomainRequest {
                 project_id: project,
                 fqdn,
+                idempotency_key: idempotency.idempotency_key.unwrap_or_default(),
             };
             let response = rpc(clients.projects().add_custom_domain(request).await)?;
             show(json, &response, |r| {
@@ -215,10 +231,21 @@ pub async fn run(addr: &str, json: bool, command: Command) -> anyhow::Result<Exi
             })?;
         }
         Command::Routes(args) => {
-            let request = pb::ListRoutesRequest {
-                project_id: args.project,
-            };
-            let response = rpc(clients.routing().list_routes(request).await)?;
+            let mut response = pb::ListRoutesResponse::default();
+            loop {
+                let request = pb::ListRoutesRequest {
+                    project_id: args.project.clone(),
+                    kind: args.kind.map_or(pb::RouteKind::Unspecified, Into::into) as i32,
+                    page_token: std::mem::take(&mut response.next_page_token),
+                    ..Default::default()
+                };
+                let page = rpc(clients.routing().list_routes(request).await)?;
+                response.routes.extend(page.routes);
+                response.next_page_token = page.next_page_token;
+                if response.next_page_token.is_empty() {
+                    break;
+                }
+            }
             show(json, &response, |r| render::routes(&r.routes))?;
         }
         Command::Stats => {
@@ -300,6 +327,7 @@ async fn regions(clients: &Clients, json: bool, args: RegionsArgs) -> anyhow::Re
         project_id: args.project,
         environment_slug: args.env,
         regions,
+        idempotency_key: args.idempotency.idempotency_key.unwrap_or_default(),
     };
     let response = rpc(clients.projects().set_environment_regions(request).await)?;
     show(json, &response, |r| {

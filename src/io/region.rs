@@ -1,13 +1,17 @@
 //! Region drivers: the interface to one region's cluster.
 //!
+//! A driver is told what a deployment's workload in its region should look
+//! like ([`WorkloadSpec`], always the whole object) and reports what runs.
 //! Every call is idempotent and level-triggered: applying the same spec twice
-//! changes nothing, and names are derived from ids, so a step re-run after a
-//! crash adopts what it created before. The real Kubernetes driver and the
-//! [`simulated`] one implement the same trait.
+//! changes nothing, and names are derived from ids, so a call re-run after a
+//! crash adopts what it created before. Drivers never decide anything; the
+//! project actors decide and `actors::reconciler` makes the calls, after the
+//! commit that holds the decision, until the driver confirms.
 
 pub mod simulated;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,96 +19,140 @@ use async_trait::async_trait;
 use crate::config::RegionConfig;
 use crate::model::{DeploymentId, Instance, ProjectId};
 
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct DriverError(pub String);
+/// A failed driver call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    pub message: String,
+    /// Retrying cannot help (an invalid spec, an image that does not
+    /// exist): readiness fails at once instead of waiting out the region
+    /// timeout. Everything else (timeouts, conflicts, 5xx) is retried.
+    pub permanent: bool,
+}
 
-/// The desired state of one deployment in one region.
-#[derive(Debug, Clone)]
-pub struct TopologySpec {
+impl DriverError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// The desired state of one deployment in one region: everything needed to
+/// (re-)create its objects, so a driver never merges a partial change into
+/// what exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadSpec {
     pub deployment_id: DeploymentId,
     pub project_id: ProjectId,
     pub environment: String,
     pub image: String,
     /// Passed to the runtime as an argv list, never through a shell.
     pub command: Vec<String>,
+    /// Replicas while running.
     pub replicas: u32,
-    /// `false` scales the deployment to zero.
+    /// `false`: the same workload scaled to zero (`STANDBY`, failed).
     pub running: bool,
+    /// Replicas of the environment's gateway (sentinel) in this region: 3
+    /// in production, 1 elsewhere.
+    pub sentinel_replicas: u32,
 }
 
-/// The gateway of one environment in one region.
-#[derive(Debug, Clone)]
-pub struct SentinelSpec {
-    pub project_id: ProjectId,
-    pub environment: String,
-    /// 3 in production, 1 elsewhere.
-    pub replicas: u32,
+/// What a driver sees of one workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub instances: Vec<Instance>,
+    /// Set when the workload cannot become ready however long one waits (a
+    /// container that exited, an image that cannot be pulled): the reason,
+    /// in words for the deployment's error.
+    pub failed: Option<String>,
 }
 
-/// Ingress from the environment's sentinel to the deployment, and the
-/// matching egress rule on the sentinel side.
-#[derive(Debug, Clone)]
-pub struct NetworkPolicySpec {
-    pub deployment_id: DeploymentId,
-    pub project_id: ProjectId,
-    pub environment: String,
+impl Observed {
+    /// The desired replicas report `running`.
+    pub fn is_ready(&self, replicas: u32) -> bool {
+        self.instances
+            .iter()
+            .filter(|i| i.status == "running")
+            .count()
+            >= replicas as usize
+    }
 }
 
 #[async_trait]
 pub trait RegionDriver: Send + Sync + 'static {
-    async fn apply_topology(&self, spec: &TopologySpec) -> Result<(), DriverError>;
-    async fn ensure_sentinel(&self, spec: &SentinelSpec) -> Result<(), DriverError>;
-    async fn ensure_network_policies(&self, spec: &NetworkPolicySpec) -> Result<(), DriverError>;
-    /// Observed instances of a deployment; status `running` counts as ready.
-    async fn instances(&self, deployment: &DeploymentId) -> Result<Vec<Instance>, DriverError>;
-    /// Scales a deployment to its replicas (`true`) or to zero (`false`).
-    async fn set_running(
-        &self,
-        deployment: &DeploymentId,
-        running: bool,
-    ) -> Result<(), DriverError>;
+    /// Makes the region match `spec`. Running: the workload with its
+    /// replicas, the environment's sentinel, and the network policies that
+    /// let only that sentinel reach the deployment. Not running: the same
+    /// workload with zero replicas. `Ok` means the driver accepted the
+    /// desired state (instances may still be starting).
+    async fn apply(&self, spec: &WorkloadSpec) -> Result<(), DriverError>;
+
+    /// What runs for the workload now.
+    async fn observe(&self, spec: &WorkloadSpec) -> Result<Observed, DriverError>;
 }
 
 /// The driver of every configured region.
 #[derive(Clone)]
-pub struct Regions(Arc<BTreeMap<String, Arc<dyn RegionDriver>>>);
+pub struct Regions {
+    drivers: Arc<BTreeMap<String, Arc<dyn RegionDriver>>>,
+    /// The simulated ones again, typed, so tests and the load generator can
+    /// look at what they run.
+    simulated: Arc<BTreeMap<String, Arc<simulated::SimulatedRegion>>>,
+}
 
 impl Regions {
-    pub fn from_config(regions: &BTreeMap<String, RegionConfig>) -> Self {
-        let drivers = regions
-            .iter()
-            .map(|(name, config)| {
-                let driver: Arc<dyn RegionDriver> = match config {
-                    RegionConfig::Simulated {
-                        ready_after_ms,
-                        never_ready,
-                    } => Arc::new(simulated::SimulatedRegion::new(
+    /// `data_dir` holds the state of simulated regions that persist it.
+    pub fn from_config(regions: &BTreeMap<String, RegionConfig>, data_dir: &Path) -> Self {
+        let mut drivers: BTreeMap<String, Arc<dyn RegionDriver>> = BTreeMap::new();
+        let mut simulated = BTreeMap::new();
+        for (name, config) in regions {
+            match config {
+                RegionConfig::Simulated {
+                    ready_after_ms,
+                    never_ready,
+                    persist,
+                } => {
+                    let state_file = persist.then(|| simulated::state_file(data_dir, name));
+                    let region = Arc::new(simulated::SimulatedRegion::new(
                         name,
                         std::time::Duration::from_millis(*ready_after_ms),
                         *never_ready,
-                    )),
-                };
-                (name.clone(), driver)
-            })
-            .collect();
-        Self(Arc::new(drivers))
+                        state_file,
+                    ));
+                    simulated.insert(name.clone(), region.clone());
+                    drivers.insert(name.clone(), region);
+                }
+            }
+        }
+        Self {
+            drivers: Arc::new(drivers),
+            simulated: Arc::new(simulated),
+        }
     }
 
     pub fn get(&self, region: &str) -> Option<Arc<dyn RegionDriver>> {
-        self.0.get(region).cloned()
+        self.drivers.get(region).cloned()
     }
 
     pub fn contains(&self, region: &str) -> bool {
-        self.0.contains_key(region)
+        self.drivers.contains_key(region)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+    pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.drivers.keys().map(String::as_str)
     }
-}
 
-/// Instances count as ready when this many report `running`.
-pub fn all_running(instances: &[Instance], replicas: u32) -> bool {
-    instances.iter().filter(|i| i.status == "running").count() >= replicas as usize
+    /// The simulated driver of `region`, if that region is simulated.
+    pub fn simulated(&self, region: &str) -> Option<Arc<simulated::SimulatedRegion>> {
+        self.simulated.get(region).cloned()
+    }
 }

@@ -6,6 +6,9 @@
 
 pub mod check;
 mod codec;
+mod holders;
+mod legacy;
+mod migrate;
 mod mutation;
 mod tables;
 mod writer;
@@ -21,18 +24,21 @@ pub use mutation::Mutation;
 pub use writer::{Completion, WriterStats};
 
 use crate::error::Error;
+use crate::model::routes::Holder;
 use crate::model::{
     Deployment, DeploymentId, DeploymentStatus, IdempotencyKey, IdempotencyRecord, Project,
-    ProjectId, Route, ScheduledChange, UnixMillis, Workspace, WorkspaceId,
+    ProjectId, Route, RouteKind, ScheduledChange, UnixMillis, Workspace, WorkspaceId,
 };
-use codec::decode;
+use codec::{Record, decode};
+use holders::holder_of;
 use tables::*;
 
 /// redb's page cache unless configured otherwise.
 const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// The on-disk layout this build reads and writes.
-const SCHEMA_VERSION: u32 = 1;
+/// The on-disk layout this build reads and writes. Schema 1 files are
+/// migrated on open (`migrate.rs`); newer ones are refused.
+const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &str = "schema_version";
 
 fn storage(e: impl std::fmt::Display) -> Error {
@@ -64,10 +70,12 @@ impl WriterThread {
     }
 }
 
-/// Everything a project actor needs to rebuild its state.
+/// Everything a project actor needs to rebuild its state. Bounded by what
+/// is unfinished, scheduled and fixed, never by the project's history.
 #[derive(Debug, Default)]
 pub struct ProjectSnapshot {
-    pub routes: BTreeMap<String, Route>,
+    /// `LIVE` and `ENVIRONMENT` routes by hostname.
+    pub fixed_routes: BTreeMap<String, Route>,
     pub schedules: Vec<ScheduledChange>,
     pub in_flight: Vec<Deployment>,
 }
@@ -78,6 +86,25 @@ pub struct DeploymentPage {
     pub deployments: Vec<Deployment>,
     /// Sequence to continue below, if there is more.
     pub next_before: Option<u64>,
+}
+
+/// Which deployments a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentFilter {
+    pub environment: Option<String>,
+    pub status: Option<DeploymentStatus>,
+}
+
+/// Index entries a listing looks at before it returns a shorter page with a
+/// token to go on: a page's cost is bounded whatever the history.
+pub const LISTING_SCAN_BUDGET: usize = 10_000;
+
+/// A page of routes, ordered by kind, then hostname.
+#[derive(Debug, Default)]
+pub struct RoutePage {
+    pub routes: Vec<Route>,
+    /// (kind, hostname) to continue after, if there is more.
+    pub next_after: Option<(RouteKind, String)>,
 }
 
 impl Store {
@@ -201,86 +228,197 @@ impl Store {
         self.db.begin_read().map_err(storage)
     }
 
-    fn get_record<T: serde::de::DeserializeOwned>(
+    fn get_record<T: Record>(
         &self,
         table: TableDefinition<&str, &[u8]>,
         key: &str,
-        what: &str,
     ) -> Result<Option<T>, Error> {
         let txn = self.read()?;
         let table = txn.open_table(table).map_err(storage)?;
         match table.get(key).map_err(storage)? {
-            Some(bytes) => decode(bytes.value(), what).map(Some),
+            Some(bytes) => decode(bytes.value()).map(Some),
             None => Ok(None),
         }
     }
 
     pub fn workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>, Error> {
-        self.get_record(WORKSPACES, id.as_str(), "workspace")
+        self.get_record(WORKSPACES, id.as_str())
     }
 
     pub fn project(&self, id: &ProjectId) -> Result<Option<Project>, Error> {
-        self.get_record(PROJECTS, id.as_str(), "project")
+        self.get_record(PROJECTS, id.as_str())
     }
 
     pub fn deployment(&self, id: &DeploymentId) -> Result<Option<Deployment>, Error> {
-        self.get_record(DEPLOYMENTS, id.as_str(), "deployment")
+        self.get_record(DEPLOYMENTS, id.as_str())
     }
 
-    pub fn projects_of_workspace(&self, id: &WorkspaceId) -> Result<Vec<Project>, Error> {
+    /// A page of a workspace's projects, by slug, after `after_slug`.
+    /// Returns the page and whether more follow.
+    pub fn projects_of_workspace(
+        &self,
+        id: &WorkspaceId,
+        after_slug: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Project>, bool), Error> {
         let txn = self.read()?;
         let slugs = txn.open_table(PROJECT_SLUGS).map_err(storage)?;
         let projects = txn.open_table(PROJECTS).map_err(storage)?;
+        let w = id.as_str();
+        let start = match after_slug {
+            Some(slug) => std::ops::Bound::Excluded((w, slug)),
+            None => std::ops::Bound::Included((w, "")),
+        };
         let mut out = Vec::new();
-        for entry in slugs.range((id.as_str(), "")..).map_err(storage)? {
+        for entry in slugs
+            .range::<(&str, &str)>((start, std::ops::Bound::Unbounded))
+            .map_err(storage)?
+        {
             let (key, project_id) = entry.map_err(storage)?;
-            if key.value().0 != id.as_str() {
+            if key.value().0 != w {
                 break;
             }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
             if let Some(bytes) = projects.get(project_id.value()).map_err(storage)? {
-                out.push(decode(bytes.value(), "project")?);
+                out.push(decode(bytes.value())?);
             }
         }
-        Ok(out)
+        Ok((out, false))
     }
 
-    /// Deployments of a project, newest first, optionally filtered.
+    /// Deployments of a project, newest first, filtered through an index
+    /// per filter: a page costs at most [`LISTING_SCAN_BUDGET`] index
+    /// entries, and returns early with a token when the budget runs out.
     pub fn deployments_of_project(
         &self,
         project: &ProjectId,
+        filter: &DeploymentFilter,
         before_sequence: Option<u64>,
         limit: usize,
-        filter: impl Fn(&Deployment) -> bool,
     ) -> Result<DeploymentPage, Error> {
         let txn = self.read()?;
-        let index = txn.open_table(PROJECT_DEPLOYMENTS).map_err(storage)?;
         let deployments = txn.open_table(DEPLOYMENTS).map_err(storage)?;
         let upper = before_sequence.unwrap_or(u64::MAX);
-        let mut page = DeploymentPage::default();
-        let range = index
-            .range((project.as_str(), 0)..(project.as_str(), upper))
-            .map_err(storage)?;
-        for entry in range.rev() {
-            let (key, id) = entry.map_err(storage)?;
-            let Some(bytes) = deployments.get(id.value()).map_err(storage)? else {
-                continue;
-            };
-            let deployment: Deployment = decode(bytes.value(), "deployment")?;
-            if !filter(&deployment) {
-                continue;
+        let p = project.as_str();
+        let mut pager = Pager {
+            deployments: &deployments,
+            filter,
+            limit,
+            scanned: 0,
+            page: DeploymentPage::default(),
+        };
+        match (&filter.status, &filter.environment) {
+            (Some(status), environment) if status.is_terminal() => {
+                let index = txn.open_table(DEPLOYMENTS_BY_STATUS).map_err(storage)?;
+                let code = status.code();
+                let range = (p, code, 0)..(p, code, upper);
+                for entry in index.range(range).map_err(storage)?.rev() {
+                    let (key, value) = entry.map_err(storage)?;
+                    let (id, env) = value.value();
+                    // The environment is in the index: a mismatch costs no
+                    // record read, only a place in the scan budget.
+                    let wanted = environment.as_ref().is_none_or(|e| e == env);
+                    if !pager.offer(key.value().2, wanted.then_some(id))? {
+                        break;
+                    }
+                }
             }
-            if page.deployments.len() == limit {
-                page.next_before = Some(key.value().1 + 1);
-                break;
+            (Some(_), _) => {
+                // Unfinished statuses: the in-flight index is small (bounded
+                // by `max_unfinished_per_project`).
+                let index = txn.open_table(IN_FLIGHT).map_err(storage)?;
+                let mut unfinished = Vec::new();
+                for entry in index.range((p, "")..).map_err(storage)? {
+                    let (key, _) = entry.map_err(storage)?;
+                    let (owner, id) = key.value();
+                    if owner != p {
+                        break;
+                    }
+                    if let Some(bytes) = deployments.get(id).map_err(storage)? {
+                        let deployment: Deployment = decode(bytes.value())?;
+                        if deployment.sequence < upper {
+                            unfinished.push((deployment.sequence, id.to_string()));
+                        }
+                    }
+                }
+                unfinished.sort_unstable_by(|a, b| b.cmp(a));
+                for (sequence, id) in unfinished {
+                    if !pager.offer(sequence, Some(&id))? {
+                        break;
+                    }
+                }
             }
-            page.deployments.push(deployment);
+            (None, Some(environment)) => {
+                let index = txn
+                    .open_table(DEPLOYMENTS_BY_ENVIRONMENT)
+                    .map_err(storage)?;
+                let range = (p, environment.as_str(), 0)..(p, environment.as_str(), upper);
+                for entry in index.range(range).map_err(storage)?.rev() {
+                    let (key, id) = entry.map_err(storage)?;
+                    if !pager.offer(key.value().2, Some(id.value()))? {
+                        break;
+                    }
+                }
+            }
+            (None, None) => {
+                let index = txn.open_table(PROJECT_DEPLOYMENTS).map_err(storage)?;
+                for entry in index.range((p, 0)..(p, upper)).map_err(storage)?.rev() {
+                    let (key, id) = entry.map_err(storage)?;
+                    if !pager.offer(key.value().1, Some(id.value()))? {
+                        break;
+                    }
+                }
+            }
         }
-        Ok(page)
+        Ok(pager.page)
     }
 
-    pub fn routes_of_project(&self, project: &ProjectId) -> Result<BTreeMap<String, Route>, Error> {
+    /// A page of a project's routes, optionally of one kind, ordered by
+    /// kind and hostname.
+    pub fn routes_of_project(
+        &self,
+        project: &ProjectId,
+        kind: Option<RouteKind>,
+        after: Option<(RouteKind, String)>,
+        limit: usize,
+    ) -> Result<RoutePage, Error> {
         let txn = self.read()?;
-        read_routes(&txn, project)
+        let index = txn.open_table(PROJECT_ROUTE_KINDS).map_err(storage)?;
+        let table = txn.open_table(ROUTES).map_err(storage)?;
+        let p = project.as_str();
+        let (low_code, high_code) = match kind {
+            Some(kind) => (kind.code(), kind.code()),
+            None => (0, u8::MAX),
+        };
+        let start = match &after {
+            Some((kind, fqdn)) => std::ops::Bound::Excluded((p, kind.code(), fqdn.as_str())),
+            None => std::ops::Bound::Included((p, low_code, "")),
+        };
+        let mut page = RoutePage::default();
+        for entry in index
+            .range::<(&str, u8, &str)>((start, std::ops::Bound::Unbounded))
+            .map_err(storage)?
+        {
+            let (key, _) = entry.map_err(storage)?;
+            let (owner, code, fqdn) = key.value();
+            if owner != p || code > high_code {
+                break;
+            }
+            let Some(bytes) = table.get(fqdn).map_err(storage)? else {
+                continue;
+            };
+            let route: Route = decode(bytes.value())?;
+            if page.routes.len() == limit {
+                if let Some(last) = page.routes.last() {
+                    page.next_after = Some((last.kind, last.fqdn.clone()));
+                }
+                break;
+            }
+            page.routes.push(route);
+        }
+        Ok(page)
     }
 
     /// The routes at these hostnames, where there are any (one read
@@ -291,45 +429,68 @@ impl Store {
         let mut out = Vec::new();
         for fqdn in hostnames {
             if let Some(bytes) = table.get(fqdn.as_str()).map_err(storage)? {
-                out.push(decode(bytes.value(), "route")?);
+                out.push(decode(bytes.value())?);
             }
         }
         Ok(out)
     }
 
-    /// Routes, schedules and unfinished deployments of one project.
+    /// Who holds `fqdn`: a route, a reservation or a custom domain claim.
+    pub fn holder(&self, fqdn: &str) -> Result<Option<Holder>, Error> {
+        let txn = self.read()?;
+        let routes = txn.open_table(ROUTES).map_err(storage)?;
+        let reserved = txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
+        let domains = txn.open_table(DOMAINS).map_err(storage)?;
+        holder_of(&routes, &reserved, &domains, fqdn)
+    }
+
+    /// Fixed routes, schedules and unfinished deployments of one project.
     pub fn project_snapshot(&self, project: &ProjectId) -> Result<ProjectSnapshot, Error> {
         let txn = self.read()?;
-        let routes = read_routes(&txn, project)?;
+        let mut fixed_routes = BTreeMap::new();
+        let index = txn.open_table(PROJECT_ROUTE_KINDS).map_err(storage)?;
+        let routes = txn.open_table(ROUTES).map_err(storage)?;
+        let p = project.as_str();
+        for kind in [RouteKind::Environment, RouteKind::Live] {
+            let code = kind.code();
+            for entry in index
+                .range((p, code, "")..(p, code + 1, ""))
+                .map_err(storage)?
+            {
+                let (key, _) = entry.map_err(storage)?;
+                if let Some(bytes) = routes.get(key.value().2).map_err(storage)? {
+                    let route: Route = decode(bytes.value())?;
+                    fixed_routes.insert(route.fqdn.clone(), route);
+                }
+            }
+        }
         let mut schedules = Vec::new();
         let table = txn.open_table(SCHEDULES).map_err(storage)?;
-        for entry in table.range((project.as_str(), "")..).map_err(storage)? {
+        for entry in table.range((p, "")..).map_err(storage)? {
             let (key, bytes) = entry.map_err(storage)?;
-            if key.value().0 != project.as_str() {
+            if key.value().0 != p {
                 break;
             }
-            schedules.push(decode(bytes.value(), "schedule")?);
+            schedules.push(decode(bytes.value())?);
         }
         let mut in_flight = Vec::new();
         let index = txn.open_table(IN_FLIGHT).map_err(storage)?;
         let deployments = txn.open_table(DEPLOYMENTS).map_err(storage)?;
-        for entry in index.range((project.as_str(), "")..).map_err(storage)? {
-            let (key, ()) = entry.map(|(k, _)| (k, ())).map_err(storage)?;
+        for entry in index.range((p, "")..).map_err(storage)? {
+            let (key, _) = entry.map_err(storage)?;
             let (owner, id) = key.value();
-            if owner != project.as_str() {
+            if owner != p {
                 break;
             }
             if let Some(bytes) = deployments.get(id).map_err(storage)? {
-                let deployment: Deployment = decode(bytes.value(), "deployment")?;
-                if deployment.status != DeploymentStatus::Ready
-                    && deployment.status != DeploymentStatus::Failed
-                {
+                let deployment: Deployment = decode(bytes.value())?;
+                if !deployment.status.is_terminal() {
                     in_flight.push(deployment);
                 }
             }
         }
         Ok(ProjectSnapshot {
-            routes,
+            fixed_routes,
             schedules,
             in_flight,
         })
@@ -357,6 +518,22 @@ impl Store {
             .collect()
     }
 
+    /// Deployments whose workloads the drivers may hold, with the intent
+    /// number of the last driver call decided for each.
+    pub fn tracked_workloads(&self) -> Result<Vec<(Deployment, u64)>, Error> {
+        let txn = self.read()?;
+        let workloads = txn.open_table(WORKLOADS).map_err(storage)?;
+        let deployments = txn.open_table(DEPLOYMENTS).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in workloads.iter().map_err(storage)? {
+            let (id, intent) = entry.map_err(storage)?;
+            if let Some(bytes) = deployments.get(id.value()).map_err(storage)? {
+                out.push((decode(bytes.value())?, intent.value()));
+            }
+        }
+        Ok(out)
+    }
+
     /// The live (unexpired) record of an idempotency key.
     pub fn idempotency(
         &self,
@@ -372,7 +549,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let record: IdempotencyRecord = decode(bytes.value(), "idempotency")?;
+        let record: IdempotencyRecord = decode(bytes.value())?;
         Ok((record.expires_at > now).then_some(record))
     }
 
@@ -385,31 +562,91 @@ impl Store {
             .map_err(storage)?
             .map(|g| g.value().to_string()))
     }
-}
 
-fn read_routes(
-    txn: &redb::ReadTransaction,
-    project: &ProjectId,
-) -> Result<BTreeMap<String, Route>, Error> {
-    let index = txn.open_table(PROJECT_ROUTES).map_err(storage)?;
-    let routes = txn.open_table(ROUTES).map_err(storage)?;
-    let mut out = BTreeMap::new();
-    for entry in index.range((project.as_str(), "")..).map_err(storage)? {
-        let (key, _) = entry.map_err(storage)?;
-        let (owner, fqdn) = key.value();
-        if owner != project.as_str() {
-            break;
+    /// Projects whose fixed hostnames are not all reserved under `apex`
+    /// (made before reservations existed, or when the apex changed): each
+    /// with the names to reserve. Skips the scan when `apex` is the one the
+    /// last pass recorded.
+    pub fn unreserved_projects(
+        &self,
+        apex: &str,
+        fixed_names: impl Fn(&Project) -> Vec<(String, RouteKind)>,
+    ) -> Result<Vec<Mutation>, Error> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        if meta
+            .get(RESERVED_APEX_KEY)
+            .map_err(storage)?
+            .is_some_and(|v| v.value() == apex.as_bytes())
+        {
+            return Ok(Vec::new());
         }
-        if let Some(bytes) = routes.get(fqdn).map_err(storage)? {
-            let route: Route = decode(bytes.value(), "route")?;
-            out.insert(route.fqdn.clone(), route);
+        let projects = txn.open_table(PROJECTS).map_err(storage)?;
+        let reserved = txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in projects.iter().map_err(storage)? {
+            let (_, bytes) = entry.map_err(storage)?;
+            let project: Project = decode(bytes.value())?;
+            let mut names = Vec::new();
+            for (fqdn, kind) in fixed_names(&project) {
+                if reserved.get(fqdn.as_str()).map_err(storage)?.is_none() {
+                    names.push((fqdn, kind));
+                }
+            }
+            if !names.is_empty() {
+                out.push(Mutation::ReserveHostnames {
+                    project_id: project.id.clone(),
+                    names,
+                });
+            }
         }
+        out.push(Mutation::RecordReservedApex(apex.to_string()));
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// Creates every table and checks the schema version, so that reads never
-/// meet a missing table and an incompatible file is refused.
+/// meet a missing table and an incompatible file is refused. A schema 1
+/// file is migrated in the same transaction (`migrate.rs`).
+/// Fills a page of deployments from index entries, newest first, within
+/// the scan budget.
+struct Pager<'a, T: ReadableTable<&'static str, &'static [u8]>> {
+    deployments: &'a T,
+    filter: &'a DeploymentFilter,
+    limit: usize,
+    scanned: usize,
+    page: DeploymentPage,
+}
+
+impl<T: ReadableTable<&'static str, &'static [u8]>> Pager<'_, T> {
+    /// Offers the index entry at `sequence` (`None`: known not to match).
+    /// `false` once the page is full or the budget spent; the token then
+    /// continues at `sequence`.
+    fn offer(&mut self, sequence: u64, id: Option<&str>) -> Result<bool, Error> {
+        if self.page.deployments.len() == self.limit || self.scanned == LISTING_SCAN_BUDGET {
+            self.page.next_before = Some(sequence + 1);
+            return Ok(false);
+        }
+        self.scanned += 1;
+        let Some(id) = id else {
+            return Ok(true);
+        };
+        if let Some(bytes) = self.deployments.get(id).map_err(storage)? {
+            let deployment: Deployment = decode(bytes.value())?;
+            let wanted = self
+                .filter
+                .environment
+                .as_ref()
+                .is_none_or(|e| *e == deployment.environment)
+                && self.filter.status.is_none_or(|s| s == deployment.status);
+            if wanted {
+                self.page.deployments.push(deployment);
+            }
+        }
+        Ok(true)
+    }
+}
+
 fn init_schema(db: &Database) -> Result<(), Error> {
     let txn = db.begin_write().map_err(storage)?;
     {
@@ -418,31 +655,40 @@ fn init_schema(db: &Database) -> Result<(), Error> {
             .get(SCHEMA_KEY)
             .map_err(storage)?
             .map(|v| v.value().to_vec());
-        match found {
-            None => {
-                meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_le_bytes().as_slice())
-                    .map_err(storage)?;
-            }
-            Some(bytes) if bytes == SCHEMA_VERSION.to_le_bytes() => {}
+        let migrate_from_v1 = match found {
+            None => false,
+            Some(bytes) if bytes == SCHEMA_VERSION.to_le_bytes() => false,
+            Some(bytes) if bytes == 1u32.to_le_bytes() => true,
             Some(bytes) => {
                 return Err(Error::internal(format!(
-                    "the data file has schema {bytes:?}; this build of deployd reads schema {SCHEMA_VERSION}. Refusing to start"
+                    "the data file has schema {bytes:?}; this build of deployd reads schemas 1 and {SCHEMA_VERSION}. Refusing to start"
                 )));
             }
-        }
+        };
+        meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_le_bytes().as_slice())
+            .map_err(storage)?;
+        drop(meta);
         txn.open_table(WORKSPACES).map_err(storage)?;
         txn.open_table(WORKSPACE_SLUGS).map_err(storage)?;
         txn.open_table(PROJECTS).map_err(storage)?;
         txn.open_table(PROJECT_SLUGS).map_err(storage)?;
         txn.open_table(DEPLOYMENTS).map_err(storage)?;
         txn.open_table(PROJECT_DEPLOYMENTS).map_err(storage)?;
+        txn.open_table(DEPLOYMENTS_BY_ENVIRONMENT)
+            .map_err(storage)?;
+        txn.open_table(DEPLOYMENTS_BY_STATUS).map_err(storage)?;
         txn.open_table(IN_FLIGHT).map_err(storage)?;
         txn.open_table(ROUTES).map_err(storage)?;
-        txn.open_table(PROJECT_ROUTES).map_err(storage)?;
+        txn.open_table(PROJECT_ROUTE_KINDS).map_err(storage)?;
+        txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
         txn.open_table(DOMAINS).map_err(storage)?;
         txn.open_table(SCHEDULES).map_err(storage)?;
         txn.open_table(IDEMPOTENCY).map_err(storage)?;
         txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
+        txn.open_table(WORKLOADS).map_err(storage)?;
+        if migrate_from_v1 {
+            migrate::from_v1(&txn)?;
+        }
     }
     txn.commit().map_err(storage)
 }

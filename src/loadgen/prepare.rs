@@ -1,8 +1,9 @@
 //! Writes a large data file directly through the store, for measuring start
 //! time and per-operation cost against a long history: `projects` projects
 //! in one workspace, `deployments` READY deployments spread over them (the
-//! newest of each project live, with its routes), and a few unfinished ones
-//! that the daemon must resume on start.
+//! newest of each project live and running, with its routes, the older ones
+//! in `STANDBY` as their schedules would have left them), and a few
+//! unfinished ones that the daemon must resume on start.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::path::Path;
 use crate::io::store::{Mutation, Store};
 use crate::model::names::Hostnames;
 use crate::model::project::{LiveDeployment, Project};
-use crate::model::routes::plan_deploy;
+use crate::model::routes::{Holder, fixed_hostnames, plan_deploy};
 use crate::model::{
     Deployment, DeploymentId, DeploymentStatus, NewDeployment, RegionTopology, Source, Workspace,
     WorkspaceId, now_millis,
@@ -50,27 +51,49 @@ pub async fn prepare(
     let mut batch = Vec::with_capacity(SUBMISSION);
     for p in 0..projects {
         let mut project = Project::new(&workspace, format!("p{p}"), format!("Project {p}"), now);
-        commit(&store, vec![Mutation::CreateProject(project.clone())]).await?;
-        let mut routes = BTreeMap::new();
+        let names = Hostnames {
+            apex,
+            project_slug: &project.slug,
+            workspace_slug: &project.workspace_slug,
+        };
+        let reserve = fixed_hostnames(&project, names);
+        commit(
+            &store,
+            vec![Mutation::CreateProject {
+                project: project.clone(),
+                reserve,
+            }],
+        )
+        .await?;
+        let mut routes: BTreeMap<String, Holder> = BTreeMap::new();
+        let mut previous: Option<Deployment> = None;
         for sequence in 1..=per_project {
-            let deployment = ready_deployment(&project, sequence, regions, now);
-            let names = Hostnames {
-                apex,
-                project_slug: &project.slug,
-                workspace_slug: &project.workspace_slug,
-            };
-            let plan = plan_deploy(&deployment, &project, &routes, names);
+            let mut deployment = ready_deployment(&project, sequence, regions, now);
+            let plan = plan_deploy(&deployment, &project, names, |name| {
+                routes.get(name).cloned()
+            });
+            deployment.hostnames = plan.hostnames.clone();
             for route in plan.routes {
-                routes.insert(route.fqdn.clone(), route);
+                routes.insert(route.fqdn.clone(), Holder::Route(route));
             }
             project.live = Some(LiveDeployment {
                 id: deployment.id.clone(),
                 sequence,
             });
-            batch.push(Mutation::PutDeployment(deployment));
+            if let Some(mut older) = previous.replace(deployment) {
+                older.stand_by(now);
+                batch.push(Mutation::PutDeployment(older));
+            }
             if batch.len() >= SUBMISSION {
                 commit(&store, std::mem::take(&mut batch)).await?;
             }
+        }
+        if let Some(live) = previous {
+            batch.push(Mutation::TrackWorkload {
+                deployment_id: live.id.clone(),
+                intent: 0,
+            });
+            batch.push(Mutation::PutDeployment(live));
         }
         project.next_sequence = per_project + 1;
         if prepared.unfinished.len() < unfinished {
@@ -81,9 +104,16 @@ pub async fn prepare(
             }
             project.next_sequence += 1;
             prepared.unfinished.push(deployment.id.clone());
+            batch.push(Mutation::TrackWorkload {
+                deployment_id: deployment.id.clone(),
+                intent: 0,
+            });
             batch.push(Mutation::PutDeployment(deployment));
         }
-        batch.extend(routes.into_values().map(Mutation::PutRoute));
+        batch.extend(routes.into_values().filter_map(|holder| match holder {
+            Holder::Route(route) => Some(Mutation::PutRoute(route)),
+            Holder::Claim { .. } => None,
+        }));
         batch.push(Mutation::PutProject(project.clone()));
         prepared.projects.push(project);
         if batch.len() >= SUBMISSION {

@@ -24,6 +24,18 @@ impl DeploymentStatus {
         matches!(self, Self::Ready | Self::Failed)
     }
 
+    /// A stable one-byte code, used in index keys on disk.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Pending => 1,
+            Self::Building => 2,
+            Self::Deploying => 3,
+            Self::Network => 4,
+            Self::Ready => 5,
+            Self::Failed => 6,
+        }
+    }
+
     /// The name users see in the API (`READY`, not `Ready`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -140,6 +152,11 @@ pub struct Deployment {
     pub error_message: Option<String>,
     pub steps: Vec<Step>,
     pub regions: BTreeMap<String, RegionTopology>,
+    /// The per-push hostnames (`DEPLOYMENT`, `COMMIT`, `BRANCH`) this
+    /// deployment was given when it became `READY`, as actually stored: a
+    /// name that collided took a suffix (`model::names`). Sticky routes may
+    /// move away later; the routes table says where each points now.
+    pub hostnames: Vec<String>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
 }
@@ -182,6 +199,7 @@ impl Deployment {
             error_message: None,
             steps: Vec::new(),
             regions: BTreeMap::new(),
+            hostnames: Vec::new(),
             created_at: now,
             updated_at: now,
         }
@@ -251,6 +269,12 @@ impl Deployment {
             topology.running = false;
         }
         self.updated_at = now;
+    }
+
+    /// Whether any region is meant to run instances: what the drivers must
+    /// be told to keep, and what start-up re-applies.
+    pub fn runs_anywhere(&self) -> bool {
+        self.regions.values().any(|t| t.running)
     }
 
     /// Scales every region to zero (`STANDBY`).

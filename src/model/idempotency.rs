@@ -46,20 +46,36 @@ pub struct Idempotency {
 
 /// The result of a rollback or promote: the project after the switch and
 /// the routes that moved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchOutcome {
     pub project: Project,
     pub routes: Vec<Route>,
 }
 
-/// What the first request with a key answered.
+/// What identifies the answer to the first request with a key. Only what
+/// cannot be read again is stored (a new deployment's id); the rest of a
+/// reply is rebuilt from the project when a retry arrives, so a record
+/// stays a few dozen bytes whatever the project's size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoredReply {
     Deployment {
         id: DeploymentId,
         status: DeploymentStatus,
     },
-    Switch(Box<SwitchOutcome>),
+    /// A rollback or promote to `target`: the answer is the project with
+    /// `target` live and `rolled_back` set, and (unless the switch only
+    /// confirmed a rollback) the `LIVE` and `ENVIRONMENT` routes of
+    /// `environment`, pointing at `target`.
+    Switch {
+        target: DeploymentId,
+        environment: String,
+        rolled_back: bool,
+        moved_routes: bool,
+    },
+    /// A change of project settings (regions); the answer is the project.
+    Project,
+    /// A custom domain attached; the answer is the project and its route.
+    Domain { fqdn: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

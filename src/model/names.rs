@@ -2,11 +2,24 @@
 //! characters of `a-z`, `0-9` and `-` and neither starts nor ends with `-`.
 //! A label that would be longer is cut and given a stable hash of the whole
 //! label, so two long names never share a hostname.
+//!
+//! `{project}-{workspace}` is ambiguous (`a` in `b-c` and `a-b` in `c` give
+//! the same label), so the plain names can collide across projects. A
+//! project's fixed names (`LIVE`, one `ENVIRONMENT` per environment) are
+//! reserved when it is created; the per-push names (`BRANCH`, `COMMIT`,
+//! `DEPLOYMENT`) fall back to [`Hostnames::per_push`] candidates with a
+//! suffix derived from the project id and the kind, so a collision never
+//! takes another project's name and never drops one of ours.
 
-use crate::model::DeploymentId;
+use crate::model::routes::RouteKind;
+use crate::model::{DeploymentId, ProjectId};
 
 const MAX_LABEL: usize = 63;
 const HASH_LEN: usize = 8;
+/// Length of the collision suffix of a per-push name.
+const SUFFIX_LEN: usize = 6;
+/// How many suffixed names a per-push route tries after the plain one.
+pub const SUFFIX_ATTEMPTS: u32 = 3;
 
 /// Builds the hostnames of one project.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +56,50 @@ impl Hostnames<'_> {
         self.host(&["dep", id.short()])
     }
 
+    /// The names a per-push route may use, most preferred first: the plain
+    /// seed form, then forms with a suffix that only this project can
+    /// produce for this kind. A branch whose slug reads like a short commit
+    /// hash skips the plain form, so it never takes a commit's name.
+    /// `part` is the deployment's short id, the commit sha or the branch.
+    pub fn per_push(&self, kind: RouteKind, part: &str, project: &ProjectId) -> Vec<String> {
+        let middle: [&str; 2];
+        let slug;
+        let sha7;
+        let parts: &[&str] = match kind {
+            RouteKind::Deployment => {
+                middle = ["dep", part];
+                &middle
+            }
+            RouteKind::Commit => {
+                sha7 = part.get(..7).unwrap_or(part);
+                middle = ["git", sha7];
+                &middle
+            }
+            RouteKind::Branch => {
+                slug = branch_slug(part);
+                middle = ["git", &slug];
+                &middle
+            }
+            // Fixed names are reserved, never suffixed.
+            RouteKind::Environment | RouteKind::Live => return Vec::new(),
+        };
+        let plain_allowed = !(kind == RouteKind::Branch && looks_like_commit(&branch_slug(part)));
+        let mut names = Vec::with_capacity(1 + SUFFIX_ATTEMPTS as usize);
+        if plain_allowed {
+            names.push(self.host_with_suffix(parts, None));
+        }
+        for attempt in 1..=SUFFIX_ATTEMPTS {
+            let suffix = collision_suffix(project, kind, attempt);
+            names.push(self.host_with_suffix(parts, Some(&suffix)));
+        }
+        names
+    }
+
     fn host(&self, middle: &[&str]) -> String {
+        self.host_with_suffix(middle, None)
+    }
+
+    fn host_with_suffix(&self, middle: &[&str], suffix: Option<&str>) -> String {
         let mut label = String::from(self.project_slug);
         for part in middle {
             label.push('-');
@@ -51,8 +107,28 @@ impl Hostnames<'_> {
         }
         label.push('-');
         label.push_str(self.workspace_slug);
+        if let Some(suffix) = suffix {
+            label.push('-');
+            label.push_str(suffix);
+        }
         format!("{}.{}", fit_label(&label), self.apex)
     }
+}
+
+/// A slug of 7 to 64 hex digits could be read as an abbreviated commit
+/// hash, and `{project}-git-{slug}-{workspace}` is then a `COMMIT` name.
+pub fn looks_like_commit(slug: &str) -> bool {
+    (7..=64).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `SUFFIX_LEN` base-36 characters of a hash of the project id, the kind and
+/// the attempt: stable, and unknown to other tenants (who do not see the id).
+fn collision_suffix(project: &ProjectId, kind: RouteKind, attempt: u32) -> String {
+    let input = format!("{project}/{}/{attempt}", kind.as_str());
+    base36(fnv1a64(input.as_bytes()), SUFFIX_LEN)
 }
 
 /// The seed's branch slug: lower case, and every run of characters outside
@@ -91,8 +167,11 @@ pub fn fit_label(label: &str) -> String {
 /// FNV-1a 64 in base 36, `HASH_LEN` characters. It must never change: it is
 /// part of hostnames already handed out.
 fn stable_hash(input: &str) -> String {
-    let mut hash = fnv1a64(input.as_bytes());
-    let mut out = [b'0'; HASH_LEN];
+    base36(fnv1a64(input.as_bytes()), HASH_LEN)
+}
+
+fn base36(mut hash: u64, len: usize) -> String {
+    let mut out = vec![b'0'; len];
     for slot in out.iter_mut().rev() {
         *slot = b"0123456789abcdefghijklmnopqrstuvwxyz"[(hash % 36) as usize];
         hash /= 36;
@@ -160,6 +239,50 @@ mod tests {
     }
 
     #[test]
+    fn per_push_names_start_plain_and_fall_back_to_project_suffixes() {
+        let n = names();
+        let project = ProjectId::generate();
+        let other = ProjectId::generate();
+        let branch = n.per_push(RouteKind::Branch, "main", &project);
+        assert_eq!(branch[0], n.branch("main"));
+        assert_eq!(branch.len(), 1 + SUFFIX_ATTEMPTS as usize);
+        assert!(branch[1].starts_with("web-git-main-acme-"), "{}", branch[1]);
+        assert_ne!(branch[1], n.per_push(RouteKind::Branch, "main", &other)[1]);
+        assert_ne!(
+            branch[1],
+            n.per_push(RouteKind::Commit, "main", &project)[1]
+        );
+        assert_eq!(
+            branch,
+            n.per_push(RouteKind::Branch, "main", &project),
+            "stable"
+        );
+        let mut all = branch.clone();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), branch.len());
+    }
+
+    #[test]
+    fn a_branch_named_like_a_short_sha_never_gets_the_commit_name() {
+        let n = names();
+        let project = ProjectId::generate();
+        let commit = n.per_push(RouteKind::Commit, "abc1234def", &project);
+        assert_eq!(
+            commit[0],
+            n.commit("abc1234def"),
+            "commits keep the plain form"
+        );
+        let branch = n.per_push(RouteKind::Branch, "abc1234", &project);
+        assert!(!branch.contains(&commit[0]), "{branch:?}");
+        assert!(
+            looks_like_commit("deadbee")
+                && !looks_like_commit("main")
+                && !looks_like_commit("abc12")
+        );
+    }
+
+    #[test]
     fn every_generated_name_is_dns_valid() {
         let id = DeploymentId::generate();
         let long = "a".repeat(32);
@@ -174,7 +297,10 @@ mod tests {
             n.branch("-weird--/--branch-"),
             n.commit("0123456789"),
             n.deployment(&id),
-        ] {
+        ]
+        .into_iter()
+        .chain(n.per_push(RouteKind::Branch, &"b".repeat(200), &ProjectId::generate()))
+        {
             validate::fqdn(&host, "host").unwrap_or_else(|e| panic!("{host}: {e}"));
         }
     }

@@ -59,6 +59,11 @@ pub struct Project {
     pub name: String,
     pub live: Option<LiveDeployment>,
     pub is_rolled_back: bool,
+    /// Deployments a rollback moved live traffic away from while the
+    /// project is rolled back. They keep running so rolling forward is
+    /// instant; confirming the rollback (or any promote) schedules them for
+    /// `STANDBY`, so their capacity does not leak.
+    pub rolled_back_from: Vec<DeploymentId>,
     pub environments: Vec<Environment>,
     pub custom_domains: Vec<String>,
     /// The sequence number the next deployment gets.
@@ -80,6 +85,7 @@ impl Project {
             name,
             live: None,
             is_rolled_back: false,
+            rolled_back_from: Vec::new(),
             environments: vec![environment(PRODUCTION), environment(PREVIEW)],
             custom_domains: Vec::new(),
             next_sequence: 1,

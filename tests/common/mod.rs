@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use deployd::Config;
 use deployd::config::{BuilderConfig, RegionConfig, SimulatedBuildRule};
+use deployd::io::region::simulated::SimulatedRegion;
 use deployd::io::store::{Mutation, Store};
+use deployd::model::DeploymentId;
 use deployd::pb;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
 use deployd::pb::project_service_client::ProjectServiceClient;
@@ -30,6 +32,7 @@ pub fn fast_config() -> Config {
     let region = |ready_after_ms| RegionConfig::Simulated {
         ready_after_ms,
         never_ready: false,
+        persist: false,
     };
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -64,6 +67,7 @@ pub fn config_with_stuck_region() -> Config {
         RegionConfig::Simulated {
             ready_after_ms: 0,
             never_ready: true,
+            persist: false,
         },
     );
     config
@@ -262,6 +266,7 @@ impl TestDaemon {
                 project_id: project_id.into(),
                 environment_slug: env.into(),
                 regions: regions.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+                ..Default::default()
             })
             .await
             .expect("set environment regions");
@@ -330,16 +335,109 @@ impl TestDaemon {
         .await
     }
 
+    /// Every route of the project (all pages).
     pub async fn routes(&self, project_id: &str) -> Vec<pb::Route> {
-        self.routing()
-            .await
-            .list_routes(pb::ListRoutesRequest {
-                project_id: project_id.into(),
+        let mut routes = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .routing()
+                .await
+                .list_routes(pb::ListRoutesRequest {
+                    project_id: project_id.into(),
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .expect("list routes")
+                .into_inner();
+            routes.extend(page.routes);
+            if page.next_page_token.is_empty() {
+                return routes;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// The simulated driver of `region`, to look at what it runs.
+    pub fn region(&self, region: &str) -> std::sync::Arc<SimulatedRegion> {
+        self.handle()
+            .regions
+            .simulated(region)
+            .unwrap_or_else(|| panic!("{region} is not a simulated region"))
+    }
+
+    /// Replicas the simulated regions run (or start) for `deployment`, by
+    /// region, for every configured region.
+    pub fn running(&self, deployment: &str) -> BTreeMap<String, u32> {
+        let id = DeploymentId::parse(deployment, "deployment").expect("deployment id");
+        self.config
+            .regions
+            .keys()
+            .map(|region| (region.clone(), self.region(region).replicas(&id)))
+            .collect()
+    }
+
+    /// Waits until every driver call decided so far has been confirmed.
+    pub async fn drivers_settled(&self) {
+        eventually(
+            "the drivers confirm every intent",
+            Duration::from_secs(10),
+            || async { (self.handle().reconciler.stats().pending == 0).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Waits until the drivers run `replicas` of `deployment` in each
+    /// region it is in (0: it runs nowhere), and returns what they run.
+    pub async fn wait_running(&self, deployment: &str, replicas: u32) -> BTreeMap<String, u32> {
+        eventually(
+            &format!("the drivers run {replicas} replica(s) of {deployment} per region"),
+            Duration::from_secs(10),
+            || async {
+                let running = self.running(deployment);
+                let stored = self.get(deployment).await;
+                let matches = stored
+                    .regions
+                    .iter()
+                    .all(|r| running.get(&r.region).copied().unwrap_or(0) == replicas);
+                (matches && self.handle().reconciler.stats().pending == 0).then_some(running)
+            },
+        )
+        .await
+    }
+
+    /// Asserts that what the drivers run for `deployment` is what its
+    /// stored desired state says: every region's replicas while it is
+    /// RUNNING, nothing once it is STANDBY or ARCHIVED.
+    pub async fn assert_world_matches(&self, deployment: &str) {
+        let stored = self.get(deployment).await;
+        let expected: BTreeMap<String, u32> = stored
+            .regions
+            .iter()
+            .map(|r| {
+                let replicas = if r.desired_status == "running" {
+                    r.desired_replicas
+                } else {
+                    0
+                };
+                (r.region.clone(), replicas)
             })
-            .await
-            .expect("list routes")
-            .into_inner()
-            .routes
+            .collect();
+        let running = eventually(
+            &format!("the drivers run what {deployment} says"),
+            Duration::from_secs(10),
+            || async {
+                let running: BTreeMap<String, u32> = self
+                    .running(deployment)
+                    .into_iter()
+                    .filter(|(region, _)| expected.contains_key(region))
+                    .collect();
+                (running == expected).then_some(running)
+            },
+        )
+        .await;
+        assert_eq!(running, expected, "{deployment}");
     }
 
     /// Waits until the deployment reaches `status` (fails fast on another

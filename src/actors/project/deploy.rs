@@ -1,122 +1,163 @@
 //! Deploy: `PENDING -> BUILDING -> DEPLOYING -> NETWORK -> READY`, or
-//! `FAILED`. Each transition is decided here and stored through the writer;
-//! the build and the regional rollout run in child actors.
+//! `FAILED`. Each transition is decided here; what it stores, the build it
+//! starts, the driver calls and the readiness watches it needs are effects,
+//! run after its commit.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::cell::RefCell;
 
-use ractor::{Actor, ActorCell};
-
-use crate::actors::build::{BuildActor, BuildArgs};
+use crate::actors::project::core::{InFlight, ProjectCore};
+use crate::actors::project::effects::{Child, Effects};
 use crate::actors::project::messages::{Created, NewDeployment, Reply};
-use crate::actors::project::replay;
-use crate::actors::project::schedule;
-use crate::actors::project::state::{InFlight, ProjectState};
-use crate::actors::readiness::{ReadinessActor, ReadinessArgs};
+use crate::actors::project::{replay, schedule};
+use crate::actors::readiness::RegionOutcome;
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput, BuildRequest};
-use crate::io::region::{NetworkPolicySpec, RegionDriver, SentinelSpec, TopologySpec};
 use crate::io::store::Mutation;
 use crate::model::project::LiveDeployment;
-use crate::model::routes::plan_deploy;
+use crate::model::routes::{Holder, plan_deploy, sticky_hostnames};
 use crate::model::{
-    Deployment, DeploymentId, DeploymentStatus, Idempotency, Instance, RegionTopology, RouteKind,
-    Source, StepName, StoredReply, now_millis,
+    Deployment, DeploymentId, DeploymentStatus, DesiredState, Idempotency, RegionTopology, Route,
+    RouteKind, Source, StepName, StoredReply, now_millis,
 };
 
 /// `CreateDeployment`: stores the new deployment as `PENDING`, answers once
 /// that is durable, and starts the work.
-pub async fn create(
-    state: &mut ProjectState,
+pub(super) fn create(
+    core: &mut ProjectCore,
     request: NewDeployment,
     idempotency: Option<Idempotency>,
     reply: Reply<Created>,
-) {
-    let Some(reply) = replay::check(state, idempotency.as_ref(), reply, |stored| match stored {
-        StoredReply::Deployment { id, status } => Some(Created { id, status }),
-        StoredReply::Switch(_) => None,
-    }) else {
-        return;
+) -> Result<(), Error> {
+    let Some(reply) = replay::check(
+        core,
+        idempotency.as_ref(),
+        reply,
+        |_, stored| match stored {
+            StoredReply::Deployment { id, status } => Some(Created { id, status }),
+            _ => None,
+        },
+    ) else {
+        return Ok(());
     };
-    let Some(environment) = state.project.environment(&request.environment) else {
-        let _ = reply.send(Err(Error::not_found(format!(
+    let Some(environment) = core.project.environment(&request.environment) else {
+        let message = format!(
             "project {} has no environment {:?}",
-            state.project.id, request.environment
-        ))));
-        return;
+            core.project.id, request.environment
+        );
+        core.answer(reply, Err(Error::not_found(message)));
+        return Ok(());
     };
-    let regions = environment.effective_regions(state.deps.regions.names());
-    if let Some(missing) = regions.keys().find(|r| !state.deps.regions.contains(r)) {
-        let _ = reply.send(Err(Error::precondition(format!(
+    let regions = environment.effective_regions(core.deps.regions.names());
+    if let Some(missing) = regions.keys().find(|r| !core.deps.regions.contains(r)) {
+        let message = format!(
             "environment {} uses region {missing}, which this daemon does not serve; update the environment's regions",
             request.environment
-        ))));
-        return;
+        );
+        core.answer(reply, Err(Error::precondition(message)));
+        return Ok(());
+    }
+    let limit = core.deps.config.max_unfinished_per_project;
+    if core.in_flight.len() >= limit {
+        let message = format!(
+            "project {} already has {limit} deployments that are not READY or FAILED; wait for some to finish",
+            core.project.id
+        );
+        core.answer(reply, Err(Error::ResourceExhausted(message)));
+        return Ok(());
     }
     let now = now_millis();
-    let sequence = state.project.next_sequence;
-    state.project.next_sequence += 1;
-    let deployment = Deployment::new(state.project.id.clone(), sequence, request, now);
+    let sequence = core.project.next_sequence;
+    core.project.next_sequence += 1;
+    let deployment = Deployment::new(core.project.id.clone(), sequence, request, now);
     let created = Created {
         id: deployment.id.clone(),
         status: deployment.status,
     };
-    let mut mutations = vec![
-        Mutation::PutProject(state.project.clone()),
-        Mutation::PutDeployment(deployment.clone()),
-    ];
-    mutations.extend(replay::record(
-        state,
-        idempotency.as_ref(),
-        StoredReply::Deployment {
-            id: created.id.clone(),
-            status: created.status,
-        },
-    ));
-    state.submit_and_reply(mutations, reply, created);
+    let mut effects = Effects::new();
+    effects
+        .write(Mutation::PutProject(core.project.clone()))
+        .write(Mutation::PutDeployment(deployment.clone()));
+    let stored = StoredReply::Deployment {
+        id: created.id.clone(),
+        status: created.status,
+    };
+    effects
+        .writes
+        .extend(replay::record(core, idempotency.as_ref(), stored));
+    effects.answer(reply, Ok(created));
+    core.push(effects);
     let id = deployment.id.clone();
-    state
-        .in_flight
-        .insert(id.clone(), InFlight::new(deployment));
-    advance(state, &id).await;
+    core.in_flight.insert(
+        id.clone(),
+        InFlight {
+            deployment,
+            ticket: 0,
+        },
+    );
+    advance(core, &id)
 }
 
 /// Drives a deployment from whatever step it last recorded. Used for new
 /// deployments and, after a restart, for every unfinished one.
-pub async fn advance(state: &mut ProjectState, id: &DeploymentId) {
-    let Some(in_flight) = state.in_flight.get(id) else {
-        return;
+pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), Error> {
+    let Some(in_flight) = core.in_flight.get(id) else {
+        return Ok(());
     };
     match in_flight.deployment.status {
         DeploymentStatus::Pending | DeploymentStatus::Building => {
             if in_flight.deployment.image.is_some() {
-                start_deploying(state, id).await;
+                start_deploying(core, id);
             } else {
-                start_build(state, id).await;
+                start_build(core, id);
             }
         }
-        DeploymentStatus::Deploying => spawn_deploy_readiness(state, id).await,
-        DeploymentStatus::Network => switch_routes(state, id),
+        DeploymentStatus::Deploying => {
+            // Resumed: tell the drivers again (level-triggered, adopts what
+            // exists) and watch every region that is not known ready.
+            let ticket = core.next_ticket();
+            let mut effects = Effects::new();
+            if let Some(in_flight) = core.in_flight.get_mut(id) {
+                in_flight.ticket = ticket;
+            }
+            let deployment = in_flight_deployment(core, id);
+            if let Some(deployment) = deployment {
+                let (track, intent) = core.intent(&deployment);
+                effects.write(track);
+                effects.drivers.push(intent);
+                effects.children = readiness_children(core, &deployment, ticket);
+                let ready_now = effects.children.is_empty();
+                core.push(effects);
+                if ready_now {
+                    regions_ready(core, id);
+                    return switch_routes(core, id);
+                }
+            }
+        }
+        DeploymentStatus::Network => return switch_routes(core, id),
         DeploymentStatus::Ready | DeploymentStatus::Failed => {
-            state.in_flight.remove(id);
+            core.in_flight.remove(id);
         }
     }
+    Ok(())
 }
 
-async fn start_build(state: &mut ProjectState, id: &DeploymentId) {
-    let ticket = state.next_ticket();
-    let Some(in_flight) = state.in_flight.get_mut(id) else {
+fn in_flight_deployment(core: &ProjectCore, id: &DeploymentId) -> Option<Deployment> {
+    core.in_flight.get(id).map(|f| f.deployment.clone())
+}
+
+fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
+    let ticket = core.next_ticket();
+    let Some(in_flight) = core.in_flight.get_mut(id) else {
         return;
     };
-    let deployment = &mut in_flight.deployment;
-    let Source::Git(git) = deployment.source.clone() else {
+    let Source::Git(git) = in_flight.deployment.source.clone() else {
         return;
     };
     in_flight.ticket = ticket;
+    let deployment = &mut in_flight.deployment;
     if deployment.status != DeploymentStatus::Building {
-        let now = now_millis();
         deployment.status = DeploymentStatus::Building;
-        deployment.start_step(StepName::Build, now);
+        deployment.start_step(StepName::Build, now_millis());
     }
     let request = BuildRequest {
         deployment_id: deployment.id.clone(),
@@ -124,27 +165,18 @@ async fn start_build(state: &mut ProjectState, id: &DeploymentId) {
         branch: deployment.branch.clone(),
         source: git,
     };
-    let stored = Mutation::PutDeployment(deployment.clone());
-    state.submit(vec![stored], |_| {});
-    let args = BuildArgs {
-        deps: state.deps.clone(),
-        builder: state.deps.builder.clone(),
-        request,
-        parent: state.myself.clone(),
+    let mut effects = Effects::new();
+    effects.write(Mutation::PutDeployment(deployment.clone()));
+    effects.children.push(Child::Build {
+        deployment: id.clone(),
         ticket,
-    };
-    match BuildActor::spawn_linked(None, BuildActor, args, state.myself.get_cell()).await {
-        Ok((child, _)) => {
-            if let Some(in_flight) = state.in_flight.get_mut(id) {
-                in_flight.children = vec![child.get_cell()];
-            }
-        }
-        Err(e) => fail(state, id, format!("could not start the build: {e}")),
-    }
+        request,
+    });
+    core.push(effects);
 }
 
-pub fn build_progress(state: &mut ProjectState, id: &DeploymentId, ticket: u64, line: String) {
-    if let Some(in_flight) = state.in_flight.get_mut(id)
+pub(super) fn build_progress(core: &mut ProjectCore, id: &DeploymentId, ticket: u64, line: String) {
+    if let Some(in_flight) = core.in_flight.get_mut(id)
         && in_flight.ticket == ticket
         && let Some(step) = in_flight
             .deployment
@@ -157,13 +189,13 @@ pub fn build_progress(state: &mut ProjectState, id: &DeploymentId, ticket: u64, 
     }
 }
 
-pub async fn build_finished(
-    state: &mut ProjectState,
+pub(super) fn build_finished(
+    core: &mut ProjectCore,
     id: &DeploymentId,
     ticket: u64,
     result: Result<BuildOutput, BuildError>,
 ) {
-    let Some(in_flight) = state.in_flight.get_mut(id) else {
+    let Some(in_flight) = core.in_flight.get_mut(id) else {
         return;
     };
     if in_flight.ticket != ticket || in_flight.deployment.status != DeploymentStatus::Building {
@@ -175,32 +207,33 @@ pub async fn build_finished(
             deployment.image = Some(output.image);
             deployment.build_id = Some(output.build_id);
             deployment.finish_step(StepName::Build, now_millis(), None);
-            start_deploying(state, id).await;
+            start_deploying(core, id);
         }
         // The failed step is `build`; the builder's words say why.
-        Err(e) => fail(state, id, e.to_string()),
+        Err(e) => fail(core, id, e.to_string()),
     }
 }
 
-/// `DEPLOYING`: one topology per region, then a readiness child per region.
-async fn start_deploying(state: &mut ProjectState, id: &DeploymentId) {
+/// `DEPLOYING`: one topology per region, stored with the driver intent;
+/// after that commit the drivers are told and each region is watched.
+fn start_deploying(core: &mut ProjectCore, id: &DeploymentId) {
+    let ticket = core.next_ticket();
     let regions = {
-        let Some(in_flight) = state.in_flight.get(id) else {
+        let Some(in_flight) = core.in_flight.get(id) else {
             return;
         };
-        state
-            .project
+        core.project
             .environment(&in_flight.deployment.environment)
-            .map(|e| e.effective_regions(state.deps.regions.names()))
+            .map(|e| e.effective_regions(core.deps.regions.names()))
             .unwrap_or_default()
     };
-    let Some(in_flight) = state.in_flight.get_mut(id) else {
+    let Some(in_flight) = core.in_flight.get_mut(id) else {
         return;
     };
+    in_flight.ticket = ticket;
     let deployment = &mut in_flight.deployment;
-    let now = now_millis();
     deployment.status = DeploymentStatus::Deploying;
-    deployment.start_step(StepName::Deploy, now);
+    deployment.start_step(StepName::Deploy, now_millis());
     deployment.regions = regions
         .into_iter()
         .map(|(region, replicas)| {
@@ -213,150 +246,72 @@ async fn start_deploying(state: &mut ProjectState, id: &DeploymentId) {
             (region, topology)
         })
         .collect();
-    let stored = Mutation::PutDeployment(deployment.clone());
-    state.submit(vec![stored], |_| {});
-    spawn_deploy_readiness(state, id).await;
+    let deployment = deployment.clone();
+    let (track, intent) = core.intent(&deployment);
+    let mut effects = Effects::new();
+    effects
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .write(track);
+    effects.drivers.push(intent);
+    effects.children = readiness_children(core, &deployment, ticket);
+    core.push(effects);
 }
 
-async fn spawn_deploy_readiness(state: &mut ProjectState, id: &DeploymentId) {
-    let ticket = state.next_ticket();
-    let Some(in_flight) = state.in_flight.get_mut(id) else {
-        return;
-    };
-    in_flight.ticket = ticket;
-    let pending = in_flight.deployment.regions_not_ready();
-    if pending.is_empty() {
-        regions_ready(state, id);
-        return;
-    }
-    let deployment = in_flight.deployment.clone();
-    match spawn_readiness(state, &deployment, &pending, ticket).await {
-        Ok(children) => {
-            if let Some(in_flight) = state.in_flight.get_mut(id) {
-                in_flight.children = children;
-            }
-        }
-        Err(e) => fail(state, id, e),
-    }
-}
-
-/// Spawns one readiness child per region in `regions`, for a deploy or for
-/// waking a `STANDBY` deployment. On error, the children already spawned are
-/// stopped.
-pub async fn spawn_readiness(
-    state: &ProjectState,
+/// One readiness watch per region whose desired replicas are not known to
+/// run (for deploys and wakes alike).
+pub(super) fn readiness_children(
+    core: &ProjectCore,
     deployment: &Deployment,
-    regions: &BTreeSet<String>,
     ticket: u64,
-) -> Result<Vec<ActorCell>, String> {
-    let mut children = Vec::with_capacity(regions.len());
-    let result = spawn_each_readiness(state, deployment, regions, ticket, &mut children).await;
-    if result.is_err() {
-        stop_children(&children);
-        children.clear();
-    }
-    result.map(|()| children)
-}
-
-async fn spawn_each_readiness(
-    state: &ProjectState,
-    deployment: &Deployment,
-    regions: &BTreeSet<String>,
-    ticket: u64,
-    children: &mut Vec<ActorCell>,
-) -> Result<(), String> {
-    let Some(image) = deployment.image.clone() else {
-        return Err("the deployment has no image".into());
-    };
-    let production = state
-        .project
-        .environment(&deployment.environment)
-        .is_some_and(|e| e.is_production());
-    for region in regions {
-        let Some(driver) = state.deps.regions.get(region) else {
-            return Err(format!("region {region} is not served by this daemon"));
-        };
-        let replicas = deployment
-            .regions
-            .get(region)
-            .map_or(1, |t| t.desired_replicas);
-        let args = ReadinessArgs {
-            deps: state.deps.clone(),
-            region: region.clone(),
-            driver,
-            topology: TopologySpec {
-                deployment_id: deployment.id.clone(),
-                project_id: deployment.project_id.clone(),
-                environment: deployment.environment.clone(),
-                image: image.clone(),
-                command: deployment.command.clone(),
-                replicas,
-                running: true,
-            },
-            sentinel: SentinelSpec {
-                project_id: deployment.project_id.clone(),
-                environment: deployment.environment.clone(),
-                replicas: if production { 3 } else { 1 },
-            },
-            network_policies: NetworkPolicySpec {
-                deployment_id: deployment.id.clone(),
-                project_id: deployment.project_id.clone(),
-                environment: deployment.environment.clone(),
-            },
-            timeout: state.deps.config.region_timeout(),
-            poll_every: state.deps.config.readiness_poll(),
-            parent: state.myself.clone(),
+) -> Vec<Child> {
+    core.workload_specs(deployment)
+        .into_iter()
+        .filter(|(region, _)| deployment.regions.get(region).is_some_and(|t| !t.ready))
+        .map(|(region, spec)| Child::Readiness {
+            deployment: deployment.id.clone(),
             ticket,
-        };
-        let (child, _) =
-            ReadinessActor::spawn_linked(None, ReadinessActor, args, state.myself.get_cell())
-                .await
-                .map_err(|e| format!("could not start the readiness check for {region}: {e}"))?;
-        children.push(child.get_cell());
-    }
-    Ok(())
-}
-
-pub fn stop_children(children: &[ActorCell]) {
-    for child in children {
-        child.stop(None);
-    }
+            region,
+            spec,
+        })
+        .collect()
 }
 
 /// A region of an in-flight deployment settled.
-pub fn region_settled(
-    state: &mut ProjectState,
+pub(super) fn region_settled(
+    core: &mut ProjectCore,
     id: &DeploymentId,
     ticket: u64,
     region: &str,
-    result: Result<Vec<Instance>, String>,
-) {
-    let Some(in_flight) = state.in_flight.get_mut(id) else {
-        return;
+    outcome: RegionOutcome,
+) -> Result<(), Error> {
+    let Some(in_flight) = core.in_flight.get_mut(id) else {
+        return Ok(());
     };
     if in_flight.ticket != ticket || in_flight.deployment.status != DeploymentStatus::Deploying {
-        return;
+        return Ok(());
     }
-    match result {
-        Ok(instances) => {
+    match outcome {
+        RegionOutcome::Ready(instances) => {
             if let Some(topology) = in_flight.deployment.regions.get_mut(region) {
                 topology.ready = true;
                 topology.instances = instances;
             }
             // Readiness of single regions is not stored: it is no step or
-            // status anyone was promised, and a resumed deployment polls
+            // status anyone was promised, and a resumed deployment watches
             // every region again anyway (level-triggered). It is stored
             // with NETWORK, once all regions are ready.
             if in_flight.deployment.regions_not_ready().is_empty() {
-                regions_ready(state, id);
+                regions_ready(core, id);
+                return switch_routes(core, id);
             }
         }
-        Err(reason) => fail(state, id, reason),
+        RegionOutcome::Failed(failure) => fail(core, id, failure.to_string()),
     }
+    Ok(())
 }
 
-fn regions_ready(state: &mut ProjectState, id: &DeploymentId) {
-    let Some(in_flight) = state.in_flight.get_mut(id) else {
+fn regions_ready(core: &mut ProjectCore, id: &DeploymentId) {
+    let Some(in_flight) = core.in_flight.get_mut(id) else {
         return;
     };
     let deployment = &mut in_flight.deployment;
@@ -364,103 +319,131 @@ fn regions_ready(state: &mut ProjectState, id: &DeploymentId) {
     deployment.finish_step(StepName::Deploy, now, None);
     deployment.status = DeploymentStatus::Network;
     deployment.start_step(StepName::Network, now);
-    let stored = Mutation::PutDeployment(deployment.clone());
-    state.submit(vec![stored], |_| {});
-    switch_routes(state, id);
+    let mut effects = Effects::new();
+    effects.write(Mutation::PutDeployment(deployment.clone()));
+    core.push(effects);
 }
 
 /// `NETWORK -> READY`: in one transaction the deployment becomes `READY`,
 /// takes its routes and, when the plan says so, the live pointer; the
-/// previous live deployment is scheduled for standby.
-fn switch_routes(state: &mut ProjectState, id: &DeploymentId) {
-    state.deps.fail_point("deploy.before_route_switch");
-    let Some(mut in_flight) = state.in_flight.remove(id) else {
-        return;
+/// previous live deployment, and preview deployments left without a sticky
+/// route, are scheduled for standby.
+fn switch_routes(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), Error> {
+    core.fail_point("deploy.before_route_switch");
+    let Some(mut in_flight) = core.in_flight.remove(id) else {
+        return Ok(());
     };
     let deployment = &mut in_flight.deployment;
-    let plan = plan_deploy(deployment, &state.project, &state.routes, state.hostnames());
+    let read_error = RefCell::new(None);
+    let plan = plan_deploy(deployment, &core.project, core.hostnames(), |name| {
+        core.holder(name).unwrap_or_else(|e| {
+            read_error.replace(Some(e));
+            None
+        })
+    });
+    if let Some(e) = read_error.into_inner() {
+        core.in_flight.insert(id.clone(), in_flight);
+        return Err(e);
+    }
     let now = now_millis();
+    deployment.hostnames = plan.hostnames.clone();
+    if let Some(step) = deployment
+        .steps
+        .iter_mut()
+        .rev()
+        .find(|s| s.name == StepName::Network)
+    {
+        // A name another project holds is reported, never dropped quietly.
+        step.detail = plan.refused.join("; ");
+    }
     deployment.finish_step(StepName::Network, now, None);
     deployment.status = DeploymentStatus::Ready;
 
-    let mut mutations = vec![Mutation::PutDeployment(deployment.clone())];
-    for route in plan.routes {
-        if route.kind != RouteKind::Deployment {
-            state.routes.insert(route.fqdn.clone(), route.clone());
+    let mut effects = Effects::new();
+    effects.write(Mutation::PutDeployment(deployment.clone()));
+    for route in &plan.routes {
+        if matches!(route.kind, RouteKind::Environment | RouteKind::Live) {
+            core.fixed_routes.insert(route.fqdn.clone(), route.clone());
         }
-        mutations.push(Mutation::PutRoute(route));
+        effects.write(Mutation::PutRoute(route.clone()));
     }
     let mut previous_live = None;
     if plan.takes_live {
-        previous_live = state.project.live.replace(LiveDeployment {
+        previous_live = core.project.live.replace(LiveDeployment {
             id: deployment.id.clone(),
             sequence: deployment.sequence,
         });
-        mutations.push(Mutation::PutProject(state.project.clone()));
+        effects.write(Mutation::PutProject(core.project.clone()));
     }
+    let mut to_stand_by = Vec::new();
     if let Some(previous) = previous_live.filter(|p| p.id != deployment.id) {
-        mutations.extend(schedule::standby_later(state, &previous.id));
+        to_stand_by.push(previous.id);
     }
-    let deps = state.deps.clone();
-    state.submit(mutations, move |_| {
-        deps.fail_point("deploy.after_route_switch_commit");
-    });
+    for displaced in &plan.displaced {
+        if *displaced != deployment.id
+            && !to_stand_by.contains(displaced)
+            && left_without_sticky_route(core, displaced, &plan.routes)?
+        {
+            to_stand_by.push(displaced.clone());
+        }
+    }
+    for standby in to_stand_by {
+        let (write, timer) = schedule::standby_later(core, &standby);
+        effects.write(write);
+        effects.timers.push(timer);
+    }
+    effects.fail_point_after_commit = Some("deploy.after_route_switch_commit");
+    core.push(effects);
+    Ok(())
+}
+
+/// A preview deployment that lost its last `BRANCH` and `ENVIRONMENT`
+/// route to `taken` serves nothing sticky any more: it can go to standby.
+/// Production keeps the seed's rule (only the deployment that stops being
+/// live is scheduled).
+fn left_without_sticky_route(
+    core: &ProjectCore,
+    id: &DeploymentId,
+    taken: &[Route],
+) -> Result<bool, Error> {
+    let Some(displaced) = core.deployment(id)? else {
+        return Ok(false);
+    };
+    if core.is_production(&displaced)
+        || displaced.status != DeploymentStatus::Ready
+        || displaced.desired_state != DesiredState::Running
+    {
+        return Ok(false);
+    }
+    for name in sticky_hostnames(&displaced, core.hostnames()) {
+        let points_here = match taken.iter().find(|r| r.fqdn == name) {
+            Some(route) => route.deployment_id == displaced.id,
+            None => {
+                matches!(core.holder(&name)?, Some(Holder::Route(r)) if r.deployment_id == displaced.id)
+            }
+        };
+        if points_here {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// `FAILED`: records the failed step, stops the children and tells every
 /// region to stop what was created. Routes are not touched.
-pub fn fail(state: &mut ProjectState, id: &DeploymentId, reason: String) {
-    let Some(mut in_flight) = state.in_flight.remove(id) else {
+pub(super) fn fail(core: &mut ProjectCore, id: &DeploymentId, reason: String) {
+    let Some(mut in_flight) = core.in_flight.remove(id) else {
         return;
     };
     tracing::info!(deployment = %id, %reason, "deployment failed");
-    stop_children(&in_flight.children);
     in_flight.deployment.fail(reason, now_millis());
-    let stop = stop_regions(state, &in_flight.deployment);
-    state.submit(
-        vec![Mutation::PutDeployment(in_flight.deployment)],
-        move |result| {
-            if result.is_ok() {
-                stop.run();
-            }
-        },
-    );
-}
-
-/// Scaling a deployment to zero in each of its regions. The decision is
-/// stored first and the driver calls run after its commit ([`StopRegions::run`]
-/// from the completion), so a crash in between leaves a deployment stored as
-/// running that is still running, never one stored as running that was
-/// already scaled away.
-pub struct StopRegions {
-    runtime: tokio::runtime::Handle,
-    calls: Vec<(Arc<dyn RegionDriver>, DeploymentId, String)>,
-}
-
-impl StopRegions {
-    /// Starts the driver calls in the background; each is level-triggered
-    /// and idempotent. Safe to call from the store writer's thread.
-    pub fn run(self) {
-        for (driver, id, region) in self.calls {
-            self.runtime.spawn(async move {
-                if let Err(e) = driver.set_running(&id, false).await {
-                    tracing::warn!(deployment = %id, %region, error = %e, "could not stop deployment");
-                }
-            });
-        }
+    let mut effects = Effects::new();
+    effects.stop_children.push(id.clone());
+    effects.write(Mutation::PutDeployment(in_flight.deployment.clone()));
+    if !in_flight.deployment.regions.is_empty() {
+        let (track, intent) = core.intent(&in_flight.deployment);
+        effects.write(track);
+        effects.drivers.push(intent);
     }
-}
-
-pub fn stop_regions(state: &ProjectState, deployment: &Deployment) -> StopRegions {
-    StopRegions {
-        runtime: tokio::runtime::Handle::current(),
-        calls: deployment
-            .regions
-            .keys()
-            .filter_map(|region| {
-                let driver = state.deps.regions.get(region)?;
-                Some((driver, deployment.id.clone(), region.clone()))
-            })
-            .collect(),
-    }
+    core.push(effects);
 }

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use ractor::RpcReplyPort;
 
+use crate::actors::project::effects::{Child, FollowUp, OnReject, Timer};
+use crate::actors::readiness::RegionOutcome;
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput};
 use crate::model::project::Project;
-use crate::model::{DeploymentId, DeploymentStatus, Idempotency, Instance, Route};
+use crate::model::{DeploymentId, DeploymentStatus, Idempotency, Route};
 pub use crate::model::{NewDeployment, SwitchOutcome};
 
 /// The answer to `CreateDeployment`: the new deployment as first stored.
@@ -16,6 +18,14 @@ pub use crate::model::{NewDeployment, SwitchOutcome};
 pub struct Created {
     pub id: DeploymentId,
     pub status: DeploymentStatus,
+}
+
+/// The answer to `AddCustomDomain`: the project and the domain's `LIVE`
+/// route, if the project has a live deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainAdded {
+    pub project: Project,
+    pub route: Option<Route>,
 }
 
 pub type Reply<T> = RpcReplyPort<Result<T, Error>>;
@@ -41,11 +51,13 @@ pub enum ProjectMsg {
     SetEnvironmentRegions {
         environment: String,
         regions: BTreeMap<String, u32>,
+        idempotency: Option<Idempotency>,
         reply: Reply<Project>,
     },
     AddCustomDomain {
         fqdn: String,
-        reply: Reply<(Project, Option<Route>)>,
+        idempotency: Option<Idempotency>,
+        reply: Reply<DomainAdded>,
     },
 
     /// Answers at once: a liveness probe, and the measure of one mailbox
@@ -68,7 +80,7 @@ pub enum ProjectMsg {
         deployment: DeploymentId,
         ticket: u64,
         region: String,
-        result: Result<Vec<Instance>, String>,
+        outcome: RegionOutcome,
     },
 
     /// A periodic timer: stop if idle (see `idle_actor_stop_ms`).
@@ -80,10 +92,19 @@ pub enum ProjectMsg {
         generation: u64,
     },
 
-    /// A commit of this actor's changes failed or was rejected: its memory
-    /// no longer matches the store, so it stops with an error and the
-    /// supervisor rebuilds it from redb.
-    StoreDiverged { reason: String },
+    /// A submission of this actor settled: what is left of its effects that
+    /// only the actor can do (start children, arm timers, continue a
+    /// two-step request), or the news that it did not land.
+    Committed(Box<AfterCommit>),
+}
+
+/// The actor's part of a settled submission.
+pub struct AfterCommit {
+    pub outcome: Result<(), Error>,
+    pub children: Vec<Child>,
+    pub timers: Vec<Timer>,
+    pub follow_up: Option<FollowUp>,
+    pub on_reject: OnReject,
 }
 
 impl ProjectMsg {

@@ -1,117 +1,236 @@
 //! A region in memory: the default driver, so the daemon runs with nothing
-//! else installed. Instances of an applied topology report `running` once
+//! else installed. Instances of an applied workload report `running` once
 //! `ready_after` has passed, or never when the region is set `never_ready`.
+//!
+//! It keeps what a cluster would hold (workloads with their replicas,
+//! sentinels, network policies) and lets tests read it, so a test can assert
+//! on what runs and not only on what the store says. With `persist`, that
+//! state is also written to a file under the data directory after every
+//! change, so it outlives the daemon the way a real cluster does: the crash
+//! harness kills the daemon and then checks that, after the restart, what
+//! runs matches what is stored.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
 
-use super::{DriverError, NetworkPolicySpec, RegionDriver, SentinelSpec, TopologySpec};
+use super::{DriverError, Observed, RegionDriver, WorkloadSpec};
 use crate::model::{DeploymentId, Instance};
+
+/// What the region holds for one deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimulatedWorkload {
+    pub image: String,
+    /// Replicas asked for; zero while scaled down.
+    pub replicas: u32,
+}
+
+/// Everything the region holds; the content of its state file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimulatedState {
+    pub workloads: BTreeMap<String, SimulatedWorkload>,
+    /// `project/environment` -> sentinel replicas.
+    pub sentinels: BTreeMap<String, u32>,
+    /// Deployments whose network policies exist.
+    pub network_policies: BTreeSet<String>,
+}
+
+impl SimulatedState {
+    /// Replicas that run (or start) for a deployment; zero if none.
+    pub fn replicas(&self, deployment: &DeploymentId) -> u32 {
+        self.workloads
+            .get(deployment.as_str())
+            .map_or(0, |w| w.replicas)
+    }
+}
 
 pub struct SimulatedRegion {
     name: String,
     ready_after: Duration,
     never_ready: bool,
-    workloads: DashMap<DeploymentId, Workload>,
-    /// Names of sentinels and network policies, as a cluster would hold them.
-    objects: Mutex<HashSet<String>>,
+    state: Mutex<Inner>,
+    state_file: Option<PathBuf>,
+    /// While set, every call fails with a transient error (tests).
+    unavailable: AtomicBool,
+    applies: AtomicU64,
 }
 
-struct Workload {
-    replicas: u32,
-    running: bool,
-    /// When the current replicas were asked for; readiness counts from here.
-    since: Instant,
+struct Inner {
+    held: SimulatedState,
+    /// When each workload last changed its replicas; readiness counts from
+    /// there.
+    since: BTreeMap<String, Instant>,
+}
+
+/// Where a persisted simulated region keeps its state.
+pub fn state_file(data_dir: &Path, region: &str) -> PathBuf {
+    data_dir.join("simulated").join(format!("{region}.json"))
+}
+
+/// Reads a persisted region's state (an absent file is an empty region).
+pub fn read_state_file(path: &Path) -> std::io::Result<SimulatedState> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SimulatedState::default()),
+        Err(e) => Err(e),
+    }
 }
 
 impl SimulatedRegion {
-    pub fn new(name: &str, ready_after: Duration, never_ready: bool) -> Self {
+    pub fn new(
+        name: &str,
+        ready_after: Duration,
+        never_ready: bool,
+        state_file: Option<PathBuf>,
+    ) -> Self {
+        let held = match &state_file {
+            Some(path) => read_state_file(path).unwrap_or_else(|e| {
+                tracing::warn!(region = name, file = %path.display(), error = %e, "simulated region starts empty");
+                SimulatedState::default()
+            }),
+            None => SimulatedState::default(),
+        };
+        let now = Instant::now();
+        let since = held.workloads.keys().map(|k| (k.clone(), now)).collect();
         Self {
             name: name.to_string(),
             ready_after,
             never_ready,
-            workloads: DashMap::new(),
-            objects: Mutex::new(HashSet::new()),
+            state: Mutex::new(Inner { held, since }),
+            state_file,
+            unavailable: AtomicBool::new(false),
+            applies: AtomicU64::new(0),
         }
     }
 
-    fn record(&self, object: String) {
-        if let Ok(mut objects) = self.objects.lock() {
-            objects.insert(object);
+    /// A copy of everything the region holds.
+    pub fn snapshot(&self) -> SimulatedState {
+        self.state
+            .lock()
+            .map(|inner| inner.held.clone())
+            .unwrap_or_default()
+    }
+
+    /// What the region holds for `deployment`.
+    pub fn workload(&self, deployment: &DeploymentId) -> Option<SimulatedWorkload> {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|inner| inner.held.workloads.get(deployment.as_str()).cloned())
+    }
+
+    /// Replicas that run (or start) for `deployment`; zero when scaled
+    /// down or never applied.
+    pub fn replicas(&self, deployment: &DeploymentId) -> u32 {
+        self.workload(deployment).map_or(0, |w| w.replicas)
+    }
+
+    /// Makes every call fail (transiently) until cleared: an unreachable
+    /// cluster.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Successful `apply` calls so far.
+    pub fn applies(&self) -> u64 {
+        self.applies.load(Ordering::SeqCst)
+    }
+
+    fn check_available(&self) -> Result<(), DriverError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(DriverError::transient(format!(
+                "simulated region {} is unavailable",
+                self.name
+            )));
         }
+        Ok(())
+    }
+
+    fn persist(&self, held: &SimulatedState) -> Result<(), DriverError> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let failed = |e: &dyn std::fmt::Display| {
+            DriverError::transient(format!("cannot write {}: {e}", path.display()))
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
+        }
+        let bytes = serde_json::to_vec_pretty(held).map_err(|e| failed(&e))?;
+        // Write then rename, so a reader (or a crash) never sees half a file.
+        let temp = path.with_extension("json.tmp");
+        std::fs::write(&temp, bytes).map_err(|e| failed(&e))?;
+        std::fs::rename(&temp, path).map_err(|e| failed(&e))
     }
 }
 
 #[async_trait]
 impl RegionDriver for SimulatedRegion {
-    async fn apply_topology(&self, spec: &TopologySpec) -> Result<(), DriverError> {
-        let mut entry = self
-            .workloads
-            .entry(spec.deployment_id.clone())
-            .or_insert_with(|| Workload {
-                replicas: spec.replicas,
-                running: spec.running,
-                since: Instant::now(),
-            });
-        if entry.replicas != spec.replicas || entry.running != spec.running {
-            *entry = Workload {
-                replicas: spec.replicas,
-                running: spec.running,
-                since: Instant::now(),
-            };
-        }
-        Ok(())
-    }
-
-    async fn ensure_sentinel(&self, spec: &SentinelSpec) -> Result<(), DriverError> {
-        self.record(format!(
-            "sentinel/{}/{}/{}",
-            spec.project_id, spec.environment, spec.replicas
-        ));
-        Ok(())
-    }
-
-    async fn ensure_network_policies(&self, spec: &NetworkPolicySpec) -> Result<(), DriverError> {
-        self.record(format!("netpol/ingress/{}", spec.deployment_id));
-        self.record(format!("netpol/egress/{}", spec.deployment_id));
-        Ok(())
-    }
-
-    async fn instances(&self, deployment: &DeploymentId) -> Result<Vec<Instance>, DriverError> {
-        let Some(workload) = self.workloads.get(deployment) else {
-            return Ok(Vec::new());
+    async fn apply(&self, spec: &WorkloadSpec) -> Result<(), DriverError> {
+        self.check_available()?;
+        let mut inner = self
+            .state
+            .lock()
+            .map_err(|_| DriverError::transient("simulated region state is poisoned"))?;
+        let key = spec.deployment_id.to_string();
+        let wanted = SimulatedWorkload {
+            image: spec.image.clone(),
+            replicas: if spec.running { spec.replicas } else { 0 },
         };
-        if !workload.running {
-            return Ok(Vec::new());
+        let mut changed = false;
+        if inner.held.workloads.get(&key) != Some(&wanted) {
+            inner.held.workloads.insert(key.clone(), wanted);
+            inner.since.insert(key.clone(), Instant::now());
+            changed = true;
         }
-        let status = if !self.never_ready && workload.since.elapsed() >= self.ready_after {
+        if spec.running {
+            let sentinel = format!("{}/{}", spec.project_id, spec.environment);
+            if inner.held.sentinels.get(&sentinel) != Some(&spec.sentinel_replicas) {
+                inner
+                    .held
+                    .sentinels
+                    .insert(sentinel, spec.sentinel_replicas);
+                changed = true;
+            }
+            changed |= inner.held.network_policies.insert(key);
+        }
+        if changed {
+            self.persist(&inner.held)?;
+        }
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn observe(&self, spec: &WorkloadSpec) -> Result<Observed, DriverError> {
+        self.check_available()?;
+        let inner = self
+            .state
+            .lock()
+            .map_err(|_| DriverError::transient("simulated region state is poisoned"))?;
+        let key = spec.deployment_id.as_str();
+        let Some(workload) = inner.held.workloads.get(key) else {
+            return Ok(Observed::default());
+        };
+        let started = inner.since.get(key).copied().unwrap_or_else(Instant::now);
+        let status = if !self.never_ready && started.elapsed() >= self.ready_after {
             "running"
         } else {
             "pending"
         };
-        Ok((0..workload.replicas)
+        let instances = (0..workload.replicas)
             .map(|i| Instance {
-                id: format!("{}-{}-{i}", deployment.short(), self.name),
+                id: format!("{}-{}-{i}", spec.deployment_id.short(), self.name),
                 status: status.to_string(),
             })
-            .collect())
-    }
-
-    async fn set_running(
-        &self,
-        deployment: &DeploymentId,
-        running: bool,
-    ) -> Result<(), DriverError> {
-        if let Some(mut workload) = self.workloads.get_mut(deployment)
-            && workload.running != running
-        {
-            workload.running = running;
-            workload.since = Instant::now();
-        }
-        Ok(())
+            .collect();
+        Ok(Observed {
+            instances,
+            failed: None,
+        })
     }
 }

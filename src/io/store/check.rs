@@ -101,7 +101,7 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
         .map_err(storage)?
     {
         let (_, bytes) = entry.map_err(storage)?;
-        let project: Project = decode(bytes.value(), "project")?;
+        let project: Project = decode(bytes.value())?;
         projects.insert(project.id.to_string(), project);
     }
     let mut deployments: HashMap<String, Deployment> = HashMap::new();
@@ -112,7 +112,7 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
         .map_err(storage)?
     {
         let (_, bytes) = entry.map_err(storage)?;
-        let deployment: Deployment = decode(bytes.value(), "deployment")?;
+        let deployment: Deployment = decode(bytes.value())?;
         deployments.insert(deployment.id.to_string(), deployment);
     }
     let mut in_flight = BTreeSet::new();
@@ -133,7 +133,7 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
         .map_err(storage)?
     {
         let (_, bytes) = entry.map_err(storage)?;
-        routes.push(decode::<Route>(bytes.value(), "route")?);
+        routes.push(decode::<Route>(bytes.value())?);
     }
     let mut schedules = Vec::new();
     for entry in txn
@@ -144,10 +144,7 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
     {
         let (key, bytes) = entry.map_err(storage)?;
         let project = key.value().0.to_string();
-        schedules.push((
-            project,
-            decode::<ScheduledChange>(bytes.value(), "schedule")?,
-        ));
+        schedules.push((project, decode::<ScheduledChange>(bytes.value())?));
     }
 
     report.projects = projects.len();

@@ -1,26 +1,99 @@
-//! Record encoding: one version byte, then postcard. postcard is compact and
-//! fast but not self-describing, so a change to a stored type must bump
-//! [`VERSION`] and teach [`decode`] to read the previous one.
+//! Record encoding: one format-version byte, then postcard. postcard is
+//! compact and fast but not self-describing, so a change to a stored type
+//! bumps [`FORMAT`] and gives the type a way to read the older bytes
+//! ([`Record::upgrade`], with the old shapes in `legacy.rs`). A record of a
+//! version this build does not know is an error, never a silent default.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
+use crate::io::store::legacy;
+use crate::model::{Deployment, IdempotencyRecord, Project, Route, ScheduledChange, Workspace};
 
-pub const VERSION: u8 = 1;
+/// The format every record is written in.
+///
+/// - 1: the first format.
+/// - 2: `Project.rolled_back_from`, `Deployment.hostnames`, compact
+///   idempotency replies.
+pub const FORMAT: u8 = 2;
 
-pub fn encode<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>, Error> {
-    postcard::to_extend(value, vec![VERSION])
-        .map_err(|e| Error::internal(format!("cannot encode {what} record: {e}")))
+/// A type stored in redb.
+pub trait Record: Serialize + DeserializeOwned {
+    /// Named in errors.
+    const WHAT: &'static str;
+    /// The oldest format whose bytes decode as this type unchanged.
+    const SAME_SINCE: u8;
+
+    /// Decodes bytes of an older format, if this type changed since.
+    fn upgrade(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        let _ = (format, body);
+        None
+    }
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Error> {
+impl Record for Workspace {
+    const WHAT: &'static str = "workspace";
+    const SAME_SINCE: u8 = 1;
+}
+
+impl Record for Route {
+    const WHAT: &'static str = "route";
+    const SAME_SINCE: u8 = 1;
+}
+
+impl Record for ScheduledChange {
+    const WHAT: &'static str = "schedule";
+    const SAME_SINCE: u8 = 1;
+}
+
+impl Record for Project {
+    const WHAT: &'static str = "project";
+    const SAME_SINCE: u8 = 2;
+
+    fn upgrade(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (format == 1).then(|| postcard::from_bytes::<legacy::ProjectV1>(body).map(Into::into))
+    }
+}
+
+impl Record for Deployment {
+    const WHAT: &'static str = "deployment";
+    const SAME_SINCE: u8 = 2;
+
+    fn upgrade(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (format == 1).then(|| postcard::from_bytes::<legacy::DeploymentV1>(body).map(Into::into))
+    }
+}
+
+impl Record for IdempotencyRecord {
+    const WHAT: &'static str = "idempotency";
+    const SAME_SINCE: u8 = 2;
+
+    fn upgrade(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (format == 1)
+            .then(|| postcard::from_bytes::<legacy::IdempotencyRecordV1>(body).map(Into::into))
+    }
+}
+
+pub fn encode<T: Record>(value: &T) -> Result<Vec<u8>, Error> {
+    postcard::to_extend(value, vec![FORMAT])
+        .map_err(|e| Error::internal(format!("cannot encode {} record: {e}", T::WHAT)))
+}
+
+pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, Error> {
+    let corrupt = |e: postcard::Error| Error::internal(format!("corrupt {} record: {e}", T::WHAT));
     match bytes.split_first() {
-        Some((&VERSION, body)) => postcard::from_bytes(body)
-            .map_err(|e| Error::internal(format!("corrupt {what} record: {e}"))),
-        Some((version, _)) => Err(Error::internal(format!(
-            "{what} record has format version {version}; this build reads {VERSION}"
-        ))),
-        None => Err(Error::internal(format!("empty {what} record"))),
+        Some((&format, body)) if (T::SAME_SINCE..=FORMAT).contains(&format) => {
+            postcard::from_bytes(body).map_err(corrupt)
+        }
+        Some((&format, body)) => match T::upgrade(format, body) {
+            Some(decoded) => decoded.map_err(corrupt),
+            None => Err(Error::internal(format!(
+                "{} record has format version {format}; this build reads {} to {FORMAT}",
+                T::WHAT,
+                T::SAME_SINCE
+            ))),
+        },
+        None => Err(Error::internal(format!("empty {} record", T::WHAT))),
     }
 }

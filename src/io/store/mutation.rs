@@ -1,17 +1,21 @@
 //! The changes an actor hands to the store writer. A submission is a list of
 //! mutations applied atomically: first every check runs against the open
 //! transaction (which already holds earlier submissions of the same commit,
-//! but not this submission's own writes), then every write. A failed check rejects the whole submission and writes
-//! nothing; the rest of the commit is unaffected.
+//! but not this submission's own writes), then every write. A failed check
+//! rejects the whole submission and writes nothing; the rest of the commit
+//! is unaffected. No mutation is ever skipped quietly: what cannot be
+//! written is a rejection the submitter hears about.
 
 use redb::{ReadableTable, WriteTransaction};
 
 use crate::error::Error;
 use crate::io::store::codec::{decode, encode};
+use crate::io::store::holders::holder_of;
 use crate::io::store::tables::*;
+use crate::model::routes::Holder;
 use crate::model::{
     Deployment, DeploymentId, IdempotencyKey, IdempotencyRecord, Project, ProjectId, Route,
-    ScheduledChange, UnixMillis, Workspace,
+    RouteKind, ScheduledChange, UnixMillis, Workspace,
 };
 
 // Mutations live briefly in small Vecs on their way to the writer; boxing the
@@ -21,18 +25,33 @@ use crate::model::{
 pub enum Mutation {
     /// Fails with `ALREADY_EXISTS` if the slug is taken.
     CreateWorkspace(Workspace),
-    /// Fails with `NOT_FOUND` if the workspace is unknown and with
-    /// `ALREADY_EXISTS` if the slug is taken in it.
-    CreateProject(Project),
+    /// Fails with `NOT_FOUND` if the workspace is unknown, with
+    /// `ALREADY_EXISTS` if the slug is taken in it or if any of `reserve`
+    /// (the project's fixed hostnames) is held by another project.
+    CreateProject {
+        project: Project,
+        reserve: Vec<(String, RouteKind)>,
+    },
+    /// Reserves those of `names` that nobody holds (projects created before
+    /// reservations existed, or after the apex domain changed). Never
+    /// rejected: `deployd check` reports a live project without its `LIVE`
+    /// route.
+    ReserveHostnames {
+        project_id: ProjectId,
+        names: Vec<(String, RouteKind)>,
+    },
+    /// Records that every project's fixed names are reserved under this
+    /// apex domain, so the next start skips the scan.
+    RecordReservedApex(String),
     PutProject(Project),
-    /// Also keeps the per-project listing and the in-flight index in step
-    /// with the deployment's status.
+    /// Also keeps the listings (per project, per environment, per terminal
+    /// status) and the in-flight index in step with the deployment.
     PutDeployment(Deployment),
-    /// Creates or reassigns a route. A hostname owned by another project is
-    /// left alone: projects never take each other's traffic.
+    /// Creates or reassigns a route. Rejected with `ALREADY_EXISTS` if the
+    /// hostname is held by another project, or by another kind of route.
     PutRoute(Route),
     /// Reserves a custom domain for a project; fails with `ALREADY_EXISTS`
-    /// if another project holds it.
+    /// if another project holds the name in any way.
     ClaimDomain {
         project_id: ProjectId,
         fqdn: String,
@@ -54,6 +73,19 @@ pub enum Mutation {
     /// Deletes every idempotency record that expired before `now`.
     ExpireIdempotency {
         now: UnixMillis,
+    },
+    /// The drivers are about to be told something about this deployment
+    /// (intent number `intent`): start-up must re-apply its stored state.
+    TrackWorkload {
+        deployment_id: DeploymentId,
+        intent: u64,
+    },
+    /// The drivers confirmed that `deployment_id` runs nowhere. Removes its
+    /// row only if it still holds `intent` (no newer intent, such as a wake,
+    /// came since) and the stored deployment runs nowhere.
+    ForgetWorkload {
+        deployment_id: DeploymentId,
+        intent: u64,
     },
 }
 
@@ -81,6 +113,13 @@ fn storage(e: impl std::fmt::Display) -> Error {
     Error::internal(format!("storage: {e}"))
 }
 
+fn holder(txn: &WriteTransaction, fqdn: &str) -> Result<Option<Holder>, Error> {
+    let routes = txn.open_table(ROUTES).map_err(storage)?;
+    let reserved = txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
+    let domains = txn.open_table(DOMAINS).map_err(storage)?;
+    holder_of(&routes, &reserved, &domains, fqdn)
+}
+
 /// Outer `Err`: storage failure. Inner `Err`: the submission is rejected.
 fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error>, Error> {
     match mutation {
@@ -93,7 +132,7 @@ fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error
                 ))));
             }
         }
-        Mutation::CreateProject(project) => {
+        Mutation::CreateProject { project, reserve } => {
             let workspaces = txn.open_table(WORKSPACES).map_err(storage)?;
             if workspaces
                 .get(project.workspace_id.as_str())
@@ -113,23 +152,35 @@ fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error
                     project.workspace_id, project.slug
                 ))));
             }
+            for (fqdn, _) in reserve {
+                if holder(txn, fqdn)?.is_some() {
+                    return Ok(Err(Error::AlreadyExists(format!(
+                        "hostname {fqdn}, which project {:?} would get, is already used by another project; choose another project slug",
+                        project.slug
+                    ))));
+                }
+            }
         }
         Mutation::ClaimDomain { project_id, fqdn } => {
-            let domains = txn.open_table(DOMAINS).map_err(storage)?;
-            let owner = domains
-                .get(fqdn.as_str())
-                .map_err(storage)?
-                .map(|g| g.value().to_string());
-            let routes = txn.open_table(ROUTES).map_err(storage)?;
-            let route_owner = match routes.get(fqdn.as_str()).map_err(storage)? {
-                Some(bytes) => Some(decode::<Route>(bytes.value(), "route")?.project_id),
-                None => None,
-            };
-            let taken = owner.is_some_and(|o| o != project_id.as_str())
-                || route_owner.is_some_and(|o| &o != project_id);
+            let taken = holder(txn, fqdn)?.is_some_and(|h| h.project_id() != project_id);
             if taken {
                 return Ok(Err(Error::AlreadyExists(format!(
                     "domain {fqdn} is already in use by another project"
+                ))));
+            }
+        }
+        Mutation::PutRoute(route) => {
+            if let Some(current) = holder(txn, &route.fqdn)?
+                && (current.project_id() != &route.project_id || current.kind() != route.kind)
+            {
+                return Ok(Err(Error::AlreadyExists(format!(
+                    "hostname {} is held by {}",
+                    route.fqdn,
+                    if current.project_id() != &route.project_id {
+                        "another project".to_string()
+                    } else {
+                        format!("a {} route", current.kind().as_str())
+                    }
                 ))));
             }
         }
@@ -143,14 +194,14 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
         Mutation::CreateWorkspace(ws) => {
             txn.open_table(WORKSPACES)
                 .map_err(storage)?
-                .insert(ws.id.as_str(), encode(ws, "workspace")?.as_slice())
+                .insert(ws.id.as_str(), encode(ws)?.as_slice())
                 .map_err(storage)?;
             txn.open_table(WORKSPACE_SLUGS)
                 .map_err(storage)?
                 .insert(ws.slug.as_str(), ws.id.as_str())
                 .map_err(storage)?;
         }
-        Mutation::CreateProject(project) => {
+        Mutation::CreateProject { project, reserve } => {
             put_project(txn, project)?;
             txn.open_table(PROJECT_SLUGS)
                 .map_err(storage)?
@@ -159,51 +210,49 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
                     project.id.as_str(),
                 )
                 .map_err(storage)?;
+            let mut reserved = txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
+            for (fqdn, kind) in reserve {
+                reserved
+                    .insert(fqdn.as_str(), (project.id.as_str(), kind.code()))
+                    .map_err(storage)?;
+            }
+        }
+        Mutation::ReserveHostnames { project_id, names } => {
+            for (fqdn, kind) in names {
+                if holder(txn, fqdn)?.is_none() {
+                    txn.open_table(RESERVED_HOSTNAMES)
+                        .map_err(storage)?
+                        .insert(fqdn.as_str(), (project_id.as_str(), kind.code()))
+                        .map_err(storage)?;
+                }
+            }
+        }
+        Mutation::RecordReservedApex(apex) => {
+            txn.open_table(META)
+                .map_err(storage)?
+                .insert(RESERVED_APEX_KEY, apex.as_bytes())
+                .map_err(storage)?;
         }
         Mutation::PutProject(project) => put_project(txn, project)?,
-        Mutation::PutDeployment(deployment) => {
-            let project = deployment.project_id.as_str();
-            let id = deployment.id.as_str();
-            txn.open_table(DEPLOYMENTS)
-                .map_err(storage)?
-                .insert(id, encode(deployment, "deployment")?.as_slice())
-                .map_err(storage)?;
-            // The indexes change twice in a deployment's life; a read is much
-            // cheaper than rewriting a page that would not change.
-            let mut listing = txn.open_table(PROJECT_DEPLOYMENTS).map_err(storage)?;
-            let key = (project, deployment.sequence);
-            if listing.get(key).map_err(storage)?.is_none() {
-                listing.insert(key, id).map_err(storage)?;
-            }
-            let mut in_flight = txn.open_table(IN_FLIGHT).map_err(storage)?;
-            let listed = in_flight.get((project, id)).map_err(storage)?.is_some();
-            if deployment.status.is_terminal() && listed {
-                in_flight.remove((project, id)).map_err(storage)?;
-            } else if !deployment.status.is_terminal() && !listed {
-                in_flight.insert((project, id), ()).map_err(storage)?;
-            }
-        }
+        Mutation::PutDeployment(deployment) => put_deployment(txn, deployment)?,
         Mutation::PutRoute(route) => {
             let mut routes = txn.open_table(ROUTES).map_err(storage)?;
-            let owner = match routes.get(route.fqdn.as_str()).map_err(storage)? {
-                Some(bytes) => Some(decode::<Route>(bytes.value(), "route")?.project_id),
-                None => None,
-            };
-            if owner.as_ref().is_some_and(|o| o != &route.project_id) {
-                tracing::warn!(
-                    fqdn = %route.fqdn,
-                    project = %route.project_id,
-                    "hostname belongs to another project; route not taken"
-                );
-                return Ok(());
-            }
-            routes
-                .insert(route.fqdn.as_str(), encode(route, "route")?.as_slice())
-                .map_err(storage)?;
-            let mut index = txn.open_table(PROJECT_ROUTES).map_err(storage)?;
-            let key = (route.project_id.as_str(), route.fqdn.as_str());
-            if index.get(key).map_err(storage)?.is_none() {
-                index.insert(key, ()).map_err(storage)?;
+            let existed = routes
+                .insert(route.fqdn.as_str(), encode(route)?.as_slice())
+                .map_err(storage)?
+                .is_some();
+            if !existed {
+                txn.open_table(PROJECT_ROUTE_KINDS)
+                    .map_err(storage)?
+                    .insert(
+                        (
+                            route.project_id.as_str(),
+                            route.kind.code(),
+                            route.fqdn.as_str(),
+                        ),
+                        (),
+                    )
+                    .map_err(storage)?;
             }
         }
         Mutation::ClaimDomain { project_id, fqdn } => {
@@ -217,7 +266,7 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
                 .map_err(storage)?
                 .insert(
                     (project_id.as_str(), change.deployment_id.as_str()),
-                    encode(change, "schedule")?.as_slice(),
+                    encode(change)?.as_slice(),
                 )
                 .map_err(storage)?;
         }
@@ -238,10 +287,7 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
             let project = project_id.as_str();
             txn.open_table(IDEMPOTENCY)
                 .map_err(storage)?
-                .insert(
-                    (project, key.as_str()),
-                    encode(record, "idempotency")?.as_slice(),
-                )
+                .insert((project, key.as_str()), encode(record)?.as_slice())
                 .map_err(storage)?;
             txn.open_table(IDEMPOTENCY_EXPIRY)
                 .map_err(storage)?
@@ -249,6 +295,84 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
                 .map_err(storage)?;
         }
         Mutation::ExpireIdempotency { now } => expire_idempotency(txn, *now)?,
+        Mutation::TrackWorkload {
+            deployment_id,
+            intent,
+        } => {
+            txn.open_table(WORKLOADS)
+                .map_err(storage)?
+                .insert(deployment_id.as_str(), *intent)
+                .map_err(storage)?;
+        }
+        Mutation::ForgetWorkload {
+            deployment_id,
+            intent,
+        } => {
+            let mut workloads = txn.open_table(WORKLOADS).map_err(storage)?;
+            let current = workloads
+                .get(deployment_id.as_str())
+                .map_err(storage)?
+                .map(|g| g.value());
+            if current != Some(*intent) {
+                return Ok(());
+            }
+            let runs = match txn
+                .open_table(DEPLOYMENTS)
+                .map_err(storage)?
+                .get(deployment_id.as_str())
+                .map_err(storage)?
+            {
+                Some(bytes) => decode::<Deployment>(bytes.value())?.runs_anywhere(),
+                None => false,
+            };
+            if !runs {
+                workloads.remove(deployment_id.as_str()).map_err(storage)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn put_deployment(txn: &WriteTransaction, deployment: &Deployment) -> Result<(), Error> {
+    let project = deployment.project_id.as_str();
+    let id = deployment.id.as_str();
+    txn.open_table(DEPLOYMENTS)
+        .map_err(storage)?
+        .insert(id, encode(deployment)?.as_slice())
+        .map_err(storage)?;
+    // The indexes change once or twice in a deployment's life; a read is
+    // much cheaper than rewriting a page that would not change.
+    let mut listing = txn.open_table(PROJECT_DEPLOYMENTS).map_err(storage)?;
+    let key = (project, deployment.sequence);
+    if listing.get(key).map_err(storage)?.is_none() {
+        listing.insert(key, id).map_err(storage)?;
+        txn.open_table(DEPLOYMENTS_BY_ENVIRONMENT)
+            .map_err(storage)?
+            .insert(
+                (
+                    project,
+                    deployment.environment.as_str(),
+                    deployment.sequence,
+                ),
+                id,
+            )
+            .map_err(storage)?;
+    }
+    let mut in_flight = txn.open_table(IN_FLIGHT).map_err(storage)?;
+    let listed = in_flight.get((project, id)).map_err(storage)?.is_some();
+    if deployment.status.is_terminal() && listed {
+        in_flight.remove((project, id)).map_err(storage)?;
+    } else if !deployment.status.is_terminal() && !listed {
+        in_flight.insert((project, id), ()).map_err(storage)?;
+    }
+    if deployment.status.is_terminal() {
+        let mut by_status = txn.open_table(DEPLOYMENTS_BY_STATUS).map_err(storage)?;
+        let key = (project, deployment.status.code(), deployment.sequence);
+        if by_status.get(key).map_err(storage)?.is_none() {
+            by_status
+                .insert(key, (id, deployment.environment.as_str()))
+                .map_err(storage)?;
+        }
     }
     Ok(())
 }
@@ -271,7 +395,7 @@ fn expire_idempotency(txn: &WriteTransaction, now: UnixMillis) -> Result<(), Err
             .get((project.as_str(), key.as_str()))
             .map_err(storage)?
         {
-            Some(bytes) => Some(decode::<IdempotencyRecord>(bytes.value(), "idempotency")?),
+            Some(bytes) => Some(decode::<IdempotencyRecord>(bytes.value())?),
             None => None,
         };
         if current.is_some_and(|r| r.expires_at <= at) {
@@ -286,7 +410,7 @@ fn expire_idempotency(txn: &WriteTransaction, now: UnixMillis) -> Result<(), Err
 fn put_project(txn: &WriteTransaction, project: &Project) -> Result<(), Error> {
     txn.open_table(PROJECTS)
         .map_err(storage)?
-        .insert(project.id.as_str(), encode(project, "project")?.as_slice())
+        .insert(project.id.as_str(), encode(project)?.as_slice())
         .map_err(storage)?;
     Ok(())
 }

@@ -4,8 +4,10 @@
 
 use redb::TableDefinition;
 
-/// `"schema_version"` -> little-endian u32.
+/// `"schema_version"` -> little-endian u32; `"reserved_apex"` -> the apex
+/// domain under which every project's fixed hostnames were last reserved.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub const RESERVED_APEX_KEY: &str = "reserved_apex";
 /// Workspace id -> `Workspace`.
 pub const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspaces");
 /// Workspace slug -> workspace id (slugs are unique).
@@ -20,14 +22,40 @@ pub const DEPLOYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("depl
 /// (project id, sequence) -> deployment id: listing in creation order.
 pub const PROJECT_DEPLOYMENTS: TableDefinition<(&str, u64), &str> =
     TableDefinition::new("project_deployments");
+/// (project id, environment, sequence) -> deployment id: the listing of one
+/// environment, written once when the deployment is created.
+pub const DEPLOYMENTS_BY_ENVIRONMENT: TableDefinition<(&str, &str, u64), &str> =
+    TableDefinition::new("deployments_by_environment");
+/// (project id, terminal status code, sequence) -> (deployment id,
+/// environment): the listing of `READY` or `FAILED` deployments, written
+/// once when a deployment ends. Unfinished ones are found through
+/// [`IN_FLIGHT`].
+pub const DEPLOYMENTS_BY_STATUS: TableDefinition<(&str, u8, u64), (&str, &str)> =
+    TableDefinition::new("deployments_by_status");
+/// Deployment id -> intent number: deployments whose workloads the drivers
+/// may still hold (running, or a scale-down not yet confirmed). Start-up
+/// re-applies the stored desired state of each; a confirmed scale-down
+/// removes its row (only if no newer intent replaced it).
+pub const WORKLOADS: TableDefinition<&str, u64> = TableDefinition::new("workloads");
 /// (project id, deployment id) for every deployment not yet READY or FAILED:
 /// what recovery resumes.
 pub const IN_FLIGHT: TableDefinition<(&str, &str), ()> = TableDefinition::new("in_flight");
 /// Hostname -> `Route`. A hostname belongs to one project.
 pub const ROUTES: TableDefinition<&str, &[u8]> = TableDefinition::new("routes");
-/// (project id, hostname): a project's routes.
-pub const PROJECT_ROUTES: TableDefinition<(&str, &str), ()> =
+/// (project id, hostname): a project's routes (schema 1 only; schema 2
+/// replaced it with [`PROJECT_ROUTE_KINDS`]).
+pub const PROJECT_ROUTES_V1: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("project_routes");
+/// (project id, route kind code, hostname): a project's routes by kind, so
+/// a page of one kind (and the fixed routes an actor loads) costs the same
+/// however many routes of other kinds the project has.
+pub const PROJECT_ROUTE_KINDS: TableDefinition<(&str, u8, &str), ()> =
+    TableDefinition::new("project_route_kinds");
+/// Hostname -> (project id, route kind code): a project's fixed names
+/// (`LIVE`, one `ENVIRONMENT` per environment), reserved when it is created
+/// so no other project's name can take them first.
+pub const RESERVED_HOSTNAMES: TableDefinition<&str, (&str, u8)> =
+    TableDefinition::new("reserved_hostnames");
 /// Custom domain -> project id (claimed before any route exists).
 pub const DOMAINS: TableDefinition<&str, &str> = TableDefinition::new("domains");
 /// (project id, deployment id) -> `ScheduledChange`: one per deployment.
