@@ -219,6 +219,7 @@ pub async fn serve_observed(
     };
     set_health(&health, tonic_health::ServingStatus::NotServing).await;
     projects.shutdown(shutdown_timeout).await;
+    context.deps.reconciler.stop();
     drop(context);
     drop(projects);
     // The writer exits once the last store handle is gone, after committing

@@ -1,7 +1,9 @@
 //! The actor tree under stress: a project's mailbox is never blocked by its
 //! own slow work, a panicking project actor is restarted from redb (the
-//! caller gets an error, not a hang), and a project that keeps panicking is
-//! stopped without affecting the others.
+//! caller gets an error, not a hang), a project that keeps panicking is
+//! paused without affecting the others and recovers after its window, and
+//! a write refused because another project won a race is an answer, not a
+//! crash.
 
 mod common;
 
@@ -106,9 +108,10 @@ async fn a_panicking_project_actor_is_restarted_from_the_store() {
 }
 
 #[tokio::test]
-async fn a_project_that_keeps_panicking_is_stopped_and_others_keep_working() {
+async fn a_project_that_keeps_panicking_is_paused_others_keep_working_and_it_recovers() {
     let mut config = fast_config();
     config.max_restarts = 2;
+    config.restart_window_ms = 2_000;
     config.fail_points = BTreeMap::from([(
         "project.promote".to_string(),
         FailAction::Panic { times: 1_000 },
@@ -145,6 +148,74 @@ async fn a_project_that_keeps_panicking_is_stopped_and_others_keep_working() {
     daemon
         .deploy_ready(&healthy.id, "production", "nginx:1")
         .await;
+
+    // Once its window has passed, the project works again (only promote
+    // still trips the fail point).
+    let id = eventually("the project recovers", Duration::from_secs(10), || async {
+        daemon
+            .deployments()
+            .await
+            .create_deployment(image_request(&poisoned.id, "production", "nginx:3"))
+            .await
+            .ok()
+            .map(|r| r.into_inner().deployment_id)
+    })
+    .await;
+    daemon.wait_status(&id, DeploymentStatus::Ready).await;
+}
+
+/// Two projects racing for one custom domain: one gets it, the other an
+/// `ALREADY_EXISTS` answer, and neither actor fails over it.
+#[tokio::test]
+async fn a_lost_race_for_a_custom_domain_is_an_answer_not_a_crash() {
+    let daemon = TestDaemon::start().await;
+    let first = daemon.project("acme", "web").await;
+    let second = daemon.project("other", "api").await;
+    daemon
+        .deploy_ready(&first.id, "production", "nginx:1")
+        .await;
+    daemon
+        .deploy_ready(&second.id, "production", "nginx:1")
+        .await;
+    for round in 0..20 {
+        let fqdn = format!("race{round}.example.com");
+        let add = |project: String, fqdn: String| {
+            let daemon = &daemon;
+            async move {
+                daemon
+                    .projects()
+                    .await
+                    .add_custom_domain(deployd::pb::AddCustomDomainRequest {
+                        project_id: project,
+                        fqdn,
+                        ..Default::default()
+                    })
+                    .await
+            }
+        };
+        let (a, b) = tokio::join!(
+            add(first.id.clone(), fqdn.clone()),
+            add(second.id.clone(), fqdn.clone())
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(won), Err(lost)) => ((won, &first), lost),
+            (Err(lost), Ok(won)) => ((won, &second), lost),
+            other => panic!("exactly one must win {fqdn}: {other:?}"),
+        };
+        assert_eq!(lost.code(), Code::AlreadyExists, "{}", lost.message());
+        let winner = won.1;
+        let routes = daemon.routes(&winner.id).await;
+        assert!(routes.iter().any(|r| r.fqdn == fqdn));
+    }
+    let stats = daemon.stats().await;
+    assert_eq!(
+        stats.project_actor_failures, 0,
+        "no actor failed over a lost race"
+    );
+    assert_eq!(stats.broken_projects, 0);
+    // Both still take requests.
+    daemon.deploy_ready(&first.id, "preview", "nginx:2").await;
+    daemon.deploy_ready(&second.id, "preview", "nginx:2").await;
 }
 
 /// Each project's queue of waiting requests is bounded: beyond it a request

@@ -12,7 +12,11 @@
 //! - every deployment reaches READY or FAILED (invariant 5);
 //! - sticky routes point at READY deployments of the project and LIVE routes
 //!   at the live one (invariants 1 and 2), and no reader ever saw LIVE routes
-//!   of one project disagree mid-switch (invariant 3).
+//!   of one project disagree mid-switch (invariant 3);
+//! - what the regions run matches what is stored: every RUNNING deployment
+//!   runs its replicas in each of its regions and nothing else runs. The
+//!   simulated regions keep their state in files, so like a real cluster
+//!   they remember what they were told before the kill.
 //!
 //! `DEPLOYD_CRASH_SEEDS` (default 3) sets how many seeds run; every named
 //! fail point is used at least once per seed.
@@ -106,10 +110,12 @@ shutdown_timeout_ms = 2000
 [regions.us-east-1]
 driver = "simulated"
 ready_after_ms = 5
+persist = true
 
 [regions.eu-central-1]
 driver = "simulated"
 ready_after_ms = 15
+persist = true
 
 [builder]
 driver = "simulated"
@@ -361,15 +367,7 @@ impl Harness {
                 .into_inner()
                 .project
                 .expect("project");
-            let routes = routing
-                .list_routes(pb::ListRoutesRequest {
-                    project_id: project_id.clone(),
-                    ..Default::default()
-                })
-                .await
-                .expect("routes")
-                .into_inner()
-                .routes;
+            let routes = all_routes(&mut routing, project_id).await;
             for route in &routes {
                 let sticky = [
                     pb::RouteKind::Branch,
@@ -408,6 +406,72 @@ impl Harness {
         }
         let torn = self.torn_reads.lock().expect("torn").clone();
         assert!(torn.is_empty(), "readers saw half-done switches: {torn:?}");
+        self.check_regions(&mut deployments).await;
+    }
+
+    /// The regions run exactly what the stored desired states say, once
+    /// the restarted daemon has re-applied them. Both are read afresh on
+    /// every look: schedules keep firing meanwhile.
+    async fn check_regions(&self, client: &mut DeploymentServiceClient<Channel>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut deployments = BTreeMap::new();
+            for project in &self.projects {
+                for deployment in list_all(client, project).await {
+                    deployments.insert(deployment.id.clone(), deployment);
+                }
+            }
+            let mut expected: BTreeMap<(String, String), u32> = BTreeMap::new();
+            for deployment in deployments.values() {
+                for region in &deployment.regions {
+                    let replicas = if region.desired_status == "running" {
+                        region.desired_replicas
+                    } else {
+                        0
+                    };
+                    expected.insert((region.region.clone(), deployment.id.clone()), replicas);
+                }
+            }
+            let mut held: BTreeMap<(String, String), u32> = BTreeMap::new();
+            for region in ["us-east-1", "eu-central-1"] {
+                let file = deployd::io::region::simulated::state_file(&self.data_dir(), region);
+                let state = deployd::io::region::simulated::read_state_file(&file)
+                    .expect("region state file");
+                for (deployment, workload) in state.workloads {
+                    held.insert((region.to_string(), deployment), workload.replicas);
+                }
+            }
+            let mismatches: Vec<String> = expected
+                .iter()
+                .filter(|(key, replicas)| held.get(*key).copied().unwrap_or(0) != **replicas)
+                .map(|((region, id), replicas)| {
+                    let stored = &deployments[id];
+                    format!(
+                        "{id} in {region}: stored {replicas} ({:?}, {:?}), region runs {}",
+                        pb::DeploymentStatus::try_from(stored.status),
+                        pb::DesiredState::try_from(stored.desired_state),
+                        held.get(&(region.clone(), id.clone()))
+                            .copied()
+                            .unwrap_or(0)
+                    )
+                })
+                .chain(
+                    held.iter()
+                        .filter(|(key, replicas)| **replicas > 0 && !expected.contains_key(*key))
+                        .map(|((region, id), replicas)| {
+                            format!("{id} in {region}: runs {replicas}, unknown to the store")
+                        }),
+                )
+                .collect();
+            if mismatches.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "driver state does not match stored state: {mismatches:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -618,6 +682,30 @@ async fn list_all(
             return all;
         }
         token = page.next_page_token;
+    }
+}
+
+async fn all_routes(
+    client: &mut RoutingServiceClient<Channel>,
+    project_id: &str,
+) -> Vec<pb::Route> {
+    let mut routes = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_routes(pb::ListRoutesRequest {
+                project_id: project_id.to_string(),
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("routes")
+            .into_inner();
+        routes.extend(page.routes);
+        if page.next_page_token.is_empty() {
+            return routes;
+        }
+        page_token = page.next_page_token;
     }
 }
 

@@ -264,6 +264,16 @@ async fn production_deploy_takes_every_route_kind_with_dns_valid_names() {
     all.sort();
     assert_eq!(hostnames, all, "GetDeployment lists its hostnames");
     assert_eq!(daemon.get_project(&project.id).await.live_deployment_id, id);
+    // READY means it runs: one replica in each configured region, with its
+    // environment's sentinel and its network policies.
+    let running = daemon.wait_running(&id, 1).await;
+    assert_eq!(running.len(), 2);
+    let deployment_id = deployd::model::DeploymentId::parse(&id, "id").unwrap();
+    for region in HEALTHY_REGIONS {
+        let held = daemon.region(region).snapshot();
+        assert_eq!(held.sentinels[&format!("{}/production", project.id)], 3);
+        assert!(held.network_policies.contains(deployment_id.as_str()));
+    }
 }
 
 #[tokio::test]
@@ -380,6 +390,10 @@ async fn a_failed_build_fails_the_deployment_and_touches_no_route() {
     assert!(!build.error.is_empty() && build.finished_at.is_some());
     assert_eq!(failed.desired_state, pb::DesiredState::Archived as i32);
     assert!(failed.hostnames.is_empty());
+    // It never got to run anywhere, and the live one still runs.
+    daemon.drivers_settled().await;
+    assert!(daemon.running(&id).values().all(|r| *r == 0));
+    daemon.assert_world_matches(&live).await;
 
     assert_eq!(
         route_map(&daemon.routes(&project.id).await),
@@ -423,8 +437,12 @@ async fn a_region_that_never_gets_ready_fails_the_deployment_and_touches_no_rout
     );
     let deploy = failed.steps.iter().find(|s| s.name == "deploy").unwrap();
     assert!(deploy.error.contains(STUCK_REGION));
-    // Resources created for it are set to stop.
+    // Resources created for it are set to stop, and they do stop: in the
+    // region that ran it and in the one that never got it ready.
     assert!(failed.regions.iter().all(|r| r.desired_status == "stopped"));
+    assert_eq!(daemon.wait_running(&id, 0).await["us-east-1"], 0);
+    assert_eq!(daemon.running(&id)[STUCK_REGION], 0);
+    daemon.assert_world_matches(&live).await;
     assert_eq!(
         route_map(&daemon.routes(&project.id).await),
         route_map(&before)

@@ -92,6 +92,7 @@ async fn a_schedule_that_fell_due_while_down_fires_right_after_start() {
         (daemon.get(&first).await.desired_state == DesiredState::Standby as i32).then_some(())
     })
     .await;
+    daemon.wait_running(&first, 0).await;
 }
 
 #[tokio::test]
@@ -130,6 +131,7 @@ async fn an_unfinished_deployment_finishes_after_a_restart() {
     let ready = daemon.wait_status(&id, DeploymentStatus::Ready).await;
     assert_eq!(daemon.get_project(&project.id).await.live_deployment_id, id);
     assert_eq!(ready.steps.iter().filter(|s| s.name == "build").count(), 1);
+    assert!(daemon.wait_running(&id, 1).await.values().all(|r| *r == 1));
 }
 
 /// A scheduled change that falls due on the live deployment does nothing

@@ -57,6 +57,12 @@ async fn rollback_moves_live_and_environment_routes_and_sets_the_flag() {
     let stored = daemon.get_project(&project).await;
     assert_eq!(stored.live_deployment_id, old);
     assert!(stored.is_rolled_back);
+    // Both keep running: the target serves, the source stays warm for a
+    // roll forward.
+    daemon.assert_world_matches(&old).await;
+    daemon.assert_world_matches(&live).await;
+    assert!(daemon.running(&old).values().all(|r| *r == 1));
+    assert!(daemon.running(&live).values().all(|r| *r == 1));
 }
 
 #[tokio::test]

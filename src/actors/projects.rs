@@ -4,7 +4,8 @@
 //! mid-request, actor gone) into an [`Error`], so a caller never hangs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
@@ -26,6 +27,7 @@ pub struct Projects {
     deps: Deps,
     registry: Registry,
     broken: Broken,
+    failures: Arc<AtomicU64>,
     supervisor: ActorRef<SupervisorMsg>,
 }
 
@@ -34,10 +36,12 @@ impl Projects {
     pub async fn start(deps: Deps) -> Result<Self, Error> {
         let registry = Registry::default();
         let broken = Broken::default();
+        let failures = Arc::new(AtomicU64::new(0));
         let args = SupervisorArgs {
             deps: deps.clone(),
             registry: registry.clone(),
             broken: broken.clone(),
+            failures: failures.clone(),
         };
         let (supervisor, _) = ProjectSupervisor::spawn(None, ProjectSupervisor, args)
             .await
@@ -46,6 +50,7 @@ impl Projects {
             deps,
             registry,
             broken,
+            failures,
             supervisor,
         })
     }
@@ -80,6 +85,11 @@ impl Projects {
 
     pub fn broken_projects(&self) -> usize {
         self.broken.len()
+    }
+
+    /// Project actor failures since start (refused writes excluded).
+    pub fn actor_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     async fn actor(&self, project: &ProjectId) -> Result<ProjectEntry, Error> {

@@ -14,7 +14,7 @@
 //! stored state of every deployment that still has a row.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +82,10 @@ struct Inner {
     slots: Mutex<HashMap<DeploymentId, Slot>>,
     calls: AtomicU64,
     failed_calls: AtomicU64,
+    /// Set on shutdown: workers stop retrying (what they had not confirmed
+    /// is re-applied at the next start, from the `workloads` rows).
+    stopped: AtomicBool,
+    stop: Notify,
 }
 
 /// The deployments a worker is busy with.
@@ -115,7 +119,19 @@ impl Reconciler {
             slots: Mutex::new(HashMap::new()),
             calls: AtomicU64::new(0),
             failed_calls: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            stop: Notify::new(),
         }))
+    }
+
+    /// Stops every worker (at its next retry) and accepts no new intent:
+    /// the daemon is shutting down and must let go of the store.
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        self.0.stop.notify_waiters();
+        if let Ok(mut slots) = self.0.slots.lock() {
+            slots.clear();
+        }
     }
 
     /// A number newer than every intent decided so far.
@@ -127,6 +143,9 @@ impl Reconciler {
     /// deployment is already known. Returns at once; safe to call from any
     /// thread (the store writer's completions call it).
     pub fn apply(&self, intent: WorkloadIntent) {
+        if self.0.stopped.load(Ordering::SeqCst) {
+            return;
+        }
         let Ok(mut slots) = self.0.slots.lock() else {
             return;
         };
@@ -200,6 +219,7 @@ async fn work(inner: Arc<Inner>, deployment: DeploymentId) {
         }) else {
             return;
         };
+        tracing::debug!(deployment = %deployment, intent = intent.intent, running = intent.runs_anywhere(), "applying");
         let mut calls = tokio::task::JoinSet::new();
         for (region, spec) in intent.regions.iter().cloned() {
             let driver = inner.regions.get(&region);
@@ -258,6 +278,10 @@ async fn work(inner: Arc<Inner>, deployment: DeploymentId) {
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             () = newer.notified() => {}
+            () = inner.stop.notified() => return,
+        }
+        if inner.stopped.load(Ordering::SeqCst) {
+            return;
         }
         backoff = (backoff * 2).min(RETRY_MAX);
     }

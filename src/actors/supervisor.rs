@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -79,6 +79,8 @@ pub struct SupervisorArgs {
     pub deps: Deps,
     pub registry: Registry,
     pub broken: Broken,
+    /// Project actor failures since start.
+    pub failures: Arc<AtomicU64>,
 }
 
 pub struct SupervisorState {
@@ -87,6 +89,7 @@ pub struct SupervisorState {
     broken: Broken,
     by_actor: HashMap<ActorId, ProjectId>,
     failures: HashMap<ProjectId, VecDeque<Instant>>,
+    failure_count: Arc<AtomicU64>,
 }
 
 pub enum SupervisorMsg {
@@ -121,6 +124,7 @@ impl Actor for ProjectSupervisor {
             broken: args.broken,
             by_actor: HashMap::new(),
             failures: HashMap::new(),
+            failure_count: args.failures,
         })
     }
 
@@ -177,6 +181,7 @@ impl Actor for ProjectSupervisor {
                     return Ok(());
                 };
                 tracing::error!(project = %project_id, %error, "project actor failed");
+                state.failure_count.fetch_add(1, Ordering::Relaxed);
                 let failures = record_failure(state, &project_id);
                 let window = Duration::from_millis(state.deps.config.restart_window_ms);
                 if failures > state.deps.config.max_restarts as usize {

@@ -26,6 +26,7 @@ impl AdminService for Admin {
             pending_driver_intents: drivers.pending as u64,
             driver_calls: drivers.calls,
             failed_driver_calls: drivers.failed_calls,
+            project_actor_failures: self.0.projects.actor_failures(),
         }))
     }
 }

@@ -145,7 +145,13 @@ impl TestDaemon {
                 let _ = observed.send(handle);
             },
         ));
-        let handle = handle.await.expect("the daemon starts");
+        let handle = match handle.await {
+            Ok(handle) => handle,
+            Err(_) => match task.await {
+                Ok(Err(e)) => panic!("the daemon did not start: {e:#}"),
+                other => panic!("the daemon did not start: {other:?}"),
+            },
+        };
         let daemon = Self {
             addr,
             config,
@@ -333,6 +339,16 @@ impl TestDaemon {
             },
         )
         .await
+    }
+
+    pub async fn stats(&self) -> pb::GetStatsResponse {
+        deployd::pb::admin_service_client::AdminServiceClient::connect(self.addr.clone())
+            .await
+            .expect("connect")
+            .get_stats(pb::GetStatsRequest {})
+            .await
+            .expect("stats")
+            .into_inner()
     }
 
     /// Every route of the project (all pages).

@@ -264,8 +264,10 @@ impl ProjectCore {
     /// The drivers' part of `deployment` as it is decided now: a new intent
     /// (newer than every earlier one, so it wins over them) and the record
     /// that makes start-up re-apply it should the daemon stop first.
+    #[track_caller]
     pub(super) fn intent(&self, deployment: &Deployment) -> (Mutation, WorkloadIntent) {
         let intent = self.deps.reconciler.next_intent();
+        tracing::debug!(deployment = %deployment.id, intent, caller = %std::panic::Location::caller(), desired = ?deployment.desired_state, "intent decided");
         (
             Mutation::TrackWorkload {
                 deployment_id: deployment.id.clone(),
