@@ -170,3 +170,87 @@ async fn keys_survive_a_restart_and_expire() {
     assert_ne!(fresh, first, "an expired key runs the request again");
     assert_eq!(daemon.list(&project.id).await.len(), 2);
 }
+
+/// Settings mutations take keys too: a retried `SetEnvironmentRegions` or
+/// `AddCustomDomain` returns the first answer and changes nothing more; the
+/// same key with another request is refused.
+#[tokio::test]
+async fn settings_mutations_take_idempotency_keys() {
+    let daemon = TestDaemon::start().await;
+    let project = daemon.project("acme", "web").await;
+    daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let regions = |key: &str, replicas: u32| pb::SetEnvironmentRegionsRequest {
+        project_id: project.id.clone(),
+        environment_slug: "production".into(),
+        regions: [("us-east-1".to_string(), replicas)].into(),
+        idempotency_key: key.into(),
+    };
+    let mut projects = daemon.projects().await;
+    let first = projects
+        .set_environment_regions(regions("r1", 2))
+        .await
+        .unwrap()
+        .into_inner();
+    let retried = projects
+        .set_environment_regions(regions("r1", 2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, retried);
+    let error = projects
+        .set_environment_regions(regions("r1", 3))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{}", error.message());
+    let stored = daemon.get_project(&project.id).await;
+    let production = stored
+        .environments
+        .iter()
+        .find(|e| e.slug == "production")
+        .unwrap();
+    assert_eq!(production.regions["us-east-1"], 2);
+
+    let domain = |key: &str, fqdn: &str| pb::AddCustomDomainRequest {
+        project_id: project.id.clone(),
+        fqdn: fqdn.into(),
+        idempotency_key: key.into(),
+    };
+    let first = projects
+        .add_custom_domain(domain("d1", "www.example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.route.is_some(), "the project is live");
+    // Without a key the second attempt is refused as a duplicate; with the
+    // same key it is the first answer again.
+    let retried = projects
+        .add_custom_domain(domain("d1", "www.example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, retried);
+    let duplicate = projects
+        .add_custom_domain(domain("", "www.example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+    let other = projects
+        .add_custom_domain(domain("d1", "api.example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::InvalidArgument, "{}", other.message());
+    let stored = daemon.get_project(&project.id).await;
+    assert_eq!(stored.custom_domains, ["www.example.com"]);
+    // And they survive a restart like every key.
+    let daemon = daemon.stop().await.start().await;
+    let again = daemon
+        .projects()
+        .await
+        .add_custom_domain(domain("d1", "www.example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+}

@@ -534,6 +534,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Overwrites a deployment's stored bytes behind the writer's back, so
+    /// tests can see how reads that meet a damaged record behave.
+    #[cfg(feature = "fail-points")]
+    pub fn overwrite_deployment_bytes(&self, id: &DeploymentId, bytes: &[u8]) -> Result<(), Error> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        txn.open_table(DEPLOYMENTS)
+            .map_err(storage)?
+            .insert(id.as_str(), bytes)
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
     /// The live (unexpired) record of an idempotency key.
     pub fn idempotency(
         &self,

@@ -582,3 +582,30 @@ async fn a_deploy_beyond_the_unfinished_bound_is_refused() {
         Err(Error::ResourceExhausted(_))
     ));
 }
+
+/// A schedule whose deployment cannot be read is kept and tried again; it
+/// used to be deleted with only a log line.
+#[cfg(feature = "fail-points")]
+#[tokio::test]
+async fn a_schedule_whose_deployment_cannot_be_read_is_kept_and_retried() {
+    let mut h = Harness::new().await;
+    let first = h.deploy_ready("production", "main").await;
+    let _second = h.deploy_ready("production", "main").await;
+    h.store
+        .overwrite_deployment_bytes(&first, &[0xff, 1, 2])
+        .unwrap();
+    let effects = h.fire_schedule(&first).await;
+    assert!(
+        effects.iter().all(|e| e.writes.is_empty()),
+        "nothing deleted"
+    );
+    assert!(driver_calls(&effects).is_empty());
+    let retry = effects
+        .iter()
+        .flat_map(|e| &e.timers)
+        .next()
+        .expect("a retry timer");
+    assert_eq!(retry.deployment, first);
+    let armed = h.core.schedules.get(&first).expect("still scheduled");
+    assert_eq!(armed.generation, retry.generation);
+}
