@@ -43,6 +43,7 @@ fn deployment(project: &Project, sequence: u64) -> Deployment {
         source: Source::Image("nginx:1.27".into()),
         git_commit: None,
         command: Vec::new(),
+        port: 8080,
     };
     let mut deployment = Deployment::new(project.id.clone(), sequence, request, 0);
     deployment.status = DeploymentStatus::Ready;

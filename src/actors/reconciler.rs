@@ -58,6 +58,7 @@ pub fn workload_specs(deployment: &Deployment) -> Vec<(String, WorkloadSpec)> {
                 environment: deployment.environment.clone(),
                 image: deployment.image.clone().unwrap_or_default(),
                 command: deployment.command.clone(),
+                port: deployment.port,
                 replicas: topology.desired_replicas,
                 running: topology.running,
                 sentinel_replicas,

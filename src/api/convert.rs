@@ -201,12 +201,14 @@ pub fn deployment(d: &Deployment, hostnames: Vec<String>) -> pb::Deployment {
                     .map(|i| pb::Instance {
                         id: i.id.clone(),
                         status: i.status.clone(),
+                        address: i.address.clone().unwrap_or_default(),
                     })
                     .collect(),
             })
             .collect(),
         hostnames,
         sequence: d.sequence,
+        port: u32::from(d.port),
         created_at: Some(timestamp(d.created_at)),
         updated_at: Some(timestamp(d.updated_at)),
     }

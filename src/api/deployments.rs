@@ -10,6 +10,7 @@ use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
 use crate::api::{Context, convert, idempotency, watch};
 use crate::error::Error;
 use crate::io::store::DeploymentFilter;
+use crate::model::deployment::DEFAULT_PORT;
 use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN};
 use crate::model::{DeploymentId, GitCommit, GitSource, ProjectId, Source};
 use crate::pb;
@@ -93,6 +94,11 @@ fn parse_create(request: pb::CreateDeploymentRequest) -> Result<(ProjectId, NewD
         }
     };
     validate::command(&request.command)?;
+    let port = match request.port {
+        0 => DEFAULT_PORT,
+        port => u16::try_from(port)
+            .map_err(|_| Error::invalid(format!("port {port} is not a TCP port (1 to 65535)")))?,
+    };
     Ok((
         project_id,
         NewDeployment {
@@ -101,6 +107,7 @@ fn parse_create(request: pb::CreateDeploymentRequest) -> Result<(ProjectId, NewD
             source,
             git_commit,
             command: request.command,
+            port,
         },
     ))
 }

@@ -225,6 +225,10 @@ pub struct DeployArgs {
     /// answer instead of creating a second deployment.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// The port the application listens on (it gets it as PORT; default
+    /// 8080).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
     /// Command (argv) that replaces the image's default arguments.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

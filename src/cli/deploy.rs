@@ -67,6 +67,7 @@ fn request(args: DeployArgs) -> pb::CreateDeploymentRequest {
         git_commit,
         command: args.command,
         idempotency_key: args.idempotency_key.unwrap_or_default(),
+        port: args.port.map_or(0, u32::from),
     }
 }
 

@@ -57,6 +57,8 @@ pub struct WorkloadSpec {
     pub image: String,
     /// Passed to the runtime as an argv list, never through a shell.
     pub command: Vec<String>,
+    /// The port the application listens on; it gets it as `PORT`.
+    pub port: u16,
     /// Replicas while running.
     pub replicas: u32,
     /// `false`: the same workload scaled to zero (`STANDBY`, failed).

@@ -144,6 +144,7 @@ fn ready_deployment(project: &Project, sequence: u64, regions: &[String], now: u
         source: Source::Image(image),
         git_commit: None,
         command: Vec::new(),
+        port: crate::model::deployment::DEFAULT_PORT,
     };
     let mut deployment = Deployment::new(project.id.clone(), sequence, request, now);
     deployment.status = DeploymentStatus::Ready;

@@ -121,7 +121,13 @@ pub struct Step {
 pub struct Instance {
     pub id: String,
     pub status: String,
+    /// `host:port` where the instance serves, once the region knows it.
+    pub address: Option<String>,
 }
+
+/// The port an application listens on unless its deployment says
+/// otherwise; it gets it as `PORT` in its environment.
+pub const DEFAULT_PORT: u16 = 8080;
 
 /// Desired and observed state of a deployment in one region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +151,8 @@ pub struct Deployment {
     pub source: Source,
     pub git_commit: Option<GitCommit>,
     pub command: Vec<String>,
+    /// The port the application listens on (`PORT` in its environment).
+    pub port: u16,
     pub image: Option<String>,
     pub build_id: Option<String>,
     pub status: DeploymentStatus,
@@ -169,6 +177,7 @@ pub struct NewDeployment {
     pub source: Source,
     pub git_commit: Option<GitCommit>,
     pub command: Vec<String>,
+    pub port: u16,
 }
 
 impl Deployment {
@@ -193,6 +202,7 @@ impl Deployment {
             source: request.source,
             git_commit: request.git_commit,
             command: request.command,
+            port: request.port,
             build_id: None,
             status: DeploymentStatus::Pending,
             desired_state: DesiredState::Running,

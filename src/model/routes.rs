@@ -345,6 +345,7 @@ mod tests {
             }),
             git_commit: None,
             command: vec![],
+            port: 8080,
         };
         let mut deployment = Deployment::new(project.id.clone(), sequence, request, 0);
         deployment.status = DeploymentStatus::Network;

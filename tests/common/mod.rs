@@ -127,6 +127,11 @@ impl TestDaemon {
         Self::start_in(config, DataDir::Owned(dir)).await
     }
 
+    /// A daemon on a data directory the test owns (a prepared file).
+    pub async fn start_on(config: Config, data_dir: &Path) -> Self {
+        Self::start_in(config, DataDir::Borrowed(data_dir.to_path_buf())).await
+    }
+
     async fn start_in(mut config: Config, data: DataDir) -> Self {
         config.data_dir = data.path().to_path_buf();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -60,6 +60,7 @@ fn image(env: &str, branch: &str) -> NewDeployment {
         source: Source::Image("nginx:1".into()),
         git_commit: None,
         command: Vec::new(),
+        port: 8080,
     }
 }
 

@@ -226,6 +226,7 @@ impl RegionDriver for SimulatedRegion {
             .map(|i| Instance {
                 id: format!("{}-{}-{i}", spec.deployment_id.short(), self.name),
                 status: status.to_string(),
+                address: None,
             })
             .collect();
         Ok(Observed {

@@ -14,8 +14,8 @@ use crate::model::{Deployment, IdempotencyRecord, Project, Route, ScheduledChang
 /// The format every record is written in.
 ///
 /// - 1: the first format.
-/// - 2: `Project.rolled_back_from`, `Deployment.hostnames`, compact
-///   idempotency replies.
+/// - 2: `Project.rolled_back_from`; `Deployment.hostnames` and `port`;
+///   `Instance.address`; compact idempotency replies.
 pub const FORMAT: u8 = 2;
 
 /// A type stored in redb.

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::model::deployment::DEFAULT_PORT;
 use crate::model::project::{Environment, LiveDeployment};
 use crate::model::{
     Deployment, DeploymentId, DeploymentStatus, DesiredState, GitCommit, IdempotencyRecord,
-    Project, ProjectId, RegionTopology, Route, Source, Step, StoredReply, UnixMillis, WorkspaceId,
+    Instance, Project, ProjectId, RegionTopology, Route, Source, Step, StoredReply, UnixMillis,
+    WorkspaceId,
 };
 
 /// `Project` in format 1: no `rolled_back_from`.
@@ -47,8 +49,44 @@ impl From<ProjectV1> for Project {
     }
 }
 
+/// `Instance` in format 1: no address.
+#[derive(Deserialize)]
+struct InstanceV1 {
+    id: String,
+    status: String,
+}
+
+/// `RegionTopology` in format 1 (its instances had no address).
+#[derive(Deserialize)]
+struct RegionTopologyV1 {
+    desired_replicas: u32,
+    running: bool,
+    ready: bool,
+    instances: Vec<InstanceV1>,
+}
+
+impl From<RegionTopologyV1> for RegionTopology {
+    fn from(v1: RegionTopologyV1) -> Self {
+        RegionTopology {
+            desired_replicas: v1.desired_replicas,
+            running: v1.running,
+            ready: v1.ready,
+            instances: v1
+                .instances
+                .into_iter()
+                .map(|i| Instance {
+                    id: i.id,
+                    status: i.status,
+                    address: None,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// `Deployment` in format 1: no `hostnames` (format 1 only ever gave the
-/// plain names, which `routes::candidate_hostnames` falls back to).
+/// plain names, which `routes::candidate_hostnames` falls back to), no
+/// port (every application got the default).
 #[derive(Deserialize)]
 pub struct DeploymentV1 {
     id: DeploymentId,
@@ -65,7 +103,7 @@ pub struct DeploymentV1 {
     desired_state: DesiredState,
     error_message: Option<String>,
     steps: Vec<Step>,
-    regions: BTreeMap<String, RegionTopology>,
+    regions: BTreeMap<String, RegionTopologyV1>,
     created_at: UnixMillis,
     updated_at: UnixMillis,
 }
@@ -81,13 +119,18 @@ impl From<DeploymentV1> for Deployment {
             source: v1.source,
             git_commit: v1.git_commit,
             command: v1.command,
+            port: DEFAULT_PORT,
             image: v1.image,
             build_id: v1.build_id,
             status: v1.status,
             desired_state: v1.desired_state,
             error_message: v1.error_message,
             steps: v1.steps,
-            regions: v1.regions,
+            regions: v1
+                .regions
+                .into_iter()
+                .map(|(region, topology)| (region, topology.into()))
+                .collect(),
             hostnames: Vec::new(),
             created_at: v1.created_at,
             updated_at: v1.updated_at,
