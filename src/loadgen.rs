@@ -7,6 +7,7 @@
 //! Latencies are measured at the client; commit figures come from the
 //! daemon's counters (`AdminService.GetStats`).
 
+mod flood;
 mod prepare;
 mod stats;
 mod workload;
@@ -54,6 +55,11 @@ pub struct BenchArgs {
     /// Keep the data here instead of a temporary directory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Instead of the usual load: measure what one project flooding the
+    /// daemon with deployments that never finish costs `--clients` other
+    /// projects (`--seconds` per phase, without and with the flood).
+    #[arg(long)]
+    pub flood: bool,
 }
 
 /// Everything the run measured.
@@ -77,6 +83,7 @@ pub struct Report {
     pub rss_per_project_kib: f64,
     pub data_file_mib: Option<f64>,
     pub startup: Option<Startup>,
+    pub flood: Option<flood::FloodReport>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -190,6 +197,13 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
         return workload::drive(target, args, report).await;
     }
 
+    if args.flood {
+        let local = start_local(flood::config(config.clone())).await?;
+        report.flood = Some(flood::run(&local.addr, args.clients, args.seconds).await?);
+        local.stop().await?;
+        return Ok(report);
+    }
+
     if let Some(deployments) = args.prepare_deployments {
         let regions: Vec<String> = config.regions.keys().cloned().collect();
         let began = Instant::now();
@@ -249,6 +263,9 @@ fn data_dir(args: &BenchArgs) -> anyhow::Result<PathBuf> {
 impl Report {
     /// The human-readable table.
     pub fn table(&self) -> String {
+        if let Some(flood) = &self.flood {
+            return flood.table();
+        }
         let mut out = String::new();
         let mut line = |label: &str, value: String| {
             out.push_str(&format!("{label:<34} {value}\n"));
