@@ -8,6 +8,7 @@
 //! daemon's counters (`AdminService.GetStats`).
 
 mod flood;
+mod history;
 mod prepare;
 mod stats;
 mod workload;
@@ -60,6 +61,11 @@ pub struct BenchArgs {
     /// projects (`--seconds` per phase, without and with the flood).
     #[arg(long)]
     pub flood: bool,
+    /// Instead of the usual load: compare filtered lists of a project with
+    /// this many deployments, and an unrelated project's rollback, against
+    /// the same on a file where that project has two.
+    #[arg(long, value_name = "N", conflicts_with = "flood")]
+    pub history: Option<u64>,
 }
 
 /// Everything the run measured.
@@ -84,6 +90,7 @@ pub struct Report {
     pub data_file_mib: Option<f64>,
     pub startup: Option<Startup>,
     pub flood: Option<flood::FloodReport>,
+    pub history: Option<history::HistoryReport>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -204,6 +211,14 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
         return Ok(report);
     }
 
+    if let Some(deployments) = args.history {
+        if deployments < 2 {
+            anyhow::bail!("--history must be at least 2");
+        }
+        report.history = Some(history::run(&config, deployments).await?);
+        return Ok(report);
+    }
+
     if let Some(deployments) = args.prepare_deployments {
         let regions: Vec<String> = config.regions.keys().cloned().collect();
         let began = Instant::now();
@@ -265,6 +280,9 @@ impl Report {
     pub fn table(&self) -> String {
         if let Some(flood) = &self.flood {
             return flood.table();
+        }
+        if let Some(history) = &self.history {
+            return history.table();
         }
         let mut out = String::new();
         let mut line = |label: &str, value: String| {

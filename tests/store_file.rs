@@ -85,3 +85,29 @@ fn check_refuses_a_missing_file() {
     assert!(error.to_string().contains("no data file"), "{error}");
     assert!(!dir.path().join("absent.redb").exists(), "not created");
 }
+
+#[tokio::test]
+async fn check_reports_a_live_project_without_a_live_route() {
+    let daemon = TestDaemon::start().await;
+    let project = daemon.project("acme", "web").await;
+    daemon.two_production_deploys(&project.id).await;
+    let stopped = daemon.stop().await;
+    assert!(check_file(&stopped.db_path()).unwrap().is_sound());
+
+    // Lose the LIVE route behind the daemon's back, the way a skipped write
+    // would: every other record still says the project is live.
+    {
+        let db = redb::Database::open(stopped.db_path()).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let routes: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("routes");
+            let mut table = txn.open_table(routes).unwrap();
+            assert!(table.remove("web-acme.deployd.local").unwrap().is_some());
+        }
+        txn.commit().unwrap();
+    }
+    let report = check_file(&stopped.db_path()).unwrap();
+    let text = report.summary();
+    assert!(!report.is_sound(), "{text}");
+    assert!(text.contains("has no LIVE route"), "{text}");
+}

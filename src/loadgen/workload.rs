@@ -141,7 +141,10 @@ async fn stats(channel: &Channel) -> anyhow::Result<pb::GetStatsResponse> {
         .await)
 }
 
-async fn create_projects(channel: &Channel, count: usize) -> anyhow::Result<Vec<String>> {
+pub(super) async fn create_projects(
+    channel: &Channel,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
     let workspace = rpc(WorkspaceServiceClient::new(channel.clone())
         .create_workspace(pb::CreateWorkspaceRequest {
             slug: format!("bench{}", crate::model::now_millis() % 1_000_000),
@@ -196,7 +199,7 @@ where
 
 /// Creates an image deployment and follows it to the end: (latency from
 /// the create call to the terminal event, id, whether it became READY).
-async fn deploy_and_wait(
+pub(super) async fn deploy_and_wait(
     channel: &Channel,
     project: &str,
 ) -> anyhow::Result<(Duration, String, bool)> {
@@ -238,7 +241,7 @@ async fn deploy_and_wait(
 /// Rollback to the older deployment, then promote the newer one back, on
 /// each pair in turn, `count` times or until `until` (a deadline, or an
 /// earlier stop signal). Returns the acknowledgement latencies of each.
-async fn switch_pairs(
+pub(super) async fn switch_pairs(
     channel: &Channel,
     pairs: &[(String, String)],
     count: Option<usize>,

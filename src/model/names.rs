@@ -1,7 +1,8 @@
 //! Generated hostnames. Every name is a valid DNS name: each label is 1 to 63
 //! characters of `a-z`, `0-9` and `-` and neither starts nor ends with `-`.
 //! A label that would be longer is cut and given a stable hash of the whole
-//! label, so two long names never share a hostname.
+//! label (and, for a branch, of the branch name itself, since two branches
+//! can slug alike), so two long names never share a hostname.
 //!
 //! `{project}-{workspace}` is ambiguous (`a` in `b-c` and `a-b` in `c` give
 //! the same label), so the plain names can collide across projects. A
@@ -42,7 +43,7 @@ impl Hostnames<'_> {
 
     /// `{project}-git-{branch-slug}-{workspace}.{apex}`.
     pub fn branch(&self, branch: &str) -> String {
-        self.host(&["git", &branch_slug(branch)])
+        self.host_keyed(&["git", &branch_slug(branch)], None, Some(branch))
     }
 
     /// `{project}-git-{sha7}-{workspace}.{apex}`.
@@ -84,22 +85,28 @@ impl Hostnames<'_> {
             RouteKind::Environment | RouteKind::Live => return Vec::new(),
         };
         let plain_allowed = !(kind == RouteKind::Branch && looks_like_commit(&branch_slug(part)));
+        // Branches that slug alike must still get distinct names when the
+        // label is cut, so the cut label's hash covers the branch itself.
+        let key = (kind == RouteKind::Branch).then_some(part);
         let mut names = Vec::with_capacity(1 + SUFFIX_ATTEMPTS as usize);
         if plain_allowed {
-            names.push(self.host_with_suffix(parts, None));
+            names.push(self.host_keyed(parts, None, key));
         }
         for attempt in 1..=SUFFIX_ATTEMPTS {
             let suffix = collision_suffix(project, kind, attempt);
-            names.push(self.host_with_suffix(parts, Some(&suffix)));
+            names.push(self.host_keyed(parts, Some(&suffix), key));
         }
         names
     }
 
     fn host(&self, middle: &[&str]) -> String {
-        self.host_with_suffix(middle, None)
+        self.host_keyed(middle, None, None)
     }
 
-    fn host_with_suffix(&self, middle: &[&str], suffix: Option<&str>) -> String {
+    /// `key`, when given, is the raw input the label was slugged from: a
+    /// label too long for DNS is then cut with a hash of the label and the
+    /// key, because two inputs may slug to the same label.
+    fn host_keyed(&self, middle: &[&str], suffix: Option<&str>, key: Option<&str>) -> String {
         let mut label = String::from(self.project_slug);
         for part in middle {
             label.push('-');
@@ -111,7 +118,11 @@ impl Hostnames<'_> {
             label.push('-');
             label.push_str(suffix);
         }
-        format!("{}.{}", fit_label(&label), self.apex)
+        let label = match key {
+            Some(key) => fit_label_keyed(&label, key),
+            None => fit_label(&label),
+        };
+        format!("{label}.{}", self.apex)
     }
 }
 
@@ -159,9 +170,22 @@ pub fn fit_label(label: &str) -> String {
     if label.len() <= MAX_LABEL {
         return label.to_string();
     }
+    cut_label(label, &stable_hash(label))
+}
+
+/// As [`fit_label`], but the hash also covers `key` (the unslugged input),
+/// so two inputs that slug alike never share a cut label.
+fn fit_label_keyed(label: &str, key: &str) -> String {
+    if label.len() <= MAX_LABEL {
+        return label.to_string();
+    }
+    cut_label(label, &stable_hash(&format!("{label}\n{key}")))
+}
+
+fn cut_label(label: &str, hash: &str) -> String {
     let keep = MAX_LABEL - HASH_LEN - 1;
     let prefix = label[..keep].trim_end_matches('-');
-    format!("{prefix}-{}", stable_hash(label))
+    format!("{prefix}-{hash}")
 }
 
 /// FNV-1a 64 in base 36, `HASH_LEN` characters. It must never change: it is
@@ -236,6 +260,22 @@ mod tests {
             assert!(host.split('.').all(|l| l.len() <= 63));
         }
         assert_eq!(a, n.branch(&format!("{}-one", "x".repeat(80))), "stable");
+    }
+
+    #[test]
+    fn long_branches_that_slug_alike_get_distinct_names() {
+        let n = names();
+        let long = "feature/".to_string() + &"login-page-".repeat(8);
+        let alike = long.replace('/', "_").to_uppercase();
+        assert_eq!(branch_slug(&long), branch_slug(&alike));
+        assert_ne!(n.branch(&long), n.branch(&alike));
+        let project = ProjectId::generate();
+        let ours = n.per_push(RouteKind::Branch, &long, &project);
+        let theirs = n.per_push(RouteKind::Branch, &alike, &project);
+        assert!(ours.iter().all(|name| !theirs.contains(name)));
+        assert_eq!(ours[0], n.branch(&long));
+        // Short names keep the seed's rule: the same slug is the same name.
+        assert_eq!(n.branch("feature/x"), n.branch("feature_x"));
     }
 
     #[test]

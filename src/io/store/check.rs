@@ -50,7 +50,8 @@ impl CheckReport {
 }
 
 /// Opens `path` (never creating it), runs redb's integrity check and then
-/// checks invariants 1, 2 and 5's bookkeeping over the stored records.
+/// checks invariants 1, 2 (including a live project without a `LIVE`
+/// route) and 5's bookkeeping over the stored records.
 pub fn check_file(path: &Path) -> Result<CheckReport, Error> {
     if !path.exists() {
         return Err(Error::not_found(format!(
@@ -228,10 +229,19 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
                 project.id
             )),
         }
-        for route in routes
+        let mut live_routes = routes
             .iter()
             .filter(|r| r.project_id == project.id && r.kind == RouteKind::Live)
-        {
+            .peekable();
+        // A live project whose LIVE hostname is gone serves nothing under
+        // its own name: a lost write, which the spec says must be reported.
+        if live_routes.peek().is_none() {
+            problems.push(format!(
+                "project {} is live on {live} but has no LIVE route",
+                project.id
+            ));
+        }
+        for route in live_routes {
             if &route.deployment_id != live {
                 problems.push(format!(
                     "LIVE route {} points at {} but project {} is live on {live}",
