@@ -101,6 +101,8 @@ pub struct DaemonHandle {
     pub projects: Projects,
     pub regions: Regions,
     pub reconciler: Reconciler,
+    /// Where the edge serves HTTP, when it is enabled.
+    pub edge: Option<std::net::SocketAddr>,
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves: opens the store,
@@ -186,9 +188,11 @@ pub async fn serve_observed(
         .recover()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let edge = start_edge(&context).await?;
     set_health(&health, tonic_health::ServingStatus::Serving).await;
     tracing::info!(
         address = ?local,
+        edge = ?edge,
         resumed_projects = resumed,
         reapplied_workloads = reapplied,
         "deployd is serving"
@@ -198,6 +202,7 @@ pub async fn serve_observed(
         projects: projects.clone(),
         regions: context.deps.regions.clone(),
         reconciler: context.deps.reconciler.clone(),
+        edge,
     });
 
     // After the shutdown signal, in-flight requests get `shutdown_timeout`
@@ -232,6 +237,38 @@ pub async fn serve_observed(
     served??;
     tracing::info!("deployd stopped");
     Ok(())
+}
+
+/// How long start-up waits for the drivers to report where the instances
+/// of running deployments listen before the edge accepts requests anyway
+/// (a region that is down must not keep every other from being served).
+const EDGE_SETTLE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Binds and runs the edge, once start-up's re-apply has told it where
+/// instances are; it stops when shutdown starts.
+async fn start_edge(context: &Context) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let config = &context.deps.config.edge;
+    if !config.enabled {
+        return Ok(None);
+    }
+    if !context.deps.reconciler.settle(EDGE_SETTLE_LIMIT).await {
+        tracing::warn!("some regions have not confirmed their workloads; the edge starts anyway");
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} for the edge: {e}", config.listen))?;
+    let address = listener.local_addr()?;
+    let mut shutdown = context.shutdown.clone();
+    tokio::spawn(crate::io::edge::serve(
+        listener,
+        context.deps.store.clone(),
+        context.deps.backends.clone(),
+        async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        },
+        context.deps.config.shutdown_timeout(),
+    ));
+    Ok(Some(address))
 }
 
 /// Reserves the fixed hostnames of projects made before reservations

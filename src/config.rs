@@ -65,6 +65,8 @@ pub struct Config {
     /// One entry per region, each with the driver that reaches it.
     pub regions: BTreeMap<String, RegionConfig>,
     pub builder: BuilderConfig,
+    /// The built-in HTTP edge that serves every routed hostname.
+    pub edge: EdgeConfig,
     /// Test-only fault injection, compiled in only with the `fail-points`
     /// feature. Keys are fail point names (see `actors::fail_points`).
     #[cfg(feature = "fail-points")]
@@ -87,7 +89,36 @@ pub enum RegionConfig {
         /// harness uses it to check driver state after a restart).
         #[serde(default)]
         persist: bool,
+        /// Each running instance serves HTTP on 127.0.0.1 (answering with
+        /// its deployment id), so the edge has something to route to. Off
+        /// in the load generator, where thousands of instances would each
+        /// hold a socket.
+        #[serde(default = "serve_http_by_default")]
+        serve_http: bool,
     },
+}
+
+fn serve_http_by_default() -> bool {
+    true
+}
+
+/// `[edge]`: an HTTP/1.1 reverse proxy in the daemon. A request's `Host`
+/// header picks the route, the route its deployment, and the request goes
+/// to one of that deployment's running instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +170,7 @@ impl Default for Config {
             ready_after_ms,
             never_ready: false,
             persist: false,
+            serve_http: true,
         };
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
@@ -164,6 +196,7 @@ impl Default for Config {
                 ("ap-southeast-1".to_string(), simulated(500)),
             ]),
             builder: BuilderConfig::default(),
+            edge: EdgeConfig::default(),
             #[cfg(feature = "fail-points")]
             fail_points: BTreeMap::new(),
         }

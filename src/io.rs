@@ -6,7 +6,9 @@
 //! - [`region`]: one driver per region applies topologies, sentinels and
 //!   network policies, reports instances and scales deployments.
 //! - [`builder`]: turns a git source into an image.
+//! - [`edge`]: the HTTP reverse proxy that serves every routed hostname.
 
 pub mod builder;
+pub mod edge;
 pub mod region;
 pub mod store;

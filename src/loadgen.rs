@@ -110,6 +110,7 @@ pub fn zero_latency_config() -> Config {
         ready_after_ms: 0,
         never_ready: false,
         persist: false,
+        serve_http: false,
     };
     Config {
         listen: ([127, 0, 0, 1], 0).into(),
@@ -124,6 +125,10 @@ pub fn zero_latency_config() -> Config {
             duration_ms: 0,
             registry: "registry.bench".into(),
             rules: Vec::new(),
+        },
+        edge: crate::config::EdgeConfig {
+            enabled: false,
+            ..Default::default()
         },
         ..Config::default()
     }

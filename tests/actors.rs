@@ -248,6 +248,7 @@ async fn a_full_project_queue_refuses_at_once() {
             ready_after_ms: 0,
             never_ready: true,
             persist: false,
+            serve_http: true,
         },
     );
     let daemon = stopped.start_with(config).await;

@@ -107,6 +107,9 @@ readiness_poll_ms = 5
 call_timeout_ms = 5000
 shutdown_timeout_ms = 2000
 
+[edge]
+listen = "127.0.0.1:0"
+
 [regions.us-east-1]
 driver = "simulated"
 ready_after_ms = 5

@@ -22,6 +22,9 @@ region_timeout_ms = 600000
 readiness_poll_ms = 20
 shutdown_timeout_ms = 3000
 
+[edge]
+listen = "127.0.0.1:0"
+
 [regions.stuck-1]
 driver = "simulated"
 never_ready = true

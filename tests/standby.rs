@@ -196,6 +196,7 @@ async fn a_wake_that_fails_changes_nothing_and_scales_the_target_back_down() {
             ready_after_ms: 0,
             never_ready: true,
             persist: false,
+            serve_http: true,
         },
     );
     let daemon = stopped.start_with(config).await;
@@ -299,6 +300,7 @@ async fn a_wake_refused_at_the_recheck_is_aborted_and_scaled_back_down() {
             ready_after_ms: 600,
             never_ready: false,
             persist: false,
+            serve_http: true,
         },
     );
     let daemon = TestDaemon::start_with(config).await;

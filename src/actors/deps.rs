@@ -8,6 +8,7 @@ use crate::actors::events::DeploymentEvents;
 use crate::actors::reconciler::Reconciler;
 use crate::config::Config;
 use crate::io::builder::Builder;
+use crate::io::edge::Backends;
 use crate::io::region::Regions;
 use crate::io::store::Store;
 
@@ -16,6 +17,9 @@ pub struct Deps {
     pub store: Store,
     pub regions: Regions,
     pub reconciler: Reconciler,
+    /// Where the edge sends each deployment's requests; the reconciler
+    /// keeps it in step with the drivers.
+    pub backends: Backends,
     pub builder: Arc<dyn Builder>,
     pub config: Arc<Config>,
     pub events: DeploymentEvents,
@@ -28,8 +32,10 @@ impl Deps {
     /// reconciler's workers are spawned there).
     pub fn new(config: Config, store: Store) -> Self {
         let regions = Regions::from_config(&config.regions, &config.data_dir);
+        let backends = Backends::default();
         Self {
-            reconciler: Reconciler::new(regions.clone(), store.clone()),
+            reconciler: Reconciler::new(regions.clone(), store.clone(), backends.clone()),
+            backends,
             regions,
             builder: crate::io::builder::from_config(&config.builder),
             store,

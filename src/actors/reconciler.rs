@@ -21,7 +21,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::error::Error;
-use crate::io::region::{DriverError, Regions, WorkloadSpec};
+use crate::io::edge::Backends;
+use crate::io::region::{DriverError, RegionDriver, Regions, WorkloadSpec};
 use crate::io::store::{Mutation, Store};
 use crate::model::project::PRODUCTION;
 use crate::model::{Deployment, DeploymentId, now_millis};
@@ -78,6 +79,7 @@ pub struct Reconciler(Arc<Inner>);
 struct Inner {
     regions: Regions,
     store: Store,
+    backends: Backends,
     runtime: tokio::runtime::Handle,
     next_intent: AtomicU64,
     slots: Mutex<HashMap<DeploymentId, Slot>>,
@@ -109,10 +111,11 @@ pub struct ReconcilerStats {
 
 impl Reconciler {
     /// Must be created inside the runtime its workers run on.
-    pub fn new(regions: Regions, store: Store) -> Self {
+    pub fn new(regions: Regions, store: Store, backends: Backends) -> Self {
         Self(Arc::new(Inner {
             regions,
             store,
+            backends,
             runtime: tokio::runtime::Handle::current(),
             // Microseconds since the epoch: newer than any number handed
             // out by an earlier run of the daemon.
@@ -188,6 +191,22 @@ impl Reconciler {
         }
     }
 
+    /// Waits until every intent known so far is confirmed, or `limit`
+    /// passed (a region may be down for longer): the edge starts serving
+    /// once start-up's re-apply told it where instances are.
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.stats().pending == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Re-applies the stored desired state of every deployment the drivers
     /// may hold (running ones, and scale-downs not yet confirmed, including
     /// those of a wake cut short by a crash). Returns how many.
@@ -224,9 +243,10 @@ async fn work(inner: Arc<Inner>, deployment: DeploymentId) {
         let mut calls = tokio::task::JoinSet::new();
         for (region, spec) in intent.regions.iter().cloned() {
             let driver = inner.regions.get(&region);
+            let backends = inner.backends.clone();
             calls.spawn(async move {
                 let result = match driver {
-                    Some(driver) => driver.apply(&spec).await,
+                    Some(driver) => apply_and_route(&*driver, &spec, &region, &backends).await,
                     None => Err(DriverError::permanent(format!(
                         "region {region} is not served by this daemon"
                     ))),
@@ -286,6 +306,33 @@ async fn work(inner: Arc<Inner>, deployment: DeploymentId) {
         }
         backoff = (backoff * 2).min(RETRY_MAX);
     }
+}
+
+/// One driver call, with the edge kept in step: a workload about to be
+/// scaled down stops getting new requests first; a running one is routed
+/// to the addresses its driver reports once it confirmed the spec.
+async fn apply_and_route(
+    driver: &dyn RegionDriver,
+    spec: &WorkloadSpec,
+    region: &str,
+    backends: &Backends,
+) -> Result<(), DriverError> {
+    if !spec.running {
+        backends.remove(&spec.deployment_id, region);
+        return driver.apply(spec).await;
+    }
+    driver.apply(spec).await?;
+    // The addresses are a convenience for the edge; a failed look leaves
+    // the previous ones rather than failing a confirmed apply.
+    if let Ok(observed) = driver.observe(spec).await {
+        let addresses = observed
+            .instances
+            .iter()
+            .filter_map(|i| i.address.as_deref()?.parse().ok())
+            .collect();
+        backends.set(&spec.deployment_id, region, addresses);
+    }
+    Ok(())
 }
 
 /// Every driver confirmed that `intent`'s deployment runs nowhere: start-up

@@ -122,6 +122,7 @@ impl Regions {
                     ready_after_ms,
                     never_ready,
                     persist,
+                    serve_http,
                 } => {
                     let state_file = persist.then(|| simulated::state_file(data_dir, name));
                     let region = Arc::new(simulated::SimulatedRegion::new(
@@ -129,6 +130,7 @@ impl Regions {
                         std::time::Duration::from_millis(*ready_after_ms),
                         *never_ready,
                         state_file,
+                        *serve_http,
                     ));
                     simulated.insert(name.clone(), region.clone());
                     drivers.insert(name.clone(), region);

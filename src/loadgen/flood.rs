@@ -32,6 +32,7 @@ pub fn config(mut config: Config) -> Config {
             ready_after_ms: 0,
             never_ready: true,
             persist: false,
+            serve_http: false,
         },
     );
     config

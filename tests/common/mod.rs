@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod process;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ pub fn fast_config() -> Config {
         ready_after_ms,
         never_ready: false,
         persist: false,
+        serve_http: true,
     };
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -52,6 +54,10 @@ pub fn fast_config() -> Config {
                 build_rule(Some("slow"), None, Some(30_000), false),
             ],
         },
+        edge: deployd::config::EdgeConfig {
+            enabled: true,
+            listen: "127.0.0.1:0".parse().unwrap(),
+        },
         ..Config::default()
     }
 }
@@ -68,6 +74,7 @@ pub fn config_with_stuck_region() -> Config {
             ready_after_ms: 0,
             never_ready: true,
             persist: false,
+            serve_http: true,
         },
     );
     config
@@ -204,6 +211,11 @@ impl TestDaemon {
 
     pub fn handle(&self) -> &deployd::DaemonHandle {
         self.handle.as_ref().expect("the daemon is running")
+    }
+
+    /// Where the daemon's edge serves HTTP.
+    pub fn edge(&self) -> std::net::SocketAddr {
+        self.handle().edge.expect("the edge is enabled")
     }
 
     async fn shutdown(&mut self) {

@@ -41,6 +41,7 @@ fn config() -> Config {
         ready_after_ms: 0,
         never_ready: false,
         persist: false,
+        serve_http: false,
     };
     Config {
         regions: BTreeMap::from([

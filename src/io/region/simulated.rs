@@ -9,8 +9,14 @@
 //! change, so it outlives the daemon the way a real cluster does: the crash
 //! harness kills the daemon and then checks that, after the restart, what
 //! runs matches what is stored.
+//!
+//! With `serve_http`, every running instance is a small HTTP server on
+//! 127.0.0.1 that answers with its deployment id ([`instance_server`]), and
+//! reports that address, so the edge routes real requests to it.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod instance_server;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,6 +64,9 @@ pub struct SimulatedRegion {
     /// While set, every call fails with a transient error (tests).
     unavailable: AtomicBool,
     applies: AtomicU64,
+    serve_http: bool,
+    /// Deployment id -> one server per running replica (`serve_http`).
+    servers: Mutex<HashMap<String, Vec<instance_server::InstanceServer>>>,
 }
 
 struct Inner {
@@ -87,6 +96,7 @@ impl SimulatedRegion {
         ready_after: Duration,
         never_ready: bool,
         state_file: Option<PathBuf>,
+        serve_http: bool,
     ) -> Self {
         let held = match &state_file {
             Some(path) => read_state_file(path).unwrap_or_else(|e| {
@@ -105,7 +115,49 @@ impl SimulatedRegion {
             state_file,
             unavailable: AtomicBool::new(false),
             applies: AtomicU64::new(0),
+            serve_http,
+            servers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Starts or stops instance servers so `replicas` of them serve
+    /// `deployment` (zero stops them all).
+    fn match_servers(&self, spec: &WorkloadSpec, replicas: u32) -> Result<(), DriverError> {
+        if !self.serve_http {
+            return Ok(());
+        }
+        let mut servers = self
+            .servers
+            .lock()
+            .map_err(|_| DriverError::transient("simulated region servers are poisoned"))?;
+        let key = spec.deployment_id.as_str();
+        if replicas == 0 {
+            servers.remove(key);
+            return Ok(());
+        }
+        let running = servers.entry(key.to_string()).or_default();
+        running.truncate(replicas as usize);
+        while running.len() < replicas as usize {
+            let instance = self.instance_id(spec, running.len() as u32);
+            let server = instance_server::start(key, &instance).map_err(|e| {
+                DriverError::transient(format!("cannot start instance {instance}: {e}"))
+            })?;
+            running.push(server);
+        }
+        Ok(())
+    }
+
+    fn instance_id(&self, spec: &WorkloadSpec, index: u32) -> String {
+        format!("{}-{}-{index}", spec.deployment_id.short(), self.name)
+    }
+
+    /// Where instance `index` of `deployment` serves, if it does.
+    fn address(&self, deployment: &str, index: usize) -> Option<String> {
+        let servers = self.servers.lock().ok()?;
+        servers
+            .get(deployment)?
+            .get(index)
+            .map(|s| s.address.to_string())
     }
 
     /// A copy of everything the region holds.
@@ -134,6 +186,18 @@ impl SimulatedRegion {
     /// cluster.
     pub fn set_unavailable(&self, unavailable: bool) {
         self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Stops instance `index` of `deployment` behind the daemon's back, the
+    /// way a crashed process would: the region still says it runs, but its
+    /// address refuses connections (tests of the edge's retries).
+    pub fn crash_instance(&self, deployment: &DeploymentId, index: usize) {
+        if let Ok(mut servers) = self.servers.lock()
+            && let Some(running) = servers.get_mut(deployment.as_str())
+            && index < running.len()
+        {
+            running.remove(index);
+        }
     }
 
     /// Successful `apply` calls so far.
@@ -202,6 +266,10 @@ impl RegionDriver for SimulatedRegion {
         if changed {
             self.persist(&inner.held)?;
         }
+        drop(inner);
+        // Always, not only on a change: after a restart the held state is
+        // read back from its file but the servers are gone.
+        self.match_servers(spec, if spec.running { spec.replicas } else { 0 })?;
         self.applies.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -222,11 +290,13 @@ impl RegionDriver for SimulatedRegion {
         } else {
             "pending"
         };
-        let instances = (0..workload.replicas)
+        let replicas = workload.replicas;
+        drop(inner);
+        let instances = (0..replicas)
             .map(|i| Instance {
-                id: format!("{}-{}-{i}", spec.deployment_id.short(), self.name),
+                id: self.instance_id(spec, i),
                 status: status.to_string(),
-                address: None,
+                address: self.address(key, i as usize),
             })
             .collect();
         Ok(Observed {
