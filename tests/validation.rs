@@ -769,7 +769,7 @@ async fn huge_inputs_get_short_errors() {
             }),
         ),
         ("get: deployment id", Call::GetDeployment(mb("d"))),
-        ("projects: page token", Call::ListProjects(mb("w"))),
+        ("projects: workspace id", Call::ListProjects(mb("w"))),
         (
             "workspace: slug",
             Call::Workspace(pb::CreateWorkspaceRequest {
