@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // from prost-types, so the flag that would pin prost-types is on.
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
+        // Undecodable requests are the caller's fault: INVALID_ARGUMENT.
+        .codec_path("crate::pb::codec::ProtoCodec")
         .compile_fds(file_descriptors)?;
 
     pbjson_build::Builder::new()

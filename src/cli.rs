@@ -26,7 +26,13 @@ pub fn run(cli: Cli) -> ExitCode {
         // is wrong and nobody is left to tell.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            // The message may quote what the daemon stored or was sent.
+            let message = format!("{error:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                output::terminal_safe(&message)
+            );
             ExitCode::FAILURE
         }
     }
@@ -47,7 +53,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             let report = runtime(true)?.block_on(crate::loadgen::run(*args))?;
             if cli.json {
-                output::emit(&serde_json::to_string_pretty(&report)?)?;
+                output::json_pretty(&report)?;
             } else {
                 output::emit(&report.table())?;
             }

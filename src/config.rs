@@ -62,6 +62,10 @@ pub struct Config {
     /// After SIGTERM, how long in-flight requests may take to finish before
     /// the daemon stops anyway (everything acknowledged is durable already).
     pub shutdown_timeout_ms: u64,
+    /// Accept git repositories on link-local and cloud metadata addresses
+    /// (169.254.0.0/16, fe80::/10, `metadata.google.internal`, ...). Off by
+    /// default: a builder fetching from them reaches the host it runs on.
+    pub allow_link_local_repositories: bool,
     /// One entry per region, each with the driver that reaches it.
     pub regions: BTreeMap<String, RegionConfig>,
     pub builder: BuilderConfig,
@@ -190,6 +194,7 @@ impl Default for Config {
             store_cache_mib: 64,
             idempotency_ttl_ms: 24 * 60 * 60 * 1000,
             shutdown_timeout_ms: 10_000,
+            allow_link_local_repositories: false,
             regions: BTreeMap::from([
                 ("us-east-1".to_string(), simulated(300)),
                 ("eu-central-1".to_string(), simulated(400)),
@@ -277,6 +282,12 @@ impl Config {
     /// Rollback and promote may wait for a `STANDBY` target to wake up.
     pub fn switch_timeout(&self) -> Duration {
         self.region_timeout() + self.call_timeout()
+    }
+
+    pub fn repository_rules(&self) -> validate::RepositoryRules {
+        validate::RepositoryRules {
+            allow_link_local: self.allow_link_local_repositories,
+        }
     }
 
     pub fn region_names(&self) -> impl Iterator<Item = &str> + Clone {

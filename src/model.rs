@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod names;
 pub mod project;
+pub mod quote;
 pub mod routes;
 pub mod schedule;
 pub mod validate;

@@ -1,6 +1,8 @@
 //! Generated protobuf and gRPC code for `deployd.v1`, plus the encoded
 //! descriptor set that server reflection serves.
 
+pub mod codec;
+
 #[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
 #[rustfmt::skip]
 mod generated {

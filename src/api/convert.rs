@@ -19,14 +19,6 @@ pub fn timestamp(millis: UnixMillis) -> pbjson_types::Timestamp {
     }
 }
 
-pub fn millis(ts: &pbjson_types::Timestamp) -> Option<UnixMillis> {
-    let millis = ts
-        .seconds
-        .checked_mul(1000)?
-        .checked_add(i64::from(ts.nanos) / 1_000_000)?;
-    u64::try_from(millis).ok()
-}
-
 pub fn workspace(ws: &Workspace) -> pb::Workspace {
     pb::Workspace {
         id: ws.id.to_string(),

@@ -11,7 +11,8 @@ use crate::api::{Context, convert, idempotency, watch};
 use crate::error::Error;
 use crate::io::store::DeploymentFilter;
 use crate::model::deployment::DEFAULT_PORT;
-use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN};
+use crate::model::quote::quoted;
+use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN, RepositoryRules};
 use crate::model::{DeploymentId, GitCommit, GitSource, ProjectId, Source};
 use crate::pb;
 use crate::pb::deployment_service_server::DeploymentService;
@@ -33,7 +34,10 @@ impl Deployments {
     }
 }
 
-fn parse_create(request: pb::CreateDeploymentRequest) -> Result<(ProjectId, NewDeployment), Error> {
+fn parse_create(
+    request: pb::CreateDeploymentRequest,
+    repository_rules: RepositoryRules,
+) -> Result<(ProjectId, NewDeployment), Error> {
     let project_id = ProjectId::parse(&request.project_id, "project_id")?;
     validate::slug(&request.environment_slug, "environment_slug")?;
     if !request.branch.is_empty() {
@@ -46,7 +50,7 @@ fn parse_create(request: pb::CreateDeploymentRequest) -> Result<(ProjectId, NewD
             ));
         }
         Some(pb::create_deployment_request::Source::Git(git)) => {
-            validate::repository(&git.repository)?;
+            validate::repository(&git.repository, repository_rules)?;
             validate::commit_sha(&git.commit_sha, "git.commit_sha")?;
             validate::relative_path(&git.context_path, "git.context_path")?;
             validate::relative_path(&git.dockerfile_path, "git.dockerfile_path")?;
@@ -80,9 +84,11 @@ fn parse_create(request: pb::CreateDeploymentRequest) -> Result<(ProjectId, NewD
             validate::free_text(&commit.author_email, "git_commit.author_email", 256)?;
             let committed_at = match &commit.committed_at {
                 None => None,
-                Some(ts) => Some(convert::millis(ts).ok_or_else(|| {
-                    Error::invalid("git_commit.committed_at is before 1970 or out of range")
-                })?),
+                Some(ts) => Some(validate::timestamp(
+                    ts.seconds,
+                    ts.nanos,
+                    "git_commit.committed_at",
+                )?),
             };
             Some(GitCommit {
                 sha: commit.sha,
@@ -123,7 +129,8 @@ impl DeploymentService for Deployments {
             |r| &r.idempotency_key,
             |r| r.idempotency_key.clear(),
         )?;
-        let (project_id, new) = parse_create(request.into_inner())?;
+        let (project_id, new) =
+            parse_create(request.into_inner(), self.0.deps.config.repository_rules())?;
         let created = self
             .0
             .projects
@@ -198,7 +205,8 @@ impl DeploymentService for Deployments {
                     && project.environment(environment).is_none()
                 {
                     return Err(Error::not_found(format!(
-                        "project {project_id} has no environment {environment:?}"
+                        "project {project_id} has no environment {}",
+                        quoted(environment)
                     )));
                 }
                 let page = context.deps.store.deployments_of_project(

@@ -1,7 +1,13 @@
 //! Terminal output primitives for the client subcommands: the one writer to
 //! stdout, JSON printing, aligned tables and key/value blocks, and the
 //! formatting of enums, timestamps and durations.
+//!
+//! Human output carries strings the daemon stored for other users (commit
+//! authors and messages, names, build errors). Printed raw, an escape
+//! sequence in one of them would rewrite the reader's terminal, so every
+//! human line goes through [`terminal_safe`]; JSON is left to serde.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use pbjson_types::Timestamp;
@@ -9,10 +15,39 @@ use serde::Serialize;
 
 use crate::pb;
 
+/// Characters a terminal may act on rather than show: C0 controls other
+/// than newline, DEL, C1 controls, and the bidirectional overrides and
+/// isolates that reorder what is displayed (Trojan Source).
+fn is_terminal_control(c: char) -> bool {
+    (c.is_control() && c != '\n') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every terminal control replaced by its visible `\u{1b}`
+/// form; newlines stay, since the human views are multi-line.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_terminal_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut safe = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_terminal_control(c) {
+            safe.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            safe.push(c);
+        }
+    }
+    Cow::Owned(safe)
+}
+
+/// Writes human text, made [`terminal_safe`], plus a newline.
+pub fn emit(text: &str) -> std::io::Result<()> {
+    write_line(&terminal_safe(text))
+}
+
 /// Writes `text` plus a newline and flushes, so streamed lines appear as
 /// they happen even when stdout is a pipe. Errors (a closed pipe) are
 /// returned rather than panicking the way `println!` would.
-pub fn emit(text: &str) -> std::io::Result<()> {
+fn write_line(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {
@@ -22,13 +57,13 @@ pub fn emit(text: &str) -> std::io::Result<()> {
 }
 
 pub fn json_pretty<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    emit(&serde_json::to_string_pretty(value)?)?;
+    write_line(&serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
 /// One compact object per line (JSON Lines), for streams.
 pub fn json_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    emit(&serde_json::to_string(value)?)?;
+    write_line(&serde_json::to_string(value)?)?;
     Ok(())
 }
 
@@ -44,8 +79,16 @@ impl Table {
         }
     }
 
+    /// Cells are made safe here, before the widths are measured, so an
+    /// escaped cell still lines up; a newline would break the row, so it
+    /// is escaped too.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(
+            cells
+                .iter()
+                .map(|cell| terminal_safe(cell).replace('\n', "\\n"))
+                .collect(),
+        );
     }
 
     pub fn render(&self) -> String {
@@ -75,6 +118,7 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
+        let value = terminal_safe(value);
         let mut lines = value.lines();
         out.push_str(&format!("{key:<width$}  {}\n", lines.next().unwrap_or("")));
         for line in lines {
@@ -202,6 +246,27 @@ mod tests {
     fn multi_line_fields() {
         let text = fields(&[("id", "x".into()), ("hostnames", "a\nb".into())]);
         assert_eq!(text, "id         x\nhostnames  a\n           b\n");
+    }
+
+    #[test]
+    fn terminal_controls_become_visible() {
+        assert_eq!(terminal_safe("plain text\nline 2"), "plain text\nline 2");
+        assert_eq!(terminal_safe("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(terminal_safe("\x07\t\r\x7f"), "\\u{7}\\u{9}\\u{d}\\u{7f}");
+        assert_eq!(terminal_safe("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(terminal_safe("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(terminal_safe("caf\u{e9} \u{1f600}"), "caf\u{e9} \u{1f600}");
+    }
+
+    #[test]
+    fn tables_and_fields_are_terminal_safe() {
+        let mut table = Table::new(&["NAME"]);
+        table.row(vec!["x\x1b]0;owned\x07\ny".into()]);
+        let text = table.render();
+        assert!(!text.chars().any(is_terminal_control), "{text:?}");
+        assert_eq!(text.lines().count(), 2, "{text:?}");
+        let text = fields(&[("author", "\x1b[2Jeve".into())]);
+        assert_eq!(text, "author  \\u{1b}[2Jeve\n");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::model::quote::quoted;
 
 const RANDOM_LEN: usize = 16;
 const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -87,22 +88,11 @@ fn parse_with_prefix(value: &str, prefix: &str, field: &str, what: &str) -> Resu
             .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
     if !well_formed {
         return Err(Error::invalid(format!(
-            "{field} {:?} is not a {what} id (expected {prefix} and 16 characters of 0-9, a-z)",
-            truncate_for_message(value)
+            "{field} {} is not a {what} id (expected {prefix} and 16 characters of 0-9, a-z)",
+            quoted(value)
         )));
     }
     Ok(value.to_string())
-}
-
-/// Keeps error messages short when the input is huge.
-pub(crate) fn truncate_for_message(value: &str) -> String {
-    const MAX: usize = 80;
-    if value.chars().count() <= MAX {
-        value.to_string()
-    } else {
-        let cut: String = value.chars().take(MAX).collect();
-        format!("{cut}...")
-    }
 }
 
 #[cfg(test)]

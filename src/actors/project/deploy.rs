@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput, BuildRequest};
 use crate::io::store::Mutation;
 use crate::model::project::LiveDeployment;
+use crate::model::quote::quoted;
 use crate::model::routes::{Holder, plan_deploy, sticky_hostnames};
 use crate::model::{
     Deployment, DeploymentId, DeploymentStatus, DesiredState, Idempotency, RegionTopology, Route,
@@ -41,8 +42,9 @@ pub(super) fn create(
     };
     let Some(environment) = core.project.environment(&request.environment) else {
         let message = format!(
-            "project {} has no environment {:?}",
-            core.project.id, request.environment
+            "project {} has no environment {}",
+            core.project.id,
+            quoted(&request.environment)
         );
         core.answer(reply, Err(Error::not_found(message)));
         return Ok(());

@@ -10,6 +10,7 @@ use crate::actors::project::effects::{Answerable, Effects};
 use crate::actors::project::messages::Reply;
 use crate::error::Error;
 use crate::io::store::Mutation;
+use crate::model::quote::quoted;
 use crate::model::{Idempotency, IdempotencyRecord, StoredReply, now_millis};
 
 /// Looks `idempotency` up. A new key (or none) hands `reply` back: run the
@@ -33,8 +34,8 @@ pub(super) fn check<T: Answerable>(
         core.answer(
             reply,
             Err(Error::Unavailable(format!(
-                "a request with idempotency key {:?} is still in progress; retry shortly",
-                idempotency.key.as_str()
+                "a request with idempotency key {} is still in progress; retry shortly",
+                quoted(idempotency.key.as_str())
             ))),
         );
         return None;
@@ -51,8 +52,8 @@ pub(super) fn check<T: Answerable>(
         core.answer(
             reply,
             Err(Error::invalid(format!(
-                "idempotency key {:?} was already used for a different request",
-                idempotency.key.as_str()
+                "idempotency key {} was already used for a different request",
+                quoted(idempotency.key.as_str())
             ))),
         );
         return None;
@@ -68,8 +69,8 @@ pub(super) fn check<T: Answerable>(
         None => core.answer(
             reply,
             Err(Error::invalid(format!(
-                "idempotency key {:?} was already used for another kind of request",
-                idempotency.key.as_str()
+                "idempotency key {} was already used for another kind of request",
+                quoted(idempotency.key.as_str())
             ))),
         ),
     }

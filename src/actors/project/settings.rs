@@ -16,6 +16,7 @@ use crate::actors::project::replay;
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::project::{PRODUCTION, Project};
+use crate::model::quote::quoted;
 use crate::model::{Idempotency, Route, RouteKind, StoredReply};
 
 pub(super) fn set_environment_regions(
@@ -41,7 +42,10 @@ pub(super) fn set_environment_regions(
     }
     let project_id = core.project.id.clone();
     let Some(env) = core.project.environment_mut(&environment) else {
-        let message = format!("project {project_id} has no environment {environment:?}");
+        let message = format!(
+            "project {project_id} has no environment {}",
+            quoted(&environment)
+        );
         core.answer(reply, Err(Error::not_found(message)));
         return;
     };

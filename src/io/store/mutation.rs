@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::io::store::codec::{decode, encode};
 use crate::io::store::holders::holder_of;
 use crate::io::store::tables::*;
+use crate::model::quote::quoted;
 use crate::model::routes::Holder;
 use crate::model::{
     Deployment, DeploymentId, IdempotencyKey, IdempotencyRecord, Project, ProjectId, Route,
@@ -127,8 +128,8 @@ fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error
             let slugs = txn.open_table(WORKSPACE_SLUGS).map_err(storage)?;
             if slugs.get(ws.slug.as_str()).map_err(storage)?.is_some() {
                 return Ok(Err(Error::AlreadyExists(format!(
-                    "a workspace with slug {:?} already exists",
-                    ws.slug
+                    "a workspace with slug {} already exists",
+                    quoted(&ws.slug)
                 ))));
             }
         }
@@ -148,15 +149,16 @@ fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error
             let key = (project.workspace_id.as_str(), project.slug.as_str());
             if slugs.get(key).map_err(storage)?.is_some() {
                 return Ok(Err(Error::AlreadyExists(format!(
-                    "workspace {} already has a project with slug {:?}",
-                    project.workspace_id, project.slug
+                    "workspace {} already has a project with slug {}",
+                    project.workspace_id,
+                    quoted(&project.slug)
                 ))));
             }
             for (fqdn, _) in reserve {
                 if holder(txn, fqdn)?.is_some() {
                     return Ok(Err(Error::AlreadyExists(format!(
-                        "hostname {fqdn}, which project {:?} would get, is already used by another project; choose another project slug",
-                        project.slug
+                        "hostname {fqdn}, which project {} would get, is already used by another project; choose another project slug",
+                        quoted(&project.slug)
                     ))));
                 }
             }
