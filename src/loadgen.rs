@@ -63,7 +63,7 @@ pub struct BenchArgs {
     pub flood: bool,
     /// Instead of the usual load: compare filtered lists of a project with
     /// this many deployments, and an unrelated project's rollback, against
-    /// the same on a file where that project has two.
+    /// the same on a file where that project has 100.
     #[arg(long, value_name = "N", conflicts_with = "flood")]
     pub history: Option<u64>,
 }
@@ -217,8 +217,8 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
     }
 
     if let Some(deployments) = args.history {
-        if deployments < 2 {
-            anyhow::bail!("--history must be at least 2");
+        if deployments < history::BASELINE {
+            anyhow::bail!("--history must be at least {}", history::BASELINE);
         }
         report.history = Some(history::run(&config, deployments).await?);
         return Ok(report);

@@ -1,6 +1,7 @@
 //! `deployd bench --history N`: does a long history cost anything? Two
 //! daemons run one after the other: the first on a file where the "big"
-//! project has two deployments, the second on a file where it has `N`.
+//! project has [`BASELINE`] deployments (two full pages, so both phases
+//! read pages of the same size), the second on a file where it has `N`.
 //! Against each, the same reads and switches are timed: filtered
 //! `ListDeployments` pages of the big project, and rollback/promote pairs
 //! of an unrelated project. The two rows are compared within one run.
@@ -17,6 +18,8 @@ use crate::Config;
 use crate::pb;
 use crate::pb::deployment_service_client::DeploymentServiceClient;
 
+/// Deployments of the big project in the baseline phase.
+pub const BASELINE: u64 = 100;
 /// Reads timed per filter and phase.
 const LIST_SAMPLES: usize = 500;
 /// Rollback + promote pairs of the unrelated project per phase.
@@ -50,7 +53,7 @@ type PickRow = fn(&HistoryPhase) -> &Percentiles;
 impl HistoryReport {
     pub fn table(&self) -> String {
         let mut out = format!(
-            "history: one project with 2 deployments, then with {} (written in {:.1} s)\n",
+            "history: one project with {BASELINE} deployments, then with {} (written in {:.1} s)\n",
             self.deployments_on_file, self.prepare_seconds
         );
         let rows: [(&str, PickRow); 5] = [
@@ -63,7 +66,7 @@ impl HistoryReport {
         for (label, pick) in rows {
             let (empty, history) = (pick(&self.empty), pick(&self.history));
             out.push_str(&format!(
-                "{label:<26} empty    {}\n{:<26} history  {}  (p99 {:+.0} %)\n",
+                "{label:<26} short    {}\n{:<26} long     {}  (p99 {:+.0} %)\n",
                 empty.row(),
                 "",
                 history.row(),
@@ -71,7 +74,7 @@ impl HistoryReport {
             ));
         }
         out.push_str(&format!(
-            "{:<26} {:.1} ms empty, {:.1} ms with the history\n",
+            "{:<26} {:.1} ms short, {:.1} ms long\n",
             "start to SERVING", self.empty.to_serving_ms, self.history.to_serving_ms
         ));
         out
@@ -91,7 +94,7 @@ pub async fn run(config: &Config, deployments: u64) -> anyhow::Result<HistoryRep
         deployments_on_file: deployments,
         ..HistoryReport::default()
     };
-    report.empty = phase(config, "empty", 2).await?.0;
+    report.empty = phase(config, "empty", BASELINE).await?.0;
     let (history, prepare_seconds) = phase(config, "history", deployments).await?;
     report.history = history;
     report.prepare_seconds = prepare_seconds;
