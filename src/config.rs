@@ -100,6 +100,21 @@ pub enum RegionConfig {
         #[serde(default = "serve_http_by_default")]
         serve_http: bool,
     },
+    /// Containers on this machine, through podman's REST API.
+    Podman {
+        /// The API socket of a podman service the operator runs. Without
+        /// it, the daemon starts `podman system service` on
+        /// `data_dir/podman/podman.sock` (reusing one that answers there).
+        #[serde(default)]
+        socket: Option<PathBuf>,
+        /// The podman binary that starts that service.
+        #[serde(default = "default_podman")]
+        podman: PathBuf,
+    },
+}
+
+fn default_podman() -> PathBuf {
+    PathBuf::from("podman")
 }
 
 fn serve_http_by_default() -> bool {

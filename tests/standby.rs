@@ -360,8 +360,9 @@ async fn a_wake_refused_at_the_recheck_is_aborted_and_scaled_back_down() {
 async fn a_restart_re_applies_stored_desired_state_to_the_drivers() {
     let mut config = config_with_standby_delay(200);
     for region in config.regions.values_mut() {
-        let RegionConfig::Simulated { persist, .. } = region;
-        *persist = true;
+        if let RegionConfig::Simulated { persist, .. } = region {
+            *persist = true;
+        }
     }
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;

@@ -8,6 +8,7 @@
 //! project actors decide and `actors::reconciler` makes the calls, after the
 //! commit that holds the decision, until the driver confirms.
 
+pub mod podman;
 pub mod simulated;
 
 use std::collections::BTreeMap;
@@ -134,6 +135,11 @@ impl Regions {
                     ));
                     simulated.insert(name.clone(), region.clone());
                     drivers.insert(name.clone(), region);
+                }
+                RegionConfig::Podman { socket, podman } => {
+                    let owned = data_dir.join("podman").join("podman.sock");
+                    let region = podman::PodmanRegion::new(name, socket.as_deref(), &owned, podman);
+                    drivers.insert(name.clone(), Arc::new(region));
                 }
             }
         }

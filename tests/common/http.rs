@@ -43,7 +43,7 @@ pub async fn get(edge: SocketAddr, host: &str, headers: &[(&str, &str)]) -> Answ
         .await
         .expect("handshake");
     tokio::spawn(connection);
-    let mut request = Request::builder().uri("/hello?x=1").header("host", host);
+    let mut request = Request::builder().uri("/").header("host", host);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod podman;
 pub mod process;
 
 use std::collections::BTreeMap;
