@@ -259,7 +259,7 @@ async fn start_edge(context: &Context) -> anyhow::Result<Option<std::net::Socket
         .map_err(|e| anyhow::anyhow!("cannot listen on {} for the edge: {e}", config.listen))?;
     let address = listener.local_addr()?;
     let mut shutdown = context.shutdown.clone();
-    tokio::spawn(crate::io::edge::serve(
+    tokio::spawn(crate::edge::serve(
         listener,
         context.deps.store.clone(),
         context.deps.backends.clone(),

@@ -6,9 +6,10 @@
 //! - [`region`]: one driver per region applies topologies, sentinels and
 //!   network policies, reports instances and scales deployments.
 //! - [`builder`]: turns a git source into an image.
-//! - [`edge`]: the HTTP reverse proxy that serves every routed hostname.
+//! - [`backends`]: where each deployment's instances listen, as the drivers
+//!   report it; the reconciler writes it, the edge reads it.
 
+pub mod backends;
 pub mod builder;
-pub mod edge;
 pub mod region;
 pub mod store;

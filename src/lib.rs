@@ -13,6 +13,8 @@
 //!   [`io::region`] drivers (one per region) and the [`io::builder`].
 //! - [`actors`]: the supervision tree. One actor per project serializes every
 //!   decision about it; children do the slow work (builds, readiness waits).
+//! - [`edge`]: the HTTP reverse proxy for every routed hostname, an entry
+//!   point beside `api` that reads committed routes.
 //! - [`api`]: the tonic services that translate gRPC to actor calls and store
 //!   reads, plus [`api::serve`], the daemon's entry point.
 //! - [`cli`]: the `deployd` command line (server and client subcommands).
@@ -25,6 +27,7 @@ pub mod actors;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod error;
 #[cfg(feature = "fail-points")]
 pub mod fail_points;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::actors::events::DeploymentEvents;
 use crate::actors::reconciler::Reconciler;
 use crate::config::Config;
+use crate::io::backends::Backends;
 use crate::io::builder::Builder;
-use crate::io::edge::Backends;
 use crate::io::region::Regions;
 use crate::io::store::Store;
 

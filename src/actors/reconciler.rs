@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::error::Error;
-use crate::io::edge::Backends;
+use crate::io::backends::Backends;
 use crate::io::region::{DriverError, RegionDriver, Regions, WorkloadSpec};
 use crate::io::store::{Mutation, Store};
 use crate::model::project::PRODUCTION;

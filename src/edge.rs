@@ -1,9 +1,9 @@
 //! The built-in edge: an HTTP/1.1 reverse proxy in the daemon that serves
-//! every hostname deployd routes (`[edge] listen`). See [`proxy`] for how a
-//! request finds its instance and [`backends`] for where instance addresses
-//! come from.
+//! every hostname deployd routes (`[edge] listen`). An entry point beside
+//! [`crate::api`]: it reads committed routes from the store and instance
+//! addresses from [`crate::io::backends`], and decides nothing. See
+//! [`proxy`] for how a request finds its instance.
 
-pub mod backends;
 mod proxy;
 
 use std::net::SocketAddr;
@@ -16,9 +16,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-pub use backends::Backends;
 use proxy::Proxy;
 
+use crate::io::backends::Backends;
 use crate::io::store::Store;
 
 /// A client that has not sent a whole request head within this long is

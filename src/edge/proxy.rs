@@ -19,7 +19,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::backends::Backends;
+use crate::io::backends::Backends;
 use crate::io::store::Store;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
