@@ -147,9 +147,8 @@ impl Store {
         let db = open_file(path, cache_bytes, &faults, true)?;
         let reopen_path = path.to_path_buf();
         let reopen_faults = faults.clone();
-        let reopen: writer::Reopen = Box::new(move || {
-            open_file(&reopen_path, cache_bytes, &reopen_faults, false)
-        });
+        let reopen: writer::Reopen =
+            Box::new(move || open_file(&reopen_path, cache_bytes, &reopen_faults, false));
         Self::from_database(db, Some(reopen), faults).map_err(|e| match e {
             Error::Storage(StorageFault::Damaged(what)) => damaged_file(path, &what),
             other => other,
@@ -297,21 +296,17 @@ impl Store {
     }
 
     pub fn workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>, Error> {
-        self.shared.guard(|| {
-            self.get_record(WORKSPACES, id.as_str())
-        })
+        self.shared
+            .guard(|| self.get_record(WORKSPACES, id.as_str()))
     }
 
     pub fn project(&self, id: &ProjectId) -> Result<Option<Project>, Error> {
-        self.shared.guard(|| {
-            self.get_record(PROJECTS, id.as_str())
-        })
+        self.shared.guard(|| self.get_record(PROJECTS, id.as_str()))
     }
 
     pub fn deployment(&self, id: &DeploymentId) -> Result<Option<Deployment>, Error> {
-        self.shared.guard(|| {
-            self.get_record(DEPLOYMENTS, id.as_str())
-        })
+        self.shared
+            .guard(|| self.get_record(DEPLOYMENTS, id.as_str()))
     }
 
     /// A page of a workspace's projects, by slug, after `after_slug`.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::future::Future;

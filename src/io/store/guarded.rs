@@ -47,7 +47,10 @@ pub struct GuardedBackend {
 }
 
 impl GuardedBackend {
-    pub fn new(file: File, faults: std::sync::Arc<DiskFaults>) -> Result<Self, redb::DatabaseError> {
+    pub fn new(
+        file: File,
+        faults: std::sync::Arc<DiskFaults>,
+    ) -> Result<Self, redb::DatabaseError> {
         Ok(Self {
             inner: FileBackend::new(file)?,
             faults,
@@ -304,15 +307,24 @@ impl StorageBackend for WritesForbidden {
     }
 
     fn set_len(&self, _len: u64) -> io::Result<()> {
-        Err(io::Error::new(io::ErrorKind::PermissionDenied, "set_len is forbidden"))
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "set_len is forbidden",
+        ))
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        Err(io::Error::new(io::ErrorKind::PermissionDenied, "sync is forbidden"))
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "sync is forbidden",
+        ))
     }
 
     fn write(&self, _offset: u64, _data: &[u8]) -> io::Result<()> {
-        Err(io::Error::new(io::ErrorKind::PermissionDenied, "write is forbidden"))
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "write is forbidden",
+        ))
     }
 
     fn close(&self) -> io::Result<()> {

@@ -199,9 +199,7 @@ impl Writer<'_> {
     }
 
     fn refuse(&self, batch: Vec<Submission>, fault: &StorageFault, last_id: u64) {
-        self.stats
-            .settled_through
-            .store(last_id, Ordering::Release);
+        self.stats.settled_through.store(last_id, Ordering::Release);
         for submission in batch {
             complete(submission, Err(Error::Storage(fault.clone())));
         }
