@@ -8,7 +8,7 @@
 //! daemon's counters (`AdminService.GetStats`).
 
 mod flood;
-mod prepare;
+pub mod prepare;
 mod stats;
 mod workload;
 
