@@ -141,8 +141,9 @@ impl Shared {
     }
 
     /// Runs a read, turning a panic (redb asserts on some damaged pages)
-    /// into a damaged store rather than a dead handler, and noting what a
-    /// failure says about the file.
+    /// into a damaged store rather than a dead handler, and noting damage.
+    /// Only the writer decides the file is unwritable: it alone can tell
+    /// when that ends.
     pub(crate) fn guard<T>(&self, read: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
         let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
             Ok(result) => result,
@@ -151,7 +152,7 @@ impl Shared {
                 panic_message(panic.as_ref())
             )))),
         };
-        if let Err(e) = &result {
+        if let Err(e @ Error::Storage(StorageFault::Damaged(_))) = &result {
             self.observe(e);
         }
         result
