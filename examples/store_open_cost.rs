@@ -36,14 +36,20 @@ async fn main() -> anyhow::Result<()> {
             0,
         )
         .await?;
-        println!("prepared {deployments} deployments in {:.1?}", began.elapsed());
+        println!(
+            "prepared {deployments} deployments in {:.1?}",
+            began.elapsed()
+        );
     }
     let mib = std::fs::metadata(&path)?.len() as f64 / (1024.0 * 1024.0);
     println!("file: {} ({mib:.0} MiB)", path.display());
 
     let began = Instant::now();
     drop(redb::Database::builder().open(&path)?);
-    println!("redb open, no verification:       {:>8.0?}", began.elapsed());
+    println!(
+        "redb open, no verification:       {:>8.0?}",
+        began.elapsed()
+    );
 
     let began = Instant::now();
     drop(
@@ -51,13 +57,19 @@ async fn main() -> anyhow::Result<()> {
             .set_check_integrity_on_open(true)
             .open(&path)?,
     );
-    println!("redb open, every page verified:   {:>8.0?}", began.elapsed());
+    println!(
+        "redb open, every page verified:   {:>8.0?}",
+        began.elapsed()
+    );
 
     let began = Instant::now();
     let (store, writer) = Store::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     drop(store);
     writer.join();
-    println!("Store::open (what serve does):    {:>8.0?}", began.elapsed());
+    println!(
+        "Store::open (what serve does):    {:>8.0?}",
+        began.elapsed()
+    );
 
     let began = Instant::now();
     let report = check_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -123,9 +123,7 @@ async fn a_damaged_file_is_refused_at_start_and_check_reports_it_without_writing
     assert!(hits > 0, "the marker is in the file");
     let damaged = std::fs::read(&path).unwrap();
 
-    let error = refused_start(&path.parent().unwrap().to_path_buf())
-        .await
-        .to_string();
+    let error = refused_start(path.parent().unwrap()).await.to_string();
     assert!(error.contains("is damaged"), "{error}");
     assert!(error.contains("deployd check"), "{error}");
     assert!(error.contains("deployd.redb"), "{error}");

@@ -222,7 +222,7 @@ impl<B: StorageBackend> StorageBackend for ReadOnlyOverlay<B> {
             // Bytes past the new end must read as zeros if it grows again.
             let keep = len.div_ceil(BLOCK);
             overlay.blocks.retain(|index, _| *index < keep);
-            if len % BLOCK != 0 {
+            if !len.is_multiple_of(BLOCK) {
                 let index = len / BLOCK;
                 let mut block = self.block(&overlay, index)?;
                 block[(len % BLOCK) as usize..].fill(0);
