@@ -238,3 +238,11 @@ async fn check_never_writes_and_reads_a_read_only_copy() {
     assert!(report.is_sound(), "{}", report.summary());
     assert_eq!(std::fs::read(&copy).unwrap(), original);
 }
+
+#[tokio::test]
+async fn check_refuses_a_file_a_running_daemon_holds() {
+    let daemon = TestDaemon::start().await;
+    let path = daemon.data_dir().join("deployd.redb");
+    let error = check_file(&path).expect_err("the daemon holds the file");
+    assert!(error.to_string().contains("in use"), "{error}");
+}
