@@ -189,7 +189,10 @@ pub async fn serve_observed(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let edge = start_edge(&context).await?;
-    set_health(&health, tonic_health::ServingStatus::Serving).await;
+    let follower = tokio::spawn(follow_store(
+        health.clone(),
+        context.deps.store.watch_state(),
+    ));
     tracing::info!(
         address = ?local,
         edge = ?edge,
@@ -222,6 +225,7 @@ pub async fn serve_observed(
             Ok(Ok(()))
         }
     };
+    follower.abort();
     set_health(&health, tonic_health::ServingStatus::NotServing).await;
     projects.shutdown(shutdown_timeout).await;
     context.deps.reconciler.stop();
@@ -295,6 +299,26 @@ async fn reserve_fixed_hostnames(deps: &Deps) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot reserve fixed hostnames: {e}"))?;
     }
     Ok(())
+}
+
+/// Once serving, health says `SERVING` exactly while the data file can be
+/// written: a load balancer then sends changes elsewhere while the disk is
+/// full or the file damaged, and back once writes go through again.
+async fn follow_store(
+    health: tonic_health::server::HealthReporter,
+    mut state: tokio::sync::watch::Receiver<crate::io::store::StoreState>,
+) {
+    loop {
+        let status = if state.borrow_and_update().is_writable() {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        set_health(&health, status).await;
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn set_health(

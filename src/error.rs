@@ -30,6 +30,10 @@ pub enum Error {
     /// retrying may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// The data file cannot be used right now (see [`StorageFault`]);
+    /// nothing was changed.
+    #[error("{0}")]
+    Storage(StorageFault),
     /// A bug or a storage failure. The message is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,6 +68,33 @@ impl Error {
                 | Self::Aborted(_)
                 | Self::ResourceExhausted(_)
         )
+    }
+}
+
+/// Why the data file cannot be used. Both stop every write; they differ in
+/// what ends them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageFault {
+    /// A write failed (a full disk, an I/O error). The store retries on its
+    /// own and takes writes again once one succeeds.
+    Unwritable(String),
+    /// The file holds bytes that are not what deployd wrote. Nothing is
+    /// written to it again by this process: an operator must look.
+    Damaged(String),
+}
+
+impl fmt::Display for StorageFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unwritable(reason) => write!(
+                f,
+                "the data file cannot be written: {reason}; nothing was changed, retry once space is freed (deployd resumes writing on its own)"
+            ),
+            Self::Damaged(what) => write!(
+                f,
+                "the data file is damaged: {what}; deployd stopped writing to it, run `deployd check`"
+            ),
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 mod flood;
 mod history;
-mod prepare;
+pub mod prepare;
 mod stats;
 mod workload;
 

@@ -23,7 +23,7 @@ use ractor::{
 use crate::actors::Deps;
 use crate::actors::project::messages::ProjectMsg;
 use crate::actors::project::{ProjectActor, ProjectArgs, RELOAD};
-use crate::error::Error;
+use crate::error::{Error, StorageFault};
 use crate::io::store::Mutation;
 use crate::model::{ProjectId, now_millis};
 
@@ -72,6 +72,16 @@ pub fn refusal(broken: &Broken, project: &ProjectId) -> Option<Error> {
 /// within the window doubles it.
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(50);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
+
+/// How often a project stopped by a data file that cannot be written tries
+/// to start again (the store itself probes the file more often).
+const STORAGE_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether the data file cannot be written for now but will be again on
+/// its own (a full disk; a damaged file never is).
+fn storage_will_recover(deps: &Deps) -> bool {
+    matches!(deps.store.state().fault, Some(StorageFault::Unwritable(_)))
+}
 
 pub struct ProjectSupervisor;
 
@@ -153,6 +163,13 @@ impl Actor for ProjectSupervisor {
                     && let Err(e) = ensure(&myself, state, &project_id).await
                 {
                     tracing::error!(project = %project_id, error = %e, "project actor could not restart");
+                    // Its unfinished work resumes once the file can be
+                    // written again, without waiting for a request.
+                    if storage_will_recover(&state.deps) {
+                        myself.send_after(STORAGE_RETRY, move || SupervisorMsg::Restart {
+                            project_id,
+                        });
+                    }
                 }
             }
             SupervisorMsg::ExpireIdempotencyKeys => {
@@ -181,6 +198,17 @@ impl Actor for ProjectSupervisor {
                     return Ok(());
                 };
                 tracing::error!(project = %project_id, %error, "project actor failed");
+                if !state.deps.store.state().is_writable() {
+                    // The data file failed, not the project: no fault is
+                    // counted and the project is never paused for it. It
+                    // restarts once the file can be written again.
+                    if storage_will_recover(&state.deps) {
+                        myself.send_after(STORAGE_RETRY, move || SupervisorMsg::Restart {
+                            project_id,
+                        });
+                    }
+                    return Ok(());
+                }
                 state.failure_count.fetch_add(1, Ordering::Relaxed);
                 let failures = record_failure(state, &project_id);
                 let window = Duration::from_millis(state.deps.config.restart_window_ms);

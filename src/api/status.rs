@@ -15,6 +15,7 @@ impl From<Error> for Status {
             Error::Aborted(m) => Status::aborted(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             Error::Unavailable(m) => Status::unavailable(m),
+            Error::Storage(fault) => Status::unavailable(fault.to_string()),
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 Status::internal("internal error; see the daemon's log")

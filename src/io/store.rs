@@ -6,10 +6,13 @@
 
 pub mod check;
 mod codec;
+pub mod guarded;
 mod holders;
 mod legacy;
 mod migrate;
 mod mutation;
+mod open;
+mod state;
 mod tables;
 mod writer;
 
@@ -20,10 +23,12 @@ use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+pub use guarded::DiskFaults;
 pub use mutation::Mutation;
+pub use state::StoreState;
 pub use writer::{Completion, WriterStats};
 
-use crate::error::Error;
+use crate::error::{Error, StorageFault};
 use crate::model::routes::Holder;
 use crate::model::{
     Deployment, DeploymentId, DeploymentStatus, IdempotencyKey, IdempotencyRecord, Project,
@@ -31,6 +36,9 @@ use crate::model::{
 };
 use codec::{Record, decode};
 use holders::holder_of;
+use open::{damaged_file, open_file};
+pub(crate) use state::storage;
+use state::{Shared, panic_message};
 use tables::*;
 
 /// redb's page cache unless configured otherwise.
@@ -41,14 +49,13 @@ const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &str = "schema_version";
 
-fn storage(e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("storage: {e}"))
-}
-
 /// A cheap, cloneable handle to the database and its writer.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
+    // Read only by tests, which fill the disk through it.
+    #[cfg_attr(not(feature = "fail-points"), allow(dead_code))]
+    faults: Arc<DiskFaults>,
     /// The queue to the writer thread, behind a lock that also hands out
     /// submission ids, so ids follow queue order.
     writer: Arc<Mutex<(u64, mpsc::Sender<writer::Submission>)>>,
@@ -108,15 +115,25 @@ pub struct RoutePage {
 }
 
 impl Store {
-    /// Opens (or creates) the database file. A file that is not a redb
-    /// database, or one written by an incompatible version, is an error: it
-    /// is never silently recreated.
+    /// Opens the database file, creating it only where no file exists. A
+    /// file that is empty, not a redb database, damaged, or written by an
+    /// incompatible version is an error: it is never silently recreated.
     pub fn open(path: &Path) -> Result<(Self, WriterThread), Error> {
         Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
     }
 
     /// [`Store::open`] with redb's page cache bounded to `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<(Self, WriterThread), Error> {
+        Self::open_with_faults(path, cache_bytes, Arc::new(DiskFaults::default()))
+    }
+
+    /// [`Store::open_with_cache`] through a backend whose writes `faults`
+    /// can make fail (tests reach it through [`Store::disk_faults`]).
+    fn open_with_faults(
+        path: &Path,
+        cache_bytes: usize,
+        faults: Arc<DiskFaults>,
+    ) -> Result<(Self, WriterThread), Error> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 Error::internal(format!(
@@ -125,11 +142,17 @@ impl Store {
                 ))
             })?;
         }
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
-        Self::from_database(db)
+        // Every page is verified on open: damage found now is a refusal to
+        // start, not a panic in some handler later.
+        let db = open_file(path, cache_bytes, &faults, true)?;
+        let reopen_path = path.to_path_buf();
+        let reopen_faults = faults.clone();
+        let reopen: writer::Reopen =
+            Box::new(move || open_file(&reopen_path, cache_bytes, &reopen_faults, false));
+        Self::from_database(db, Some(reopen), faults).map_err(|e| match e {
+            Error::Storage(StorageFault::Damaged(what)) => damaged_file(path, &what),
+            other => other,
+        })
     }
 
     /// For tests: a store in memory.
@@ -137,23 +160,54 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(storage)?;
-        Self::from_database(db)
+        Self::from_database(db, None, Arc::new(DiskFaults::default()))
     }
 
-    fn from_database(db: Database) -> Result<(Self, WriterThread), Error> {
-        init_schema(&db)?;
-        let db = Arc::new(db);
+    fn from_database(
+        db: Database,
+        reopen: Option<writer::Reopen>,
+        faults: Arc<DiskFaults>,
+    ) -> Result<(Self, WriterThread), Error> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init_schema(&db))) {
+            Ok(result) => result?,
+            Err(panic) => {
+                return Err(Error::Storage(StorageFault::Damaged(format!(
+                    "reading its schema panicked: {}",
+                    panic_message(panic.as_ref())
+                ))));
+            }
+        }
+        let shared = Arc::new(Shared::new(db));
         let stats = Arc::new(WriterStats::default());
-        let (writer, handle) = writer::spawn(db.clone(), stats.clone())
+        let (writer, handle) = writer::spawn(shared.clone(), reopen, stats.clone())
             .map_err(|e| Error::internal(format!("cannot start store writer: {e}")))?;
         Ok((
             Self {
-                db,
+                shared,
+                faults,
                 writer: Arc::new(Mutex::new((0, writer))),
                 stats,
             },
             WriterThread(Mutex::new(Some(handle))),
         ))
+    }
+
+    /// Whether the data file can be written now, and if not, why.
+    pub fn state(&self) -> StoreState {
+        StoreState {
+            fault: self.shared.fault(),
+        }
+    }
+
+    /// Every change of [`Store::state`] (the health service follows it).
+    pub fn watch_state(&self) -> tokio::sync::watch::Receiver<StoreState> {
+        self.shared.subscribe()
+    }
+
+    /// The switch tests use to fill the disk.
+    #[cfg(feature = "fail-points")]
+    pub fn disk_faults(&self) -> &DiskFaults {
+        &self.faults
     }
 
     /// Hands mutations to the writer; `done` runs once they are durable (or
@@ -225,7 +279,7 @@ impl Store {
     }
 
     fn read(&self) -> Result<redb::ReadTransaction, Error> {
-        self.db.begin_read().map_err(storage)
+        self.shared.database()?.begin_read().map_err(storage)
     }
 
     fn get_record<T: Record>(
@@ -242,15 +296,17 @@ impl Store {
     }
 
     pub fn workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>, Error> {
-        self.get_record(WORKSPACES, id.as_str())
+        self.shared
+            .guard(|| self.get_record(WORKSPACES, id.as_str()))
     }
 
     pub fn project(&self, id: &ProjectId) -> Result<Option<Project>, Error> {
-        self.get_record(PROJECTS, id.as_str())
+        self.shared.guard(|| self.get_record(PROJECTS, id.as_str()))
     }
 
     pub fn deployment(&self, id: &DeploymentId) -> Result<Option<Deployment>, Error> {
-        self.get_record(DEPLOYMENTS, id.as_str())
+        self.shared
+            .guard(|| self.get_record(DEPLOYMENTS, id.as_str()))
     }
 
     /// A page of a workspace's projects, by slug, after `after_slug`.
@@ -261,31 +317,33 @@ impl Store {
         after_slug: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Project>, bool), Error> {
-        let txn = self.read()?;
-        let slugs = txn.open_table(PROJECT_SLUGS).map_err(storage)?;
-        let projects = txn.open_table(PROJECTS).map_err(storage)?;
-        let w = id.as_str();
-        let start = match after_slug {
-            Some(slug) => std::ops::Bound::Excluded((w, slug)),
-            None => std::ops::Bound::Included((w, "")),
-        };
-        let mut out = Vec::new();
-        for entry in slugs
-            .range::<(&str, &str)>((start, std::ops::Bound::Unbounded))
-            .map_err(storage)?
-        {
-            let (key, project_id) = entry.map_err(storage)?;
-            if key.value().0 != w {
-                break;
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let slugs = txn.open_table(PROJECT_SLUGS).map_err(storage)?;
+            let projects = txn.open_table(PROJECTS).map_err(storage)?;
+            let w = id.as_str();
+            let start = match after_slug {
+                Some(slug) => std::ops::Bound::Excluded((w, slug)),
+                None => std::ops::Bound::Included((w, "")),
+            };
+            let mut out = Vec::new();
+            for entry in slugs
+                .range::<(&str, &str)>((start, std::ops::Bound::Unbounded))
+                .map_err(storage)?
+            {
+                let (key, project_id) = entry.map_err(storage)?;
+                if key.value().0 != w {
+                    break;
+                }
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                if let Some(bytes) = projects.get(project_id.value()).map_err(storage)? {
+                    out.push(decode(bytes.value())?);
+                }
             }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            if let Some(bytes) = projects.get(project_id.value()).map_err(storage)? {
-                out.push(decode(bytes.value())?);
-            }
-        }
-        Ok((out, false))
+            Ok((out, false))
+        })
     }
 
     /// Deployments of a project, newest first, filtered through an index
@@ -298,81 +356,83 @@ impl Store {
         before_sequence: Option<u64>,
         limit: usize,
     ) -> Result<DeploymentPage, Error> {
-        let txn = self.read()?;
-        let deployments = txn.open_table(DEPLOYMENTS).map_err(storage)?;
-        let upper = before_sequence.unwrap_or(u64::MAX);
-        let p = project.as_str();
-        let mut pager = Pager {
-            deployments: &deployments,
-            filter,
-            limit,
-            scanned: 0,
-            page: DeploymentPage::default(),
-        };
-        match (&filter.status, &filter.environment) {
-            (Some(status), environment) if status.is_terminal() => {
-                let index = txn.open_table(DEPLOYMENTS_BY_STATUS).map_err(storage)?;
-                let code = status.code();
-                let range = (p, code, 0)..(p, code, upper);
-                for entry in index.range(range).map_err(storage)?.rev() {
-                    let (key, value) = entry.map_err(storage)?;
-                    let (id, env) = value.value();
-                    // The environment is in the index: a mismatch costs no
-                    // record read, only a place in the scan budget.
-                    let wanted = environment.as_ref().is_none_or(|e| e == env);
-                    if !pager.offer(key.value().2, wanted.then_some(id))? {
-                        break;
-                    }
-                }
-            }
-            (Some(_), _) => {
-                // Unfinished statuses: the in-flight index is small (bounded
-                // by `max_unfinished_per_project`).
-                let index = txn.open_table(IN_FLIGHT).map_err(storage)?;
-                let mut unfinished = Vec::new();
-                for entry in index.range((p, "")..).map_err(storage)? {
-                    let (key, _) = entry.map_err(storage)?;
-                    let (owner, id) = key.value();
-                    if owner != p {
-                        break;
-                    }
-                    if let Some(bytes) = deployments.get(id).map_err(storage)? {
-                        let deployment: Deployment = decode(bytes.value())?;
-                        if deployment.sequence < upper {
-                            unfinished.push((deployment.sequence, id.to_string()));
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let deployments = txn.open_table(DEPLOYMENTS).map_err(storage)?;
+            let upper = before_sequence.unwrap_or(u64::MAX);
+            let p = project.as_str();
+            let mut pager = Pager {
+                deployments: &deployments,
+                filter,
+                limit,
+                scanned: 0,
+                page: DeploymentPage::default(),
+            };
+            match (&filter.status, &filter.environment) {
+                (Some(status), environment) if status.is_terminal() => {
+                    let index = txn.open_table(DEPLOYMENTS_BY_STATUS).map_err(storage)?;
+                    let code = status.code();
+                    let range = (p, code, 0)..(p, code, upper);
+                    for entry in index.range(range).map_err(storage)?.rev() {
+                        let (key, value) = entry.map_err(storage)?;
+                        let (id, env) = value.value();
+                        // The environment is in the index: a mismatch costs no
+                        // record read, only a place in the scan budget.
+                        let wanted = environment.as_ref().is_none_or(|e| e == env);
+                        if !pager.offer(key.value().2, wanted.then_some(id))? {
+                            break;
                         }
                     }
                 }
-                unfinished.sort_unstable_by(|a, b| b.cmp(a));
-                for (sequence, id) in unfinished {
-                    if !pager.offer(sequence, Some(&id))? {
-                        break;
+                (Some(_), _) => {
+                    // Unfinished statuses: the in-flight index is small (bounded
+                    // by `max_unfinished_per_project`).
+                    let index = txn.open_table(IN_FLIGHT).map_err(storage)?;
+                    let mut unfinished = Vec::new();
+                    for entry in index.range((p, "")..).map_err(storage)? {
+                        let (key, _) = entry.map_err(storage)?;
+                        let (owner, id) = key.value();
+                        if owner != p {
+                            break;
+                        }
+                        if let Some(bytes) = deployments.get(id).map_err(storage)? {
+                            let deployment: Deployment = decode(bytes.value())?;
+                            if deployment.sequence < upper {
+                                unfinished.push((deployment.sequence, id.to_string()));
+                            }
+                        }
+                    }
+                    unfinished.sort_unstable_by(|a, b| b.cmp(a));
+                    for (sequence, id) in unfinished {
+                        if !pager.offer(sequence, Some(&id))? {
+                            break;
+                        }
+                    }
+                }
+                (None, Some(environment)) => {
+                    let index = txn
+                        .open_table(DEPLOYMENTS_BY_ENVIRONMENT)
+                        .map_err(storage)?;
+                    let range = (p, environment.as_str(), 0)..(p, environment.as_str(), upper);
+                    for entry in index.range(range).map_err(storage)?.rev() {
+                        let (key, id) = entry.map_err(storage)?;
+                        if !pager.offer(key.value().2, Some(id.value()))? {
+                            break;
+                        }
+                    }
+                }
+                (None, None) => {
+                    let index = txn.open_table(PROJECT_DEPLOYMENTS).map_err(storage)?;
+                    for entry in index.range((p, 0)..(p, upper)).map_err(storage)?.rev() {
+                        let (key, id) = entry.map_err(storage)?;
+                        if !pager.offer(key.value().1, Some(id.value()))? {
+                            break;
+                        }
                     }
                 }
             }
-            (None, Some(environment)) => {
-                let index = txn
-                    .open_table(DEPLOYMENTS_BY_ENVIRONMENT)
-                    .map_err(storage)?;
-                let range = (p, environment.as_str(), 0)..(p, environment.as_str(), upper);
-                for entry in index.range(range).map_err(storage)?.rev() {
-                    let (key, id) = entry.map_err(storage)?;
-                    if !pager.offer(key.value().2, Some(id.value()))? {
-                        break;
-                    }
-                }
-            }
-            (None, None) => {
-                let index = txn.open_table(PROJECT_DEPLOYMENTS).map_err(storage)?;
-                for entry in index.range((p, 0)..(p, upper)).map_err(storage)?.rev() {
-                    let (key, id) = entry.map_err(storage)?;
-                    if !pager.offer(key.value().1, Some(id.value()))? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(pager.page)
+            Ok(pager.page)
+        })
     }
 
     /// A page of a project's routes, optionally of one kind, ordered by
@@ -384,161 +444,173 @@ impl Store {
         after: Option<(RouteKind, String)>,
         limit: usize,
     ) -> Result<RoutePage, Error> {
-        let txn = self.read()?;
-        let index = txn.open_table(PROJECT_ROUTE_KINDS).map_err(storage)?;
-        let table = txn.open_table(ROUTES).map_err(storage)?;
-        let p = project.as_str();
-        let (low_code, high_code) = match kind {
-            Some(kind) => (kind.code(), kind.code()),
-            None => (0, u8::MAX),
-        };
-        let start = match &after {
-            Some((kind, fqdn)) => std::ops::Bound::Excluded((p, kind.code(), fqdn.as_str())),
-            None => std::ops::Bound::Included((p, low_code, "")),
-        };
-        let mut page = RoutePage::default();
-        for entry in index
-            .range::<(&str, u8, &str)>((start, std::ops::Bound::Unbounded))
-            .map_err(storage)?
-        {
-            let (key, _) = entry.map_err(storage)?;
-            let (owner, code, fqdn) = key.value();
-            if owner != p || code > high_code {
-                break;
-            }
-            let Some(bytes) = table.get(fqdn).map_err(storage)? else {
-                continue;
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let index = txn.open_table(PROJECT_ROUTE_KINDS).map_err(storage)?;
+            let table = txn.open_table(ROUTES).map_err(storage)?;
+            let p = project.as_str();
+            let (low_code, high_code) = match kind {
+                Some(kind) => (kind.code(), kind.code()),
+                None => (0, u8::MAX),
             };
-            let route: Route = decode(bytes.value())?;
-            if page.routes.len() == limit {
-                if let Some(last) = page.routes.last() {
-                    page.next_after = Some((last.kind, last.fqdn.clone()));
+            let start = match &after {
+                Some((kind, fqdn)) => std::ops::Bound::Excluded((p, kind.code(), fqdn.as_str())),
+                None => std::ops::Bound::Included((p, low_code, "")),
+            };
+            let mut page = RoutePage::default();
+            for entry in index
+                .range::<(&str, u8, &str)>((start, std::ops::Bound::Unbounded))
+                .map_err(storage)?
+            {
+                let (key, _) = entry.map_err(storage)?;
+                let (owner, code, fqdn) = key.value();
+                if owner != p || code > high_code {
+                    break;
                 }
-                break;
+                let Some(bytes) = table.get(fqdn).map_err(storage)? else {
+                    continue;
+                };
+                let route: Route = decode(bytes.value())?;
+                if page.routes.len() == limit {
+                    if let Some(last) = page.routes.last() {
+                        page.next_after = Some((last.kind, last.fqdn.clone()));
+                    }
+                    break;
+                }
+                page.routes.push(route);
             }
-            page.routes.push(route);
-        }
-        Ok(page)
+            Ok(page)
+        })
     }
 
     /// The routes at these hostnames, where there are any (one read
     /// transaction, one point lookup each).
     pub fn routes_named(&self, hostnames: &[String]) -> Result<Vec<Route>, Error> {
-        let txn = self.read()?;
-        let table = txn.open_table(ROUTES).map_err(storage)?;
-        let mut out = Vec::new();
-        for fqdn in hostnames {
-            if let Some(bytes) = table.get(fqdn.as_str()).map_err(storage)? {
-                out.push(decode(bytes.value())?);
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(ROUTES).map_err(storage)?;
+            let mut out = Vec::new();
+            for fqdn in hostnames {
+                if let Some(bytes) = table.get(fqdn.as_str()).map_err(storage)? {
+                    out.push(decode(bytes.value())?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Who holds `fqdn`: a route, a reservation or a custom domain claim.
     pub fn holder(&self, fqdn: &str) -> Result<Option<Holder>, Error> {
-        let txn = self.read()?;
-        let routes = txn.open_table(ROUTES).map_err(storage)?;
-        let reserved = txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
-        let domains = txn.open_table(DOMAINS).map_err(storage)?;
-        holder_of(&routes, &reserved, &domains, fqdn)
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let routes = txn.open_table(ROUTES).map_err(storage)?;
+            let reserved = txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
+            let domains = txn.open_table(DOMAINS).map_err(storage)?;
+            holder_of(&routes, &reserved, &domains, fqdn)
+        })
     }
 
     /// Fixed routes, schedules and unfinished deployments of one project.
     pub fn project_snapshot(&self, project: &ProjectId) -> Result<ProjectSnapshot, Error> {
-        let txn = self.read()?;
-        let mut fixed_routes = BTreeMap::new();
-        let index = txn.open_table(PROJECT_ROUTE_KINDS).map_err(storage)?;
-        let routes = txn.open_table(ROUTES).map_err(storage)?;
-        let p = project.as_str();
-        for kind in [RouteKind::Environment, RouteKind::Live] {
-            let code = kind.code();
-            for entry in index
-                .range((p, code, "")..(p, code + 1, ""))
-                .map_err(storage)?
-            {
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let mut fixed_routes = BTreeMap::new();
+            let index = txn.open_table(PROJECT_ROUTE_KINDS).map_err(storage)?;
+            let routes = txn.open_table(ROUTES).map_err(storage)?;
+            let p = project.as_str();
+            for kind in [RouteKind::Environment, RouteKind::Live] {
+                let code = kind.code();
+                for entry in index
+                    .range((p, code, "")..(p, code + 1, ""))
+                    .map_err(storage)?
+                {
+                    let (key, _) = entry.map_err(storage)?;
+                    if let Some(bytes) = routes.get(key.value().2).map_err(storage)? {
+                        let route: Route = decode(bytes.value())?;
+                        fixed_routes.insert(route.fqdn.clone(), route);
+                    }
+                }
+            }
+            let mut schedules = Vec::new();
+            let table = txn.open_table(SCHEDULES).map_err(storage)?;
+            for entry in table.range((p, "")..).map_err(storage)? {
+                let (key, bytes) = entry.map_err(storage)?;
+                if key.value().0 != p {
+                    break;
+                }
+                schedules.push(decode(bytes.value())?);
+            }
+            let mut in_flight = Vec::new();
+            let index = txn.open_table(IN_FLIGHT).map_err(storage)?;
+            let deployments = txn.open_table(DEPLOYMENTS).map_err(storage)?;
+            for entry in index.range((p, "")..).map_err(storage)? {
                 let (key, _) = entry.map_err(storage)?;
-                if let Some(bytes) = routes.get(key.value().2).map_err(storage)? {
-                    let route: Route = decode(bytes.value())?;
-                    fixed_routes.insert(route.fqdn.clone(), route);
+                let (owner, id) = key.value();
+                if owner != p {
+                    break;
+                }
+                if let Some(bytes) = deployments.get(id).map_err(storage)? {
+                    let deployment: Deployment = decode(bytes.value())?;
+                    if !deployment.status.is_terminal() {
+                        in_flight.push(deployment);
+                    }
                 }
             }
-        }
-        let mut schedules = Vec::new();
-        let table = txn.open_table(SCHEDULES).map_err(storage)?;
-        for entry in table.range((p, "")..).map_err(storage)? {
-            let (key, bytes) = entry.map_err(storage)?;
-            if key.value().0 != p {
-                break;
-            }
-            schedules.push(decode(bytes.value())?);
-        }
-        let mut in_flight = Vec::new();
-        let index = txn.open_table(IN_FLIGHT).map_err(storage)?;
-        let deployments = txn.open_table(DEPLOYMENTS).map_err(storage)?;
-        for entry in index.range((p, "")..).map_err(storage)? {
-            let (key, _) = entry.map_err(storage)?;
-            let (owner, id) = key.value();
-            if owner != p {
-                break;
-            }
-            if let Some(bytes) = deployments.get(id).map_err(storage)? {
-                let deployment: Deployment = decode(bytes.value())?;
-                if !deployment.status.is_terminal() {
-                    in_flight.push(deployment);
-                }
-            }
-        }
-        Ok(ProjectSnapshot {
-            fixed_routes,
-            schedules,
-            in_flight,
+            Ok(ProjectSnapshot {
+                fixed_routes,
+                schedules,
+                in_flight,
+            })
         })
     }
 
     /// Projects with unfinished deployments or pending schedules: the ones
     /// whose actors start right after the daemon does.
     pub fn projects_with_pending_work(&self) -> Result<Vec<ProjectId>, Error> {
-        let txn = self.read()?;
-        let mut ids: Vec<String> = Vec::new();
-        let in_flight = txn.open_table(IN_FLIGHT).map_err(storage)?;
-        for entry in in_flight.iter().map_err(storage)? {
-            let (key, _) = entry.map_err(storage)?;
-            ids.push(key.value().0.to_string());
-        }
-        let schedules = txn.open_table(SCHEDULES).map_err(storage)?;
-        for entry in schedules.iter().map_err(storage)? {
-            let (key, _) = entry.map_err(storage)?;
-            ids.push(key.value().0.to_string());
-        }
-        ids.sort();
-        ids.dedup();
-        ids.iter()
-            .map(|id| ProjectId::parse(id, "stored project id"))
-            .collect()
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let mut ids: Vec<String> = Vec::new();
+            let in_flight = txn.open_table(IN_FLIGHT).map_err(storage)?;
+            for entry in in_flight.iter().map_err(storage)? {
+                let (key, _) = entry.map_err(storage)?;
+                ids.push(key.value().0.to_string());
+            }
+            let schedules = txn.open_table(SCHEDULES).map_err(storage)?;
+            for entry in schedules.iter().map_err(storage)? {
+                let (key, _) = entry.map_err(storage)?;
+                ids.push(key.value().0.to_string());
+            }
+            ids.sort();
+            ids.dedup();
+            ids.iter()
+                .map(|id| ProjectId::parse(id, "stored project id"))
+                .collect()
+        })
     }
 
     /// Deployments whose workloads the drivers may hold, with the intent
     /// number of the last driver call decided for each.
     pub fn tracked_workloads(&self) -> Result<Vec<(Deployment, u64)>, Error> {
-        let txn = self.read()?;
-        let workloads = txn.open_table(WORKLOADS).map_err(storage)?;
-        let deployments = txn.open_table(DEPLOYMENTS).map_err(storage)?;
-        let mut out = Vec::new();
-        for entry in workloads.iter().map_err(storage)? {
-            let (id, intent) = entry.map_err(storage)?;
-            if let Some(bytes) = deployments.get(id.value()).map_err(storage)? {
-                out.push((decode(bytes.value())?, intent.value()));
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let workloads = txn.open_table(WORKLOADS).map_err(storage)?;
+            let deployments = txn.open_table(DEPLOYMENTS).map_err(storage)?;
+            let mut out = Vec::new();
+            for entry in workloads.iter().map_err(storage)? {
+                let (id, intent) = entry.map_err(storage)?;
+                if let Some(bytes) = deployments.get(id.value()).map_err(storage)? {
+                    out.push((decode(bytes.value())?, intent.value()));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Overwrites a deployment's stored bytes behind the writer's back, so
     /// tests can see how reads that meet a damaged record behave.
     #[cfg(feature = "fail-points")]
     pub fn overwrite_deployment_bytes(&self, id: &DeploymentId, bytes: &[u8]) -> Result<(), Error> {
-        let txn = self.db.begin_write().map_err(storage)?;
+        let txn = self.shared.database()?.begin_write().map_err(storage)?;
         txn.open_table(DEPLOYMENTS)
             .map_err(storage)?
             .insert(id.as_str(), bytes)
@@ -553,26 +625,30 @@ impl Store {
         key: &IdempotencyKey,
         now: UnixMillis,
     ) -> Result<Option<IdempotencyRecord>, Error> {
-        let txn = self.read()?;
-        let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
-        let Some(bytes) = table
-            .get((project.as_str(), key.as_str()))
-            .map_err(storage)?
-        else {
-            return Ok(None);
-        };
-        let record: IdempotencyRecord = decode(bytes.value())?;
-        Ok((record.expires_at > now).then_some(record))
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+            let Some(bytes) = table
+                .get((project.as_str(), key.as_str()))
+                .map_err(storage)?
+            else {
+                return Ok(None);
+            };
+            let record: IdempotencyRecord = decode(bytes.value())?;
+            Ok((record.expires_at > now).then_some(record))
+        })
     }
 
     /// The project a custom domain is reserved for, if any.
     pub fn domain_owner(&self, fqdn: &str) -> Result<Option<String>, Error> {
-        let txn = self.read()?;
-        let table = txn.open_table(DOMAINS).map_err(storage)?;
-        Ok(table
-            .get(fqdn)
-            .map_err(storage)?
-            .map(|g| g.value().to_string()))
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let table = txn.open_table(DOMAINS).map_err(storage)?;
+            Ok(table
+                .get(fqdn)
+                .map_err(storage)?
+                .map(|g| g.value().to_string()))
+        })
     }
 
     /// Projects whose fixed hostnames are not all reserved under `apex`
@@ -584,36 +660,38 @@ impl Store {
         apex: &str,
         fixed_names: impl Fn(&Project) -> Vec<(String, RouteKind)>,
     ) -> Result<Vec<Mutation>, Error> {
-        let txn = self.read()?;
-        let meta = txn.open_table(META).map_err(storage)?;
-        if meta
-            .get(RESERVED_APEX_KEY)
-            .map_err(storage)?
-            .is_some_and(|v| v.value() == apex.as_bytes())
-        {
-            return Ok(Vec::new());
-        }
-        let projects = txn.open_table(PROJECTS).map_err(storage)?;
-        let reserved = txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
-        let mut out = Vec::new();
-        for entry in projects.iter().map_err(storage)? {
-            let (_, bytes) = entry.map_err(storage)?;
-            let project: Project = decode(bytes.value())?;
-            let mut names = Vec::new();
-            for (fqdn, kind) in fixed_names(&project) {
-                if reserved.get(fqdn.as_str()).map_err(storage)?.is_none() {
-                    names.push((fqdn, kind));
+        self.shared.guard(|| {
+            let txn = self.read()?;
+            let meta = txn.open_table(META).map_err(storage)?;
+            if meta
+                .get(RESERVED_APEX_KEY)
+                .map_err(storage)?
+                .is_some_and(|v| v.value() == apex.as_bytes())
+            {
+                return Ok(Vec::new());
+            }
+            let projects = txn.open_table(PROJECTS).map_err(storage)?;
+            let reserved = txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
+            let mut out = Vec::new();
+            for entry in projects.iter().map_err(storage)? {
+                let (_, bytes) = entry.map_err(storage)?;
+                let project: Project = decode(bytes.value())?;
+                let mut names = Vec::new();
+                for (fqdn, kind) in fixed_names(&project) {
+                    if reserved.get(fqdn.as_str()).map_err(storage)?.is_none() {
+                        names.push((fqdn, kind));
+                    }
+                }
+                if !names.is_empty() {
+                    out.push(Mutation::ReserveHostnames {
+                        project_id: project.id.clone(),
+                        names,
+                    });
                 }
             }
-            if !names.is_empty() {
-                out.push(Mutation::ReserveHostnames {
-                    project_id: project.id.clone(),
-                    names,
-                });
-            }
-        }
-        out.push(Mutation::RecordReservedApex(apex.to_string()));
-        Ok(out)
+            out.push(Mutation::RecordReservedApex(apex.to_string()));
+            Ok(out)
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod podman;
 pub mod process;
+pub mod storage;
 pub mod traffic;
 
 use std::collections::BTreeMap;

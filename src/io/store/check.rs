@@ -1,14 +1,20 @@
 //! Offline verification of a data file (`deployd check`): redb's own
 //! integrity check, then the spec's invariants over every stored record.
 //! The daemon must not be running: redb allows one process per file.
+//!
+//! The check never writes: the file is opened read-only and seen through a
+//! [`ReadOnlyOverlay`], so what redb writes on open, or while repairing a
+//! damaged file, stays in memory. It works on a read-only copy.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend};
 
 use super::codec::decode;
+use super::guarded::ReadOnlyOverlay;
+use super::state::panic_message;
 use super::tables::*;
 use super::{SCHEMA_KEY, SCHEMA_VERSION, storage};
 use crate::error::Error;
@@ -49,34 +55,105 @@ impl CheckReport {
     }
 }
 
-/// Opens `path` (never creating it), runs redb's integrity check and then
-/// checks invariants 1, 2 (including a live project without a `LIVE`
-/// route) and 5's bookkeeping over the stored records.
+/// Opens `path` read-only (never creating or changing it), runs redb's
+/// integrity check and then checks invariants 1, 2 (including a live
+/// project without a `LIVE` route) and 5's bookkeeping over the stored
+/// records.
 pub fn check_file(path: &Path) -> Result<CheckReport, Error> {
-    if !path.exists() {
-        return Err(Error::not_found(format!(
-            "no data file at {}",
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::not_found(format!(
+                "no data file at {}",
+                path.display()
+            )));
+        }
+        Err(e) => {
+            return Err(Error::Unavailable(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let empty = file.metadata().is_ok_and(|m| m.len() == 0);
+    if empty {
+        return Err(Error::FailedPrecondition(format!(
+            "{} is empty (0 bytes): it is not a deployd database",
             path.display()
         )));
     }
-    let mut db = Database::open(path).map_err(|e| {
-        Error::Unavailable(format!(
-            "cannot open {} ({e}); is a daemon still using it?",
-            path.display()
-        ))
-    })?;
+    let backend = redb::backends::FileBackend::new(file)
+        .map_err(|e| Error::Unavailable(format!("cannot read {}: {e}", path.display())))?;
+    check_backend(backend).map_err(|e| match e {
+        Error::Unavailable(m) => Error::Unavailable(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+/// [`check_file`] over any backend, which it only reads through a
+/// [`ReadOnlyOverlay`] (tests pass one that refuses every write).
+pub fn check_backend(backend: impl StorageBackend) -> Result<CheckReport, Error> {
+    let overlay = ReadOnlyOverlay::over(backend)
+        .map_err(|e| Error::Unavailable(format!("cannot read the file: {e}")))?;
     let mut report = CheckReport::default();
-    match db.check_integrity() {
-        Ok(true) => {}
-        Ok(false) => report
-            .problems
-            .push("redb integrity check failed; redb repaired the file".into()),
-        Err(e) => {
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Database::builder().create_with_backend(overlay)
+    }));
+    let mut db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            return Err(Error::Unavailable(
+                "the file is in use; is a daemon still running on it?".into(),
+            ));
+        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)))) => {
+            report
+                .problems
+                .push(format!("redb cannot open the file: {what}"));
+            return Ok(report);
+        }
+        Ok(Err(e)) => {
+            return Err(Error::Unavailable(format!(
+                "cannot open it as a redb database ({e})"
+            )));
+        }
+        Err(panic) => {
+            report.problems.push(format!(
+                "redb panicked opening the file: {}",
+                panic_message(panic.as_ref())
+            ));
+            return Ok(report);
+        }
+    };
+    let integrity = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity()));
+    match integrity {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => report.problems.push(
+            "redb integrity check failed (repaired in memory only; the file is unchanged)".into(),
+        ),
+        Ok(Err(e)) => {
             report.problems.push(format!("redb integrity check: {e}"));
             return Ok(report);
         }
+        Err(panic) => {
+            report.problems.push(format!(
+                "redb integrity check panicked: {}",
+                panic_message(panic.as_ref())
+            ));
+            return Ok(report);
+        }
     }
-    check_records(&db, &mut report)?;
+    let records = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check_records(&db, &mut report)
+    }));
+    match records {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => report.problems.push(format!("reading the records: {e}")),
+        Err(panic) => report.problems.push(format!(
+            "reading the records panicked: {}",
+            panic_message(panic.as_ref())
+        )),
+    }
     Ok(report)
 }
 

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::Error;
+use crate::error::{Error, StorageFault};
 use crate::io::store::legacy;
 use crate::model::{Deployment, IdempotencyRecord, Project, Route, ScheduledChange, Workspace};
 
@@ -81,19 +81,22 @@ pub fn encode<T: Record>(value: &T) -> Result<Vec<u8>, Error> {
 }
 
 pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, Error> {
-    let corrupt = |e: postcard::Error| Error::internal(format!("corrupt {} record: {e}", T::WHAT));
+    // Bytes this build cannot read were not written by it: the file is
+    // damaged (or a newer deployd wrote it), and writing on would be unsafe.
+    let damaged = |what: String| Error::Storage(StorageFault::Damaged(what));
+    let corrupt = |e: postcard::Error| damaged(format!("corrupt {} record: {e}", T::WHAT));
     match bytes.split_first() {
         Some((&format, body)) if (T::SAME_SINCE..=FORMAT).contains(&format) => {
             postcard::from_bytes(body).map_err(corrupt)
         }
         Some((&format, body)) => match T::upgrade(format, body) {
             Some(decoded) => decoded.map_err(corrupt),
-            None => Err(Error::internal(format!(
+            None => Err(damaged(format!(
                 "{} record has format version {format}; this build reads {} to {FORMAT}",
                 T::WHAT,
                 T::SAME_SINCE
             ))),
         },
-        None => Err(Error::internal(format!("empty {} record", T::WHAT))),
+        None => Err(damaged(format!("empty {} record", T::WHAT))),
     }
 }

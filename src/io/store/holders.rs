@@ -6,12 +6,9 @@ use redb::ReadableTable;
 
 use crate::error::Error;
 use crate::io::store::codec::decode;
+use crate::io::store::state::storage;
 use crate::model::routes::Holder;
 use crate::model::{ProjectId, Route, RouteKind};
-
-fn storage(e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("storage: {e}"))
-}
 
 pub(crate) fn holder_of(
     routes: &impl ReadableTable<&'static str, &'static [u8]>,

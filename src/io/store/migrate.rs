@@ -16,12 +16,9 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::error::Error;
 use crate::io::store::codec::decode;
+use crate::io::store::state::storage;
 use crate::io::store::tables::*;
 use crate::model::{Deployment, Route};
-
-fn storage(e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("storage: {e}"))
-}
 
 pub(crate) fn from_v1(txn: &WriteTransaction) -> Result<(), Error> {
     let started = std::time::Instant::now();

@@ -11,6 +11,7 @@ use redb::{ReadableTable, WriteTransaction};
 use crate::error::Error;
 use crate::io::store::codec::{decode, encode};
 use crate::io::store::holders::holder_of;
+use crate::io::store::state::storage;
 use crate::io::store::tables::*;
 use crate::model::quote::quoted;
 use crate::model::routes::Holder;
@@ -108,10 +109,6 @@ pub(crate) fn apply(txn: &WriteTransaction, mutations: &[Mutation]) -> Result<Ap
         write(txn, mutation)?;
     }
     Ok(Applied::Done)
-}
-
-fn storage(e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("storage: {e}"))
 }
 
 fn holder(txn: &WriteTransaction, fqdn: &str) -> Result<Option<Holder>, Error> {

@@ -6,16 +6,25 @@
 //! commit). Only then does it run the callbacks, which is where replies to
 //! gRPC callers and watch events are sent: nothing is acknowledged before the
 //! commit that holds it is on disk.
+//!
+//! A commit that fails for I/O (a full disk) leaves redb's handle refusing
+//! every later write, so the thread closes it and reopens the file, first
+//! after 100 ms, then backing off to once a second, until a write goes
+//! through; meanwhile every submission is refused at once with the reason.
+//! Damage (a corrupt page, a record that does not decode, a panic while
+//! applying) stops writing for good: nothing more goes into that file.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::Database;
 
-use crate::error::Error;
+use crate::error::{Error, StorageFault};
 use crate::io::store::mutation::{Applied, Mutation, apply};
+use crate::io::store::state::{Shared, panic_message, storage};
 
 /// Called on the writer thread after the commit (or its failure), with the
 /// submission's mutations handed back so callers can publish what was
@@ -57,8 +66,17 @@ impl WriterStats {
     }
 }
 
+/// Opens the data file again after a failed write (`None`: a store in
+/// memory, which has nothing to reopen).
+pub(crate) type Reopen = Box<dyn Fn() -> Result<Database, Error> + Send>;
+
+/// The first retry after a failed write, and the longest wait between two.
+const FIRST_PROBE: Duration = Duration::from_millis(100);
+const MAX_PROBE: Duration = Duration::from_secs(1);
+
 pub(crate) fn spawn(
-    db: Arc<Database>,
+    shared: Arc<Shared>,
+    reopen: Option<Reopen>,
     stats: Arc<WriterStats>,
 ) -> std::io::Result<(mpsc::Sender<Submission>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<Submission>();
@@ -66,85 +84,188 @@ pub(crate) fn spawn(
         .name("deployd-store-writer".into())
         .spawn(move || {
             raise_priority();
-            run(&db, &rx, &stats)
+            let mut writer = Writer {
+                shared: &shared,
+                reopen,
+                stats: &stats,
+                next_probe: Instant::now(),
+                probe_wait: FIRST_PROBE,
+            };
+            writer.run(&rx);
         })?;
     Ok((tx, handle))
 }
 
-/// Runs until every sender is dropped and the queue is drained.
-///
-/// Urgent submissions (rollback, promote) are committed first, in a short
-/// commit of their own, instead of waiting inside a commit of hundreds of
-/// deploy steps. That reorders only between different senders: a sender
-/// marks a submission urgent only when none of its earlier ones is still
-/// queued (`Store::submit_urgent`).
-fn run(db: &Database, rx: &mpsc::Receiver<Submission>, stats: &WriterStats) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_SUBMISSIONS_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+struct Writer<'a> {
+    shared: &'a Shared,
+    reopen: Option<Reopen>,
+    stats: &'a WriterStats,
+    /// While unwritable: when to try the file again, and the wait after.
+    next_probe: Instant,
+    probe_wait: Duration,
+}
+
+impl Writer<'_> {
+    /// Runs until every sender is dropped and the queue is drained.
+    ///
+    /// Urgent submissions (rollback, promote) are committed first, in a short
+    /// commit of their own, instead of waiting inside a commit of hundreds of
+    /// deploy steps. That reorders only between different senders: a sender
+    /// marks a submission urgent only when none of its earlier ones is still
+    /// queued (`Store::submit_urgent`).
+    fn run(&mut self, rx: &mpsc::Receiver<Submission>) {
+        loop {
+            let first = if self.recovering() {
+                let wait = self.next_probe.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(wait) {
+                    Ok(first) => Some(first),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(first) => Some(first),
+                    Err(_) => break,
+                }
+            };
+            if self.recovering() && Instant::now() >= self.next_probe {
+                self.try_recover();
+            }
+            let Some(first) = first else {
+                continue;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_SUBMISSIONS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let last_id = batch.last().map_or(0, |s| s.id);
+            if let Some(fault) = self.shared.fault() {
+                self.refuse(batch, &fault, last_id);
+                continue;
+            }
+            let (urgent, ordinary): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| s.urgent);
+            if !urgent.is_empty() {
+                // Ids below `last_id` may still be queued in `ordinary`, so the
+                // settled mark only moves once they are committed too.
+                let settle = ordinary.is_empty().then_some(last_id);
+                self.commit_batch(urgent, settle);
+            }
+            if !ordinary.is_empty() {
+                match self.shared.fault() {
+                    None => self.commit_batch(ordinary, Some(last_id)),
+                    Some(fault) => self.refuse(ordinary, &fault, last_id),
+                }
             }
         }
-        let last_id = batch.last().map_or(0, |s| s.id);
-        let (urgent, ordinary): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| s.urgent);
-        if !urgent.is_empty() {
-            // Ids below `last_id` may still be queued in `ordinary`, so the
-            // settled mark only moves once they are committed too.
-            let settle = ordinary.is_empty().then_some(last_id);
-            commit_batch(db, urgent, stats, settle);
+    }
+
+    /// Whether the file is waiting to be written again (damage never is).
+    fn recovering(&self) -> bool {
+        self.reopen.is_some() && matches!(self.shared.fault(), Some(StorageFault::Unwritable(_)))
+    }
+
+    /// Closes the handle redb poisoned, opens the file again (redb repairs
+    /// what the failed commit left) and commits an empty transaction to
+    /// prove writes go through. On failure, waits longer before the next
+    /// try.
+    fn try_recover(&mut self) {
+        let Some(reopen) = &self.reopen else {
+            return;
+        };
+        // The old handle must be closed first: the file's lock allows one.
+        // A read still running on it keeps it open; the next try then
+        // succeeds.
+        drop(self.shared.take());
+        let outcome = reopen().and_then(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            txn.commit().map_err(storage)?;
+            Ok(db)
+        });
+        match outcome {
+            Ok(db) => {
+                self.shared.put(db);
+                self.shared.recovered();
+                self.probe_wait = FIRST_PROBE;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the data file still cannot be written");
+                self.probe_wait = (self.probe_wait * 2).min(MAX_PROBE);
+                self.next_probe = Instant::now() + self.probe_wait;
+            }
         }
-        if !ordinary.is_empty() {
-            commit_batch(db, ordinary, stats, Some(last_id));
+    }
+
+    fn refuse(&self, batch: Vec<Submission>, fault: &StorageFault, last_id: u64) {
+        self.stats.settled_through.store(last_id, Ordering::Release);
+        for submission in batch {
+            complete(submission, Err(Error::Storage(fault.clone())));
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Submission>, settle: Option<u64>) {
+        let count = batch.len() as u64;
+        let outcome = match self.shared.database() {
+            Ok(db) => apply_batch(&db, &batch),
+            Err(e) => Err(e),
+        };
+        if let Some(last_id) = settle {
+            self.stats.settled_through.store(last_id, Ordering::Release);
+        }
+        match outcome {
+            Ok(outcomes) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats.submissions.fetch_add(count, Ordering::Relaxed);
+                for (submission, outcome) in batch.into_iter().zip(outcomes) {
+                    complete(
+                        submission,
+                        match outcome {
+                            Applied::Done => Ok(()),
+                            Applied::Rejected(e) => Err(e),
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, submissions = count, "commit failed");
+                self.shared.observe(&e);
+                if self.recovering() {
+                    self.next_probe = Instant::now() + FIRST_PROBE;
+                    self.probe_wait = FIRST_PROBE;
+                }
+                let answer = match e {
+                    Error::Storage(fault) => Error::Storage(fault),
+                    _ => Error::Unavailable("the change could not be stored; retry".into()),
+                };
+                for submission in batch {
+                    complete(submission, Err(answer.clone()));
+                }
+            }
         }
     }
 }
 
-fn commit_batch(db: &Database, batch: Vec<Submission>, stats: &WriterStats, settle: Option<u64>) {
-    let count = batch.len() as u64;
-    let outcome = apply_batch(db, &batch);
-    if let Some(last_id) = settle {
-        stats.settled_through.store(last_id, Ordering::Release);
-    }
-    match outcome {
-        Ok(outcomes) => {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.submissions.fetch_add(count, Ordering::Relaxed);
-            for (submission, outcome) in batch.into_iter().zip(outcomes) {
-                complete(
-                    submission,
-                    match outcome {
-                        Applied::Done => Ok(()),
-                        Applied::Rejected(e) => Err(e),
-                    },
-                );
-            }
-        }
-        Err(e) => {
-            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, submissions = count, "commit failed");
-            for submission in batch {
-                complete(
-                    submission,
-                    Err(Error::Unavailable(
-                        "the change could not be stored; retry".into(),
-                    )),
-                );
-            }
-        }
-    }
-}
-
+/// Applies and commits a batch. A panic inside (redb asserts on some
+/// damaged pages) is damage, not a dead writer thread.
 fn apply_batch(db: &Database, batch: &[Submission]) -> Result<Vec<Applied>, Error> {
-    let storage = |e: &dyn std::fmt::Display| Error::internal(format!("storage: {e}"));
-    let txn = db.begin_write().map_err(|e| storage(&e))?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for submission in batch {
-        outcomes.push(apply(&txn, &submission.mutations)?);
-    }
-    txn.commit().map_err(|e| storage(&e))?;
-    Ok(outcomes)
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let txn = db.begin_write().map_err(storage)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for submission in batch {
+            outcomes.push(apply(&txn, &submission.mutations)?);
+        }
+        txn.commit().map_err(storage)?;
+        Ok(outcomes)
+    }));
+    attempt.unwrap_or_else(|panic| {
+        Err(Error::Storage(StorageFault::Damaged(format!(
+            "writing to it panicked: {}",
+            panic_message(panic.as_ref())
+        ))))
+    })
 }
 
 /// A panicking callback must not take the writer thread (and with it every
