@@ -106,9 +106,7 @@ async fn a_connection_that_never_speaks_http2_is_closed_after_the_handshake_time
         async move { stats_on(probe).await.ok().map(|s| s.open_connections) }
     };
     let before = open().await.expect("stats");
-    let mut socket = TcpStream::connect(socket_addr(&daemon.addr))
-        .await
-        .unwrap();
+    let mut socket = TcpStream::connect(socket_addr(&daemon.addr)).await.unwrap();
     eventually("the daemon accepted it", HANG_GUARD, || async {
         (open().await? > before).then_some(())
     })
@@ -130,9 +128,7 @@ async fn a_connection_without_streams_is_closed_after_the_idle_timeout() {
         ..fast_config()
     })
     .await;
-    let mut socket = TcpStream::connect(socket_addr(&daemon.addr))
-        .await
-        .unwrap();
+    let mut socket = TcpStream::connect(socket_addr(&daemon.addr)).await.unwrap();
     // The client preface and an empty SETTINGS frame: a valid HTTP/2
     // client that then opens no stream.
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
@@ -210,7 +206,9 @@ async fn watchers_over_the_limits_get_resource_exhausted() {
 
     let first = watch(&mut client, &ids[0]).await.expect("first watch");
     let _second = watch(&mut client, &ids[0]).await.expect("second watch");
-    let refused = watch(&mut client, &ids[0]).await.expect_err("third refused");
+    let refused = watch(&mut client, &ids[0])
+        .await
+        .expect_err("third refused");
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
     assert!(
         refused.message().contains("already has 2 watch streams"),
@@ -218,8 +216,12 @@ async fn watchers_over_the_limits_get_resource_exhausted() {
         refused.message()
     );
 
-    let _third = watch(&mut client, &ids[1]).await.expect("another deployment");
-    let refused = watch(&mut client, &ids[1]).await.expect_err("over the total");
+    let _third = watch(&mut client, &ids[1])
+        .await
+        .expect("another deployment");
+    let refused = watch(&mut client, &ids[1])
+        .await
+        .expect_err("over the total");
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
     assert!(
         refused.message().contains("too many watch streams"),
@@ -386,4 +388,110 @@ async fn sigterm_exits_in_time_with_idle_sockets_and_ends_watches_with_unavailab
     assert!(events >= 1, "the snapshot came first");
     assert_eq!(cut.code(), tonic::Code::Unavailable);
     assert_eq!(cut.message(), "the daemon is shutting down");
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The figures in README's "Connections" section, on the real binary:
+/// `cargo test --release --test connections -- --ignored --nocapture`.
+/// Opens 20,000 watch streams (100 connections of 200), reads the daemon's
+/// VmRSS, closes them, reads it again, then times SIGTERM with 100 idle
+/// sockets open. Prints; asserts only that things happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check; run by hand"]
+async fn figures_watch_memory_and_sigterm_time() {
+    const CONNECTIONS: usize = 100;
+    const PER_CONNECTION: usize = 200;
+    const DEPLOYMENTS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("deployd.toml");
+    let config = process_config(&dir.path().join("data")).replace(
+        "shutdown_timeout_ms = 2000",
+        "shutdown_timeout_ms = 10000\nmax_watchers = 20000\nmax_watchers_per_deployment = 1000",
+    );
+    std::fs::write(&config_path, config).unwrap();
+    let mut daemon = DaemonProcess::spawn(&config_path).await.expect("starts");
+    let pid = daemon.child.id().expect("pid");
+    let channel = daemon.channel().await;
+    let project = create_project(channel.clone()).await;
+    let mut deployments = DeploymentServiceClient::new(channel.clone());
+    let mut ids = Vec::new();
+    for i in 0..DEPLOYMENTS {
+        ids.push(
+            deployments
+                .create_deployment(common::image_request(
+                    &project.id,
+                    "production",
+                    &format!("nginx:{i}"),
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .deployment_id,
+        );
+    }
+    let idle_rss = vm_rss_kib(pid);
+
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let channel = Endpoint::from_shared(daemon.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = DeploymentServiceClient::new(channel.clone());
+            let mut streams = Vec::new();
+            for s in 0..PER_CONNECTION {
+                let id = &ids[(c * PER_CONNECTION + s) % ids.len()];
+                let mut stream = watch(&mut client, id).await.expect("watch");
+                stream.message().await.expect("snapshot").expect("snapshot");
+                streams.push(stream);
+            }
+            (channel, streams)
+        }));
+    }
+    let mut open = Vec::new();
+    for task in tasks {
+        open.push(task.await.unwrap());
+    }
+    let streams = stats_on(channel.clone()).await.unwrap().watch_streams;
+    let open_rss = vm_rss_kib(pid);
+    drop(open);
+    eventually("every watch ended", Duration::from_secs(60), || {
+        let channel = channel.clone();
+        async move { (stats_on(channel).await.ok()?.watch_streams == 0).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let closed_rss = vm_rss_kib(pid);
+    eprintln!(
+        "daemon VmRSS: {idle_rss} KiB before, {open_rss} KiB with {streams} watch streams open, \
+         {closed_rss} KiB after they closed"
+    );
+
+    let addr = socket_addr(&daemon.addr);
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let began = Instant::now();
+    daemon.terminate();
+    let status = tokio::time::timeout(Duration::from_secs(60), daemon.child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    eprintln!(
+        "SIGTERM to exit with 100 idle connections: {:?} ({status})",
+        began.elapsed()
+    );
+    assert_eq!(streams, (CONNECTIONS * PER_CONNECTION) as u64);
 }

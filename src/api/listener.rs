@@ -70,8 +70,7 @@ impl Connections {
                     // Without TCP_NODELAY, small gRPC replies wait for the
                     // peer's delayed ACK (~40 ms).
                     let _ = stream.set_nodelay(true);
-                    let connection =
-                        Connection::new(stream, permit, phases.subscribe(), timeouts);
+                    let connection = Connection::new(stream, permit, phases.subscribe(), timeouts);
                     if tx.send(Ok(connection)).await.is_err() {
                         return;
                     }
@@ -252,7 +251,10 @@ mod tests {
             .collect();
         assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
         assert!(backoff.succeeded());
-        assert!(!backoff.succeeded(), "a success outside an episode ends none");
+        assert!(
+            !backoff.succeeded(),
+            "a success outside an episode ends none"
+        );
         assert_eq!(backoff.failed(), (FIRST_DELAY, true));
         assert_eq!(backoff.episodes(), 2);
     }
