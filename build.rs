@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // from prost-types, so the flag that would pin prost-types is on.
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
+        // See src/pb/codec.rs: what an open stream keeps costs less.
+        .codec_path("crate::pb::codec::LeanCodec")
         .compile_fds(file_descriptors)?;
 
     pbjson_build::Builder::new()

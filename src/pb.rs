@@ -8,6 +8,8 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/deployd.v1.serde.rs"));
 }
 
+pub mod codec;
+
 pub use generated::*;
 
 /// The encoded `FileDescriptorSet` of every proto file, for reflection.
