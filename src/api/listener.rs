@@ -8,10 +8,12 @@
 
 mod connection;
 mod streams;
+mod trim;
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -60,6 +62,11 @@ impl Connections {
             handshake: config.handshake_timeout(),
             idle: config.idle_timeout(),
         };
+        let streams = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(trim::after_streams_fall(
+            Arc::clone(&streams),
+            phase.subscribe(),
+        ));
         let (tx, rx) = mpsc::channel(1);
         let phases = phase.clone();
         let accepted = Arc::clone(&permits);
@@ -70,7 +77,13 @@ impl Connections {
                     // Without TCP_NODELAY, small gRPC replies wait for the
                     // peer's delayed ACK (~40 ms).
                     let _ = stream.set_nodelay(true);
-                    let connection = Connection::new(stream, permit, phases.subscribe(), timeouts);
+                    let connection = Connection::new(
+                        stream,
+                        permit,
+                        phases.subscribe(),
+                        timeouts,
+                        Arc::clone(&streams),
+                    );
                     if tx.send(Ok(connection)).await.is_err() {
                         return;
                     }

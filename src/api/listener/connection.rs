@@ -9,7 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -42,6 +42,8 @@ pub struct ConnInfo(Arc<State>);
 struct State {
     /// Open streams, and since when there have been none.
     streams: Mutex<(usize, Instant)>,
+    /// Open streams of every connection.
+    all_streams: Arc<AtomicUsize>,
     preface_done: AtomicBool,
     stalled: AtomicBool,
     changed: Notify,
@@ -72,9 +74,11 @@ impl Connection {
         permit: OwnedSemaphorePermit,
         phase: watch::Receiver<Phase>,
         timeouts: Timeouts,
+        all_streams: Arc<AtomicUsize>,
     ) -> Self {
         let state = Arc::new(State {
             streams: Mutex::new((0, Instant::now())),
+            all_streams,
             preface_done: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
             changed: Notify::new(),
@@ -165,6 +169,7 @@ impl ConnInfo {
     pub fn stream_opened(&self) -> StreamGuard {
         let mut streams = self.0.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.0 += 1;
+        self.0.all_streams.fetch_add(1, Ordering::Relaxed);
         StreamGuard(Arc::clone(&self.0))
     }
 
@@ -183,6 +188,7 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         let mut streams = self.0.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.0 = streams.0.saturating_sub(1);
+        self.0.all_streams.fetch_sub(1, Ordering::Relaxed);
         if streams.0 == 0 {
             streams.1 = Instant::now();
             drop(streams);
