@@ -89,6 +89,38 @@ async fn a_client_over_max_connections_waits_until_one_closes() {
 }
 
 #[tokio::test]
+async fn a_call_over_max_streams_per_connection_waits_for_a_stream_to_end() {
+    let daemon = TestDaemon::start_with(deployd::Config {
+        max_streams_per_connection: 2,
+        ..config_with_stuck_region()
+    })
+    .await;
+    let ids = stuck_deployments(&daemon, 1).await;
+    let channel = Endpoint::from_shared(daemon.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = DeploymentServiceClient::new(channel.clone());
+    let first = watch(&mut client, &ids[0]).await.expect("first watch");
+    let _second = watch(&mut client, &ids[0]).await.expect("second watch");
+
+    let mut waiting = tokio::spawn(stats_on(channel));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut waiting)
+            .await
+            .is_err(),
+        "a third stream was served on the connection"
+    );
+    drop(first);
+    let served = tokio::time::timeout(HANG_GUARD, waiting)
+        .await
+        .expect("served once a watch ended")
+        .unwrap();
+    assert!(served.is_ok(), "{served:?}");
+}
+
+#[tokio::test]
 async fn a_connection_that_never_speaks_http2_is_closed_after_the_handshake_timeout() {
     let daemon = TestDaemon::start_with(deployd::Config {
         handshake_timeout_ms: 200,
