@@ -191,6 +191,15 @@ async fn a_connection_without_streams_is_closed_after_the_idle_timeout() {
     assert_eq!(daemon.stats().await.watch_streams, 1, "the watch is open");
 }
 
+#[tokio::test]
+async fn the_listening_socket_closes_when_the_daemon_stops() {
+    let daemon = TestDaemon::start().await;
+    let addr = socket_addr(&daemon.addr);
+    let _stopped = daemon.stop().await;
+    let connected = TcpStream::connect(&addr).await;
+    assert!(connected.is_err(), "something still listens on {addr}");
+}
+
 /// A project whose production deployments never get ready, so watches on
 /// them stay open.
 async fn stuck_deployments(daemon: &TestDaemon, count: usize) -> Vec<String> {

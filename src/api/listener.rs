@@ -73,7 +73,16 @@ impl Connections {
         tokio::spawn(async move {
             let (raw_tx, mut raw_rx) = mpsc::channel::<(TcpStream, OwnedSemaphorePermit)>(1);
             let wrap = async move {
-                while let Some((stream, permit)) = raw_rx.recv().await {
+                loop {
+                    // Ends with tonic's interest in new connections, so the
+                    // accept loop (and the listening socket) go too.
+                    let (stream, permit) = tokio::select! {
+                        next = raw_rx.recv() => match next {
+                            Some(next) => next,
+                            None => return,
+                        },
+                        () = tx.closed() => return,
+                    };
                     // Without TCP_NODELAY, small gRPC replies wait for the
                     // peer's delayed ACK (~40 ms).
                     let _ = stream.set_nodelay(true);
