@@ -200,6 +200,24 @@ async fn the_listening_socket_closes_when_the_daemon_stops() {
     assert!(connected.is_err(), "something still listens on {addr}");
 }
 
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    let daemon = TestDaemon::start_with(deployd::Config {
+        handshake_timeout_ms: 600_000,
+        idle_timeout_ms: 600_000,
+        keepalive_interval_ms: 100,
+        keepalive_timeout_ms: 100,
+        ..fast_config()
+    })
+    .await;
+    let mut socket = TcpStream::connect(socket_addr(&daemon.addr)).await.unwrap();
+    // A valid preface, then silence: no SETTINGS ack, no PING ack.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    socket.write_all(&hello).await.unwrap();
+    read_until_closed(&mut socket).await;
+}
+
 /// A project whose production deployments never get ready, so watches on
 /// them stay open.
 async fn stuck_deployments(daemon: &TestDaemon, count: usize) -> Vec<String> {
