@@ -530,8 +530,18 @@ async fn figures_watch_memory_and_sigterm_time() {
         async move { (stats_on(channel).await.ok()?.watch_streams == 0).then_some(()) }
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let closed_rss = vm_rss_kib(pid);
+    // The daemon gives memory back on a 5 s tick; wait for it, bounded.
+    let closed_rss = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let rss = vm_rss_kib(pid);
+            if rss < open_rss / 2 {
+                return rss;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| vm_rss_kib(pid));
     eprintln!(
         "daemon VmRSS: {idle_rss} KiB before, {open_rss} KiB with {streams} watch streams open, \
          {closed_rss} KiB after they closed"

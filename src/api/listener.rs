@@ -13,7 +13,6 @@ mod trim;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -62,7 +61,7 @@ impl Connections {
             handshake: config.handshake_timeout(),
             idle: config.idle_timeout(),
         };
-        let streams = Arc::new(AtomicUsize::new(0));
+        let streams = Arc::new(trim::Gauge::default());
         tokio::spawn(trim::after_streams_fall(
             Arc::clone(&streams),
             phase.subscribe(),

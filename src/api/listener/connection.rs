@@ -9,7 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
+use super::trim::Gauge;
 use super::{Phase, Timeouts};
 
 /// The client's connection preface: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
@@ -43,7 +44,7 @@ struct State {
     /// Open streams, and since when there have been none.
     streams: Mutex<(usize, Instant)>,
     /// Open streams of every connection.
-    all_streams: Arc<AtomicUsize>,
+    all_streams: Arc<Gauge>,
     preface_done: AtomicBool,
     stalled: AtomicBool,
     changed: Notify,
@@ -74,7 +75,7 @@ impl Connection {
         permit: OwnedSemaphorePermit,
         phase: watch::Receiver<Phase>,
         timeouts: Timeouts,
-        all_streams: Arc<AtomicUsize>,
+        all_streams: Arc<Gauge>,
     ) -> Self {
         let state = Arc::new(State {
             streams: Mutex::new((0, Instant::now())),
@@ -169,7 +170,7 @@ impl ConnInfo {
     pub fn stream_opened(&self) -> StreamGuard {
         let mut streams = self.0.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.0 += 1;
-        self.0.all_streams.fetch_add(1, Ordering::Relaxed);
+        self.0.all_streams.opened();
         StreamGuard(Arc::clone(&self.0))
     }
 
@@ -188,7 +189,7 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         let mut streams = self.0.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.0 = streams.0.saturating_sub(1);
-        self.0.all_streams.fetch_sub(1, Ordering::Relaxed);
+        self.0.all_streams.closed();
         if streams.0 == 0 {
             streams.1 = Instant::now();
             drop(streams);

@@ -17,24 +17,39 @@ const EVERY: Duration = Duration::from_secs(5);
 const MIN_PEAK: usize = 1024;
 
 /// Runs until the connections' owner is gone.
-pub(super) async fn after_streams_fall(
-    streams: Arc<AtomicUsize>,
-    mut phase: watch::Receiver<Phase>,
-) {
+pub(super) async fn after_streams_fall(streams: Arc<Gauge>, mut phase: watch::Receiver<Phase>) {
     let mut tick = tokio::time::interval(EVERY);
-    let mut peak = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             changed = phase.changed() => if changed.is_err() { return },
         }
-        let open = streams.load(Ordering::Relaxed);
-        peak = peak.max(open);
+        let open = streams.open.load(Ordering::Relaxed);
+        let peak = streams.peak.load(Ordering::Relaxed);
         if peak >= MIN_PEAK && open <= peak / 2 {
             let _ = tokio::task::spawn_blocking(trim).await;
             tracing::debug!(peak, open, "returned freed memory to the system");
-            peak = open;
+            streams.peak.store(open, Ordering::Relaxed);
         }
+    }
+}
+
+/// Open streams of every connection, and their peak since the last trim
+/// (kept exactly, so a burst between two ticks still counts).
+#[derive(Debug, Default)]
+pub struct Gauge {
+    open: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Gauge {
+    pub(super) fn opened(&self) {
+        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(open, Ordering::Relaxed);
+    }
+
+    pub(super) fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
