@@ -24,6 +24,6 @@ pub mod reconciler;
 mod supervisor;
 
 pub use deps::Deps;
-pub use events::DeploymentEvents;
+pub use events::{DeploymentEvents, Subscription};
 pub use projects::Projects;
 pub use reconciler::Reconciler;

@@ -5,6 +5,7 @@ mod admin;
 mod convert;
 mod deployments;
 mod idempotency;
+pub mod listener;
 mod projects;
 mod routing;
 mod status;
@@ -12,12 +13,14 @@ mod watch;
 mod workspaces;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
 use crate::actors::{Deps, Projects, Reconciler};
+use crate::api::listener::{Connections, CountStreams};
 use crate::config::Config;
 use crate::error::Error;
 use crate::io::region::Regions;
@@ -39,6 +42,7 @@ pub struct Context {
     pub projects: Projects,
     /// Flips to `true` when shutdown starts, so long streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub connections: Arc<Connections>,
 }
 
 impl Context {
@@ -137,10 +141,14 @@ pub async fn serve_observed(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let local = listener.local_addr().ok();
+    let (connections, incoming) = Connections::start(listener, &deps.config);
+    let connections = Arc::new(connections);
     let context = Context {
         deps,
         projects: projects.clone(),
         shutdown: shutdown_rx,
+        connections: Arc::clone(&connections),
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -150,7 +158,12 @@ pub async fn serve_observed(
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    let config = &context.deps.config;
     let router = Server::builder()
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .http2_keepalive_interval(Some(config.keepalive_interval()))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout()))
+        .layer(CountStreams)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -165,15 +178,13 @@ pub async fn serve_observed(
         )))
         .add_service(RoutingServiceServer::new(routing::Routing(context.clone())))
         .add_service(AdminServiceServer::new(admin::Admin(context.clone())));
-    let local = listener.local_addr().ok();
-    let (draining_tx, draining) = tokio::sync::oneshot::channel::<()>();
-    // Without TCP_NODELAY, small gRPC replies wait for the peer's delayed
-    // ACK (~40 ms): every rollback would take that long.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (draining_tx, draining) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
+    let draining_connections = Arc::clone(&connections);
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         shutdown.await;
         let _ = shutdown_tx.send(true);
-        let _ = draining_tx.send(());
+        draining_connections.drain();
+        let _ = draining_tx.send(tokio::time::Instant::now());
     }));
 
     // Drivers first: every stored desired state is applied again (stopped
@@ -210,34 +221,57 @@ pub async fn serve_observed(
 
     // After the shutdown signal, in-flight requests get `shutdown_timeout`
     // to finish. Whatever they acknowledged is durable already, so cutting
-    // the rest off loses nothing that was promised.
+    // the rest off loses nothing that was promised. Every step after has a
+    // deadline too, so the process exits within `shutdown_timeout` + 1 s
+    // whatever clients do.
+    let mut began = None;
     let served = tokio::select! {
         served = &mut server => served,
         () = async {
-            if draining.await.is_ok() {
-                tokio::time::sleep(shutdown_timeout).await;
-            } else {
-                std::future::pending::<()>().await;
+            match draining.await {
+                Ok(at) => {
+                    began = Some(at);
+                    tokio::time::sleep_until(at + shutdown_timeout).await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
         } => {
-            tracing::warn!("requests still running after the shutdown timeout; stopping anyway");
-            server.abort();
-            Ok(Ok(()))
+            tracing::warn!("requests still running after the shutdown timeout; closing their connections");
+            connections.cut();
+            // Cut connections fail their next read or write at once; the
+            // abort is only a backstop.
+            match tokio::time::timeout(CUT_GRACE, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
         }
     };
     follower.abort();
+    let began = began.unwrap_or_else(tokio::time::Instant::now);
+    let budget = |after: Duration| {
+        (began + shutdown_timeout + after)
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(MIN_STEP)
+    };
     set_health(&health, tonic_health::ServingStatus::NotServing).await;
-    projects.shutdown(shutdown_timeout).await;
+    projects.shutdown(budget(ACTORS_BY)).await;
     context.deps.reconciler.stop();
     drop(context);
     drop(projects);
     // The writer exits once the last store handle is gone, after committing
     // everything already queued.
-    let _ = tokio::time::timeout(
-        Duration::from_secs(30),
+    if tokio::time::timeout(
+        budget(WRITER_BY),
         tokio::task::spawn_blocking(move || writer.join()),
     )
-    .await;
+    .await
+    .is_err()
+    {
+        tracing::warn!("the store writer did not finish in time; exiting without it");
+    }
     served??;
     tracing::info!("deployd stopped");
     Ok(())
@@ -274,6 +308,15 @@ async fn start_edge(context: &Context) -> anyhow::Result<Option<std::net::Socket
     ));
     Ok(Some(address))
 }
+/// How long cut connections get to close before the server task is
+/// aborted.
+const CUT_GRACE: Duration = Duration::from_millis(200);
+/// Past `shutdown_timeout`, when the actors and then the store writer must
+/// have stopped: the documented bound is `shutdown_timeout` + 1 s.
+const ACTORS_BY: Duration = Duration::from_millis(500);
+const WRITER_BY: Duration = Duration::from_millis(900);
+/// Every step gets at least this, even when earlier ones used its share.
+const MIN_STEP: Duration = Duration::from_millis(50);
 
 /// Reserves the fixed hostnames of projects made before reservations
 /// existed, or before the apex domain changed (a no-op scan otherwise).

@@ -45,7 +45,13 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             if args.dump_config {
                 serve::dump(&config)?;
             } else {
-                runtime(true)?.block_on(serve::run(config))?;
+                let runtime = runtime(true)?;
+                let served = runtime.block_on(serve::run(config));
+                // `serve` gave up on anything still running (a store write
+                // past its deadline, say); waiting for it here would break
+                // the shutdown bound, and what it acknowledged is durable.
+                runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+                served?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -66,6 +66,27 @@ pub struct Config {
     /// (169.254.0.0/16, fe80::/10, `metadata.google.internal`, ...). Off by
     /// default: a builder fetching from them reaches the host it runs on.
     pub allow_link_local_repositories: bool,
+    /// Open client connections; the next one waits in the kernel's accept
+    /// queue until one closes.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams (calls, watches) on one connection.
+    pub max_streams_per_connection: u32,
+    /// A connection that has not sent the HTTP/2 preface within this long
+    /// is closed (a port scanner, a client speaking something else).
+    pub handshake_timeout_ms: u64,
+    /// A connection with no open stream for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// HTTP/2 PING every this long; a peer that does not answer within
+    /// `keepalive_timeout_ms` loses its connection.
+    pub keepalive_interval_ms: u64,
+    pub keepalive_timeout_ms: u64,
+    /// `WatchDeployment` streams open at once, overall and on one
+    /// deployment; beyond either, `RESOURCE_EXHAUSTED`.
+    pub max_watchers: usize,
+    pub max_watchers_per_deployment: usize,
+    /// A watch whose client has not taken the next event for this long is
+    /// ended, and its connection closed.
+    pub watch_send_timeout_ms: u64,
     /// One entry per region, each with the driver that reaches it.
     pub regions: BTreeMap<String, RegionConfig>,
     pub builder: BuilderConfig,
@@ -210,6 +231,15 @@ impl Default for Config {
             idempotency_ttl_ms: 24 * 60 * 60 * 1000,
             shutdown_timeout_ms: 10_000,
             allow_link_local_repositories: false,
+            max_connections: 1024,
+            max_streams_per_connection: 256,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
+            max_watchers: 20_000,
+            max_watchers_per_deployment: 1_000,
+            watch_send_timeout_ms: 30_000,
             regions: BTreeMap::from([
                 ("us-east-1".to_string(), simulated(300)),
                 ("eu-central-1".to_string(), simulated(400)),
@@ -261,6 +291,21 @@ impl Config {
             ("max_wake_waiters", self.max_wake_waiters as u64),
             ("idempotency_ttl_ms", self.idempotency_ttl_ms),
             ("store_cache_mib", self.store_cache_mib as u64),
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_streams_per_connection",
+                u64::from(self.max_streams_per_connection),
+            ),
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("keepalive_interval_ms", self.keepalive_interval_ms),
+            ("keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("max_watchers", self.max_watchers as u64),
+            (
+                "max_watchers_per_deployment",
+                self.max_watchers_per_deployment as u64,
+            ),
+            ("watch_send_timeout_ms", self.watch_send_timeout_ms),
         ] {
             if value == 0 {
                 anyhow::bail!("config: {name} must be greater than 0");
@@ -288,6 +333,26 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn keepalive_interval(&self) -> Duration {
+        Duration::from_millis(self.keepalive_interval_ms)
+    }
+
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_timeout_ms)
+    }
+
+    pub fn watch_send_timeout(&self) -> Duration {
+        Duration::from_millis(self.watch_send_timeout_ms)
     }
 
     pub fn call_timeout(&self) -> Duration {

@@ -39,7 +39,7 @@ impl Deps {
             regions,
             builder: crate::io::builder::from_config(&config.builder),
             store,
-            events: DeploymentEvents::default(),
+            events: DeploymentEvents::new(config.max_watchers, config.max_watchers_per_deployment),
             #[cfg(feature = "fail-points")]
             fail_points: crate::fail_points::FailPoints::new(&config.fail_points),
             config: Arc::new(config),

@@ -27,6 +27,8 @@ impl AdminService for Admin {
             driver_calls: drivers.calls,
             failed_driver_calls: drivers.failed_calls,
             project_actor_failures: self.0.projects.actor_failures(),
+            open_connections: self.0.connections.open() as u64,
+            watch_streams: self.0.deps.events.watchers() as u64,
         }))
     }
 }

@@ -7,6 +7,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
+use crate::api::listener::ConnInfo;
 use crate::api::{Context, convert, idempotency, watch};
 use crate::error::Error;
 use crate::io::store::DeploymentFilter;
@@ -237,7 +238,8 @@ impl DeploymentService for Deployments {
         request: Request<pb::WatchDeploymentRequest>,
     ) -> Result<Response<Self::WatchDeploymentStream>, Status> {
         let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
-        let stream = watch::stream(self.0.clone(), id)?;
+        let connection = request.extensions().get::<ConnInfo>().cloned();
+        let stream = watch::stream(self.0.clone(), id, connection)?;
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -259,12 +259,14 @@ fn yes_no(value: bool) -> String {
 pub fn stats(stats: &pb::GetStatsResponse) -> String {
     let per_commit = stats.committed_operations as f64 / stats.commits.max(1) as f64;
     format!(
-        "commits                 {}\noperations committed    {} ({per_commit:.1} per commit)\nfailed commits          {}\nproject actors running  {}\nbroken projects         {}\nwatched deployments     {}\n",
+        "commits                 {}\noperations committed    {} ({per_commit:.1} per commit)\nfailed commits          {}\nproject actors running  {}\nbroken projects         {}\nwatched deployments     {}\nwatch streams           {}\nopen connections        {}\n",
         stats.commits,
         stats.committed_operations,
         stats.failed_commits,
         stats.running_project_actors,
         stats.broken_projects,
-        stats.watched_deployments
+        stats.watched_deployments,
+        stats.watch_streams,
+        stats.open_connections
     )
 }
