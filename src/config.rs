@@ -125,7 +125,7 @@ pub enum RegionConfig {
     Podman {
         /// The API socket of a podman service the operator runs. Without
         /// it, the daemon starts `podman system service` on
-        /// `data_dir/podman/podman.sock` (reusing one that answers there).
+        /// `data_dir/podman/REGION.sock` (reusing one that answers there).
         #[serde(default)]
         socket: Option<PathBuf>,
         /// The podman binary that starts that service.

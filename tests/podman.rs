@@ -158,3 +158,215 @@ async fn a_restarted_daemon_adopts_its_containers() {
     assert_eq!(podman::containers(&live), before, "adopted, not duplicated");
     assert_eq!(get(daemon.edge(), LIVE_HOST, &[]).await.body, "v1\n");
 }
+
+fn two_regions_config() -> deployd::Config {
+    let mut config = podman_config();
+    let podman = || RegionConfig::Podman {
+        socket: None,
+        podman: "podman".into(),
+    };
+    config.regions = BTreeMap::from([
+        ("local-a".to_string(), podman()),
+        ("local-b".to_string(), podman()),
+    ]);
+    config
+}
+
+#[tokio::test]
+async fn two_regions_with_two_replicas_each_all_serve() {
+    if !podman::available("two_regions_with_two_replicas_each_all_serve") {
+        return;
+    }
+    let (v1, _) = images();
+    let daemon = TestDaemon::start_with(two_regions_config()).await;
+    let project = daemon.project("acme", "web").await;
+    let _cleanup = Cleanup(project.id.clone());
+    daemon
+        .set_regions(&project.id, "production", &[("local-a", 2), ("local-b", 2)])
+        .await;
+    let live = daemon.deploy_ready(&project.id, "production", v1).await;
+    let mut names: Vec<String> = podman::containers(&live)
+        .into_iter()
+        .map(|(name, state)| {
+            assert_eq!(state, "running", "{name}");
+            name
+        })
+        .collect();
+    names.sort();
+    let expected: Vec<String> = ["local-a-0", "local-a-1", "local-b-0", "local-b-1"]
+        .iter()
+        .map(|suffix| format!("deployd-{live}-{suffix}"))
+        .collect();
+    assert_eq!(names, expected);
+    let deployment = daemon.get(&live).await;
+    let addresses: std::collections::BTreeSet<&str> = deployment
+        .regions
+        .iter()
+        .flat_map(|r| &r.instances)
+        .map(|i| i.address.as_str())
+        .collect();
+    assert_eq!(addresses.len(), 4, "{deployment:?}");
+    for _ in 0..8 {
+        let answer = get(daemon.edge(), LIVE_HOST, &[]).await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, "v1\n"));
+    }
+}
+
+/// Kills what the first daemon left behind: its podman services (which a
+/// SIGKILL does not take down) and the project's containers.
+struct ProcessCleanup {
+    data_dir: std::path::PathBuf,
+    project: Option<String>,
+}
+
+impl Drop for ProcessCleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(self.data_dir.join("podman").display().to_string())
+            .status();
+        if let Some(project) = &self.project {
+            podman::remove_project(project);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_killed_during_deploying_adopts_its_containers_after_restart() {
+    use common::process::DaemonProcess;
+    use deployd::pb::deployment_service_client::DeploymentServiceClient;
+    use deployd::pb::project_service_client::ProjectServiceClient;
+    use deployd::pb::workspace_service_client::WorkspaceServiceClient;
+
+    if !podman::available("a_daemon_killed_during_deploying_adopts_its_containers_after_restart") {
+        return;
+    }
+    let (v1, _) = images();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut cleanup = ProcessCleanup {
+        data_dir: data_dir.clone(),
+        project: None,
+    };
+    let config_path = dir.path().join("deployd.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"listen = "127.0.0.1:0"
+data_dir = "{}"
+region_timeout_ms = 60000
+call_timeout_ms = 60000
+readiness_poll_ms = 50
+
+[edge]
+listen = "127.0.0.1:0"
+
+[regions.local-a]
+driver = "podman"
+
+[regions.local-b]
+driver = "podman"
+"#,
+            data_dir.display()
+        ),
+    )
+    .unwrap();
+
+    let mut daemon = DaemonProcess::spawn(&config_path).await.expect("starts");
+    let channel = daemon.channel().await;
+    let workspace = WorkspaceServiceClient::new(channel.clone())
+        .create_workspace(pb::CreateWorkspaceRequest {
+            slug: "acme".into(),
+            name: "Acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workspace
+        .unwrap();
+    let mut projects = ProjectServiceClient::new(channel.clone());
+    let project = projects
+        .create_project(pb::CreateProjectRequest {
+            workspace_id: workspace.id,
+            slug: "web".into(),
+            name: "Web".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .project
+        .unwrap();
+    cleanup.project = Some(project.id.clone());
+    projects
+        .set_environment_regions(pb::SetEnvironmentRegionsRequest {
+            project_id: project.id.clone(),
+            environment_slug: "production".into(),
+            regions: [("local-a".to_string(), 2), ("local-b".to_string(), 2)].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Slow to listen, so the deployment is still DEPLOYING when the
+    // daemon dies, with its containers created.
+    let mut request = image_request(&project.id, "production", v1);
+    request.command = [
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "/bin/busybox sleep 3; exec /bin/busybox httpd -f -p $PORT -h /www",
+    ]
+    .map(String::from)
+    .to_vec();
+    let id = DeploymentServiceClient::new(channel.clone())
+        .create_deployment(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .deployment_id;
+    eventually(
+        "containers exist while DEPLOYING",
+        std::time::Duration::from_secs(30),
+        || async { (podman::containers(&id).len() == 4).then_some(()) },
+    )
+    .await;
+    daemon.child.start_kill().unwrap();
+    daemon.child.wait().await.unwrap();
+    let before = podman::containers(&id);
+
+    let daemon = DaemonProcess::spawn(&config_path).await.expect("restarts");
+    let deployments = DeploymentServiceClient::new(daemon.channel().await);
+    let ready = eventually(
+        "READY after the restart",
+        std::time::Duration::from_secs(60),
+        || {
+            let mut deployments = deployments.clone();
+            let id = id.clone();
+            async move {
+                let d = deployments
+                    .get_deployment(pb::GetDeploymentRequest { deployment_id: id })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .deployment?;
+                assert_ne!(
+                    d.status,
+                    DeploymentStatus::Failed as i32,
+                    "{}",
+                    d.error_message
+                );
+                (d.status == DeploymentStatus::Ready as i32).then_some(d)
+            }
+        },
+    )
+    .await;
+    let after = podman::containers(&id);
+    let names = |list: &[(String, String)]| {
+        let mut names: Vec<String> = list.iter().map(|c| c.0.clone()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&after), names(&before), "adopted, not duplicated");
+    assert_eq!(after.len(), 4);
+    assert!(after.iter().all(|c| c.1 == "running"), "{after:?}");
+    assert_eq!(ready.regions.len(), 2);
+}

@@ -137,7 +137,9 @@ impl Regions {
                     drivers.insert(name.clone(), region);
                 }
                 RegionConfig::Podman { socket, podman } => {
-                    let owned = data_dir.join("podman").join("podman.sock");
+                    // One service per region: two regions on one machine
+                    // must not race to start (and unlink) one socket.
+                    let owned = data_dir.join("podman").join(format!("{name}.sock"));
                     let region = podman::PodmanRegion::new(name, socket.as_deref(), &owned, podman);
                     drivers.insert(name.clone(), Arc::new(region));
                 }
