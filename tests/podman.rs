@@ -370,3 +370,51 @@ driver = "podman"
     assert!(after.iter().all(|c| c.1 == "running"), "{after:?}");
     assert_eq!(ready.regions.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_through_containers_follows_each_switch_and_requests_in_flight_finish() {
+    if !podman::available(
+        "traffic_through_containers_follows_each_switch_and_requests_in_flight_finish",
+    ) {
+        return;
+    }
+    let (v1, v2) = images();
+    let daemon = TestDaemon::start_with(podman_config()).await;
+    let project = daemon.project("acme", "web").await;
+    let _cleanup = Cleanup(project.id.clone());
+    let old = daemon.deploy_ready(&project.id, "production", v1).await;
+    let traffic = common::traffic::Traffic::start(daemon.edge(), LIVE_HOST, 16);
+    let live = daemon
+        .create(image_request(&project.id, "production", v2))
+        .await;
+    traffic
+        .switch("v2", async {
+            daemon.wait_status(&live, DeploymentStatus::Ready).await;
+        })
+        .await;
+
+    // A slow request to v2, in flight while the rollback moves traffic.
+    let edge = daemon.edge();
+    let slow =
+        tokio::spawn(
+            async move { common::http::get_path(edge, LIVE_HOST, "/cgi-bin/slow", &[]).await },
+        );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    traffic
+        .switch("v1", async {
+            daemon.rollback(&live, &old).await.expect("rollback");
+        })
+        .await;
+    let slow = slow.await.expect("slow request");
+    assert_eq!(slow.status, 200, "{slow:?}");
+    assert_eq!(slow.body, "slow v2\n", "finished where it started");
+
+    traffic
+        .switch("v2", async {
+            daemon.promote(&live).await.expect("promote");
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let requests = traffic.verify().await;
+    assert!(requests > 50, "only {requests} requests");
+}

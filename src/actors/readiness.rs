@@ -154,6 +154,12 @@ async fn poll_once(state: &mut ReadinessState) -> Option<RegionOutcome> {
                     }));
                 }
                 if observed.is_ready(args.spec.replicas) {
+                    // Before the actor hears of it and points routes here.
+                    args.deps.backends.set_observed(
+                        &args.spec.deployment_id,
+                        region,
+                        &observed.instances,
+                    );
                     return Some(RegionOutcome::Ready(observed.instances));
                 }
                 if apply_error.is_none() {

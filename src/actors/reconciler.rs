@@ -325,12 +325,7 @@ async fn apply_and_route(
     // The addresses are a convenience for the edge; a failed look leaves
     // the previous ones rather than failing a confirmed apply.
     if let Ok(observed) = driver.observe(spec).await {
-        let addresses = observed
-            .instances
-            .iter()
-            .filter_map(|i| i.address.as_deref()?.parse().ok())
-            .collect();
-        backends.set(&spec.deployment_id, region, addresses);
+        backends.set_observed(&spec.deployment_id, region, &observed.instances);
     }
     Ok(())
 }

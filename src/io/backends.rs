@@ -2,7 +2,9 @@
 //! last reported them. The reconciler fills it: after a driver confirmed a
 //! running workload it records the instances' addresses, and before it asks
 //! a driver to scale a workload down it removes them, so the edge stops
-//! sending new requests to a deployment before its instances go away.
+//! sending new requests to a deployment before its instances go away. A
+//! readiness watch records them too, before it reports a region ready: the
+//! routes that follow must find the addresses already there.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
-use crate::model::DeploymentId;
+use crate::model::{DeploymentId, Instance};
 
 #[derive(Clone, Default)]
 pub struct Backends(Arc<DashMap<DeploymentId, Entry>>);
@@ -36,6 +38,16 @@ impl Backends {
             .or_default()
             .by_region
             .insert(region.to_string(), addresses);
+    }
+
+    /// [`Backends::set`] from what a driver observed: the addresses of the
+    /// instances that have one.
+    pub fn set_observed(&self, deployment: &DeploymentId, region: &str, instances: &[Instance]) {
+        let addresses = instances
+            .iter()
+            .filter_map(|i| i.address.as_deref()?.parse().ok())
+            .collect();
+        self.set(deployment, region, addresses);
     }
 
     pub fn remove(&self, deployment: &DeploymentId, region: &str) {

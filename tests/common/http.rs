@@ -36,6 +36,15 @@ impl Answer {
 }
 
 pub async fn get(edge: SocketAddr, host: &str, headers: &[(&str, &str)]) -> Answer {
+    get_path(edge, host, "/", headers).await
+}
+
+pub async fn get_path(
+    edge: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
     let stream = tokio::net::TcpStream::connect(edge)
         .await
         .expect("connect to the edge");
@@ -43,7 +52,7 @@ pub async fn get(edge: SocketAddr, host: &str, headers: &[(&str, &str)]) -> Answ
         .await
         .expect("handshake");
     tokio::spawn(connection);
-    let mut request = Request::builder().uri("/").header("host", host);
+    let mut request = Request::builder().uri(path).header("host", host);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

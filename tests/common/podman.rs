@@ -37,12 +37,26 @@ fn busybox() -> Option<&'static str> {
 }
 
 /// Builds `localhost/deployd-test-web:{tag}`: busybox httpd on `$PORT`
-/// serving an index page that says `tag`. Returns the image reference.
+/// serving an index page that says `tag`, and `/cgi-bin/slow`, which
+/// answers `slow {tag}` after two seconds. Returns the image reference.
 pub fn build_image(tag: &str) -> String {
     let image = format!("localhost/deployd-test-web:{tag}");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("www")).expect("www");
     std::fs::write(dir.path().join("www/index.html"), format!("{tag}\n")).expect("index");
+    std::fs::create_dir(dir.path().join("www/cgi-bin")).expect("cgi-bin");
+    let slow = dir.path().join("www/cgi-bin/slow");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/busybox sh\n/bin/busybox sleep 2\necho 'Content-Type: text/plain'\necho\necho 'slow {tag}'\n"
+        ),
+    )
+    .expect("slow");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
     std::fs::copy(busybox().expect("busybox"), dir.path().join("busybox")).expect("busybox");
     std::fs::write(
         dir.path().join("Containerfile"),
