@@ -4,6 +4,7 @@
 //! addresses from [`crate::io::backends`], and decides nothing. See
 //! [`proxy`] for how a request finds its instance.
 
+mod pool;
 mod proxy;
 
 use std::net::SocketAddr;
@@ -37,7 +38,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    let proxy = Arc::new(Proxy { store, backends });
+    let proxy = Arc::new(Proxy {
+        store,
+        backends,
+        pool: Arc::default(),
+    });
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

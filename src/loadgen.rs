@@ -7,6 +7,7 @@
 //! Latencies are measured at the client; commit figures come from the
 //! daemon's counters (`AdminService.GetStats`).
 
+mod edge;
 mod flood;
 mod history;
 pub mod prepare;
@@ -66,6 +67,11 @@ pub struct BenchArgs {
     /// the same on a file where that project has 100.
     #[arg(long, value_name = "N", conflicts_with = "flood")]
     pub history: Option<u64>,
+    /// Instead of the usual load: HTTP through the built-in edge against
+    /// the same instance directly (`--clients` HTTP clients, `--seconds`
+    /// per phase), then through the edge while rollbacks and promotes run.
+    #[arg(long, conflicts_with_all = ["flood", "history"])]
+    pub edge: bool,
 }
 
 /// Everything the run measured.
@@ -91,6 +97,7 @@ pub struct Report {
     pub startup: Option<Startup>,
     pub flood: Option<flood::FloodReport>,
     pub history: Option<history::HistoryReport>,
+    pub edge: Option<edge::EdgeReport>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -137,6 +144,8 @@ pub fn zero_latency_config() -> Config {
 /// An in-process daemon and how to stop it.
 struct Local {
     addr: String,
+    /// The edge's address, when it is enabled.
+    edge: Option<std::net::SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     serving_after: Duration,
@@ -154,17 +163,19 @@ async fn start_local(config: Config) -> anyhow::Result<Local> {
         async move {
             let _ = stopped.await;
         },
-        // Only the moment matters; the handle would hold the store open.
-        move |_handle| {
-            let _ = ready_tx.send(());
+        // Only the moment and the edge's address matter; the handle would
+        // hold the store open.
+        move |handle| {
+            let _ = ready_tx.send(handle.edge);
         },
     ));
-    if ready_rx.await.is_err() {
+    let Ok(edge) = ready_rx.await else {
         task.await??;
         anyhow::bail!("the daemon stopped before serving");
-    }
+    };
     Ok(Local {
         addr,
+        edge,
         stop,
         task,
         serving_after: started.elapsed(),
@@ -213,6 +224,27 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
         let local = start_local(flood::config(config.clone())).await?;
         report.flood = Some(flood::run(&local.addr, args.clients, args.seconds).await?);
         local.stop().await?;
+        return Ok(report);
+    }
+
+    if args.edge {
+        let mut config = config.clone();
+        config.edge = crate::config::EdgeConfig {
+            enabled: true,
+            listen: ([127, 0, 0, 1], 0).into(),
+        };
+        for region in config.regions.values_mut() {
+            if let RegionConfig::Simulated { serve_http, .. } = region {
+                *serve_http = true;
+            }
+        }
+        let local = start_local(config).await?;
+        let edge_addr = local
+            .edge
+            .ok_or_else(|| anyhow::anyhow!("the daemon started without its edge"))?;
+        let result = edge::run(&local.addr, edge_addr, args.clients, args.seconds).await;
+        local.stop().await?;
+        report.edge = Some(result?);
         return Ok(report);
     }
 
@@ -288,6 +320,9 @@ impl Report {
         }
         if let Some(history) = &self.history {
             return history.table();
+        }
+        if let Some(edge) = &self.edge {
+            return edge.table();
         }
         let mut out = String::new();
         let mut line = |label: &str, value: String| {

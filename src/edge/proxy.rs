@@ -1,24 +1,29 @@
 //! One proxied request: the `Host` header names a route, the route a
 //! deployment, the deployment its running instances; the request goes to
-//! the next instance in round robin order, and to the one after it if the
-//! connection cannot be made.
+//! the next instance in round robin order (over an idle kept-alive
+//! connection when there is one), and to the one after it if the
+//! connection cannot be made. The body is only consumed once a request is
+//! written to a connection, which is what makes that retry safe.
 //!
 //! Routes are read from redb for every request (one point lookup), so the
 //! edge can never be behind a commit: once a rollback or promote has been
 //! acknowledged, its routes are what the next request sees.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::pool::Pool;
 use crate::io::backends::Backends;
 use crate::io::store::Store;
 
@@ -45,6 +50,7 @@ const HOP_BY_HOP: [&str; 8] = [
 pub struct Proxy {
     pub store: Store,
     pub backends: Backends,
+    pub pool: Arc<Pool>,
 }
 
 impl Proxy {
@@ -84,6 +90,14 @@ impl Proxy {
         let mut upstream = Request::from_parts(parts, body);
         prepare_upstream(&mut upstream, &host, peer.ip());
         for address in candidates {
+            // Idle connections first; a request comes back unsent from one
+            // the instance closed meanwhile, and goes on to the next.
+            while let Some(sender) = self.pool.take(address) {
+                match self.send(address, sender, upstream).await {
+                    Sent::Answered(response) => return response,
+                    Sent::Unsent(request) => upstream = request,
+                }
+            }
             let stream =
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
                     Ok(Ok(stream)) => stream,
@@ -96,37 +110,55 @@ impl Proxy {
                         continue;
                     }
                 };
-            return forward(stream, upstream).await;
+            let _ = stream.set_nodelay(true);
+            let sender = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                Ok((sender, connection)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "upstream connection ended");
+                        }
+                    });
+                    sender
+                }
+                Err(e) => return bad_gateway(&e),
+            };
+            match self.send(address, sender, upstream).await {
+                Sent::Answered(response) => return response,
+                Sent::Unsent(request) => upstream = request,
+            }
         }
         plain(
             StatusCode::BAD_GATEWAY,
             "no instance of this deployment accepted the connection\n",
         )
     }
+
+    /// Sends `request` on `sender`; the request comes back if it was never
+    /// written (the connection was closed), so it can go elsewhere.
+    async fn send(
+        &self,
+        address: SocketAddr,
+        mut sender: SendRequest<Incoming>,
+        request: Request<Incoming>,
+    ) -> Sent {
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                self.pool.give_back(address, sender);
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Sent::Answered(Response::from_parts(parts, body.boxed()))
+            }
+            Err(mut failed) => match failed.take_message() {
+                Some(request) => Sent::Unsent(request),
+                None => Sent::Answered(bad_gateway(failed.error())),
+            },
+        }
+    }
 }
 
-/// Sends `request` over `stream` (the body is only consumed here, after a
-/// connection exists, which is what lets the caller retry a failed
-/// connect).
-async fn forward(stream: TcpStream, request: Request<Incoming>) -> Response<Body> {
-    let handshake = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await;
-    let (mut sender, connection) = match handshake {
-        Ok(pair) => pair,
-        Err(e) => return bad_gateway(&e),
-    };
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "upstream connection ended");
-        }
-    });
-    match sender.send_request(request).await {
-        Ok(response) => {
-            let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, body.boxed())
-        }
-        Err(e) => bad_gateway(&e),
-    }
+enum Sent {
+    Answered(Response<Body>),
+    Unsent(Request<Incoming>),
 }
 
 fn bad_gateway(error: &hyper::Error) -> Response<Body> {

@@ -13,8 +13,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-/// A running instance server; dropping it stops accepting (requests in
-/// flight finish on their own connections).
+/// A running instance server; dropping it stops it the way a process dies:
+/// no more connections, and open ones (kept alive by the edge) are cut.
 pub struct InstanceServer {
     pub address: SocketAddr,
     accept: tokio::task::JoinHandle<()>,
@@ -38,14 +38,20 @@ pub fn start(deployment: &str, instance: &str) -> std::io::Result<InstanceServer
         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
             return;
         };
+        // Owned by this task, so aborting it aborts every connection.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let Ok((stream, _)) = accepted else {
                 // Out of descriptors, most likely: do not spin.
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
             let identity = identity.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = service_fn(move |request| answer(identity.clone(), request));
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
