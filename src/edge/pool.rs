@@ -1,49 +1,47 @@
-//! Idle upstream connections, per instance address, so a proxied request
-//! does not pay for a TCP connect and an HTTP/1.1 handshake each time.
+//! Kept-alive upstream connections, per instance address, so a proxied
+//! request does not pay for a TCP connect and an HTTP/1.1 handshake each
+//! time. A connection goes back into the pool as soon as its response
+//! head arrived; it is handed out again once hyper says it can take the
+//! next request (its previous response body is done).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
-/// Idle connections kept per instance; more are closed when they free up.
-const MAX_IDLE_PER_INSTANCE: usize = 64;
+/// Connections kept per instance; more are closed.
+const MAX_PER_INSTANCE: usize = 64;
 
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>>,
+    connections: Mutex<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>>,
 }
 
 impl Pool {
-    /// An idle connection to `address` that can take a request now.
+    /// A connection to `address` that can take a request now. Closed ones
+    /// are dropped on the way; busy ones stay for later.
     pub fn take(&self, address: SocketAddr) -> Option<SendRequest<Incoming>> {
-        let mut idle = self.idle.lock().ok()?;
-        let senders = idle.get_mut(&address)?;
-        while let Some(sender) = senders.pop() {
-            if sender.is_ready() {
-                return Some(sender);
-            }
-            // Closed by the instance meanwhile: drop it.
+        let mut connections = self.connections.lock().ok()?;
+        let kept = connections.get_mut(&address)?;
+        kept.retain(|sender| !sender.is_closed());
+        if kept.is_empty() {
+            // Instances come and go with deployments: forget their address.
+            connections.remove(&address);
+            return None;
         }
-        None
+        let ready = kept.iter().rposition(SendRequest::is_ready)?;
+        Some(kept.swap_remove(ready))
     }
 
-    /// Keeps `sender` for the next request once its current response is
-    /// done (HTTP/1.1 answers one request at a time per connection).
-    pub fn give_back(self: &Arc<Self>, address: SocketAddr, mut sender: SendRequest<Incoming>) {
-        let pool = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_err() {
-                return;
+    /// Keeps `sender` for a later request to `address`.
+    pub fn keep(&self, address: SocketAddr, sender: SendRequest<Incoming>) {
+        if let Ok(mut connections) = self.connections.lock() {
+            let kept = connections.entry(address).or_default();
+            if kept.len() < MAX_PER_INSTANCE {
+                kept.push(sender);
             }
-            if let Ok(mut idle) = pool.idle.lock() {
-                let senders = idle.entry(address).or_default();
-                if senders.len() < MAX_IDLE_PER_INSTANCE {
-                    senders.push(sender);
-                }
-            }
-        });
+        }
     }
 }

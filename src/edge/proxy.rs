@@ -143,7 +143,7 @@ impl Proxy {
     ) -> Sent {
         match sender.try_send_request(request).await {
             Ok(response) => {
-                self.pool.give_back(address, sender);
+                self.pool.keep(address, sender);
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 Sent::Answered(Response::from_parts(parts, body.boxed()))
