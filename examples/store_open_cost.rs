@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let path = dir.join("deployd.redb");
     if !path.exists() {
         let began = Instant::now();
-        deployd::loadgen::prepare::prepare(
+        deployd::cli::bench::prepare::prepare(
             &path,
             "deployd.local",
             &["us-east-1".to_string(), "eu-central-1".to_string()],

@@ -4,6 +4,7 @@
 //! `error: <message>` on stderr.
 
 mod args;
+pub mod bench;
 mod client;
 mod deploy;
 mod output;
@@ -57,7 +58,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => serve::check(&args.config),
         Command::Bench(args) => {
-            let report = runtime(true)?.block_on(crate::loadgen::run(*args))?;
+            let report = runtime(true)?.block_on(bench::run(*args))?;
             if cli.json {
                 output::json_pretty(&report)?;
             } else {

@@ -17,8 +17,8 @@
 //!   point beside `api` that reads committed routes.
 //! - [`api`]: the tonic services that translate gRPC to actor calls and store
 //!   reads, plus [`api::serve`], the daemon's entry point.
-//! - [`cli`]: the `deployd` command line (server and client subcommands).
-//! - [`loadgen`]: `deployd bench`, the load generator.
+//! - [`cli`]: the `deployd` command line (server and client subcommands,
+//!   and `deployd bench`, the load generator, in [`cli::bench`]).
 //! - [`config`]: the daemon's configuration, with embedded defaults.
 //! - [`error`]: the one error type every layer reports to the API.
 //! - `fail_points`: named fault injection for tests (feature `fail-points`).
@@ -32,7 +32,6 @@ pub mod error;
 #[cfg(feature = "fail-points")]
 pub mod fail_points;
 pub mod io;
-pub mod loadgen;
 pub mod model;
 pub mod pb;
 

@@ -68,7 +68,7 @@ pub enum Command {
     /// Show the daemon's counters (commits, operations per commit, actors).
     Stats,
     /// Run the load generator (see the README's Performance section).
-    Bench(Box<crate::loadgen::BenchArgs>),
+    Bench(Box<crate::cli::bench::BenchArgs>),
 }
 
 /// Where the daemon's configuration comes from; shared by `serve` and
