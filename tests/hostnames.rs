@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::http::get;
 use common::*;
 use deployd::pb;
 use deployd::pb::{DeploymentStatus, RouteKind};
@@ -140,10 +141,17 @@ async fn a_per_push_name_held_by_another_project_takes_a_suffix_and_replies_say_
     let held = route_map(&daemon.routes(&holder.id).await);
     assert_eq!(
         held.get("a-git-x-b.deployd.local"),
-        Some(&(RouteKind::Live as i32, holder_live))
+        Some(&(RouteKind::Live as i32, holder_live.clone()))
     );
-    // Both run: a collision never costs anyone their workload.
+    // Both run: a collision never costs anyone their workload, and the edge
+    // serves each name from its own project's deployment.
     daemon.wait_running(&id, 1).await;
+    let edge = daemon.edge();
+    assert_eq!(get(edge, name, &[]).await.deployment(), id);
+    assert_eq!(
+        get(edge, "a-git-x-b.deployd.local", &[]).await.deployment(),
+        holder_live
+    );
 }
 
 #[tokio::test]

@@ -46,15 +46,22 @@ impl Drop for Cleanup {
     }
 }
 
+/// A daemon on `config` with project `web` in workspace `acme`, whose
+/// containers go when the returned guard does.
+async fn started(config: deployd::Config) -> (TestDaemon, pb::Project, Cleanup) {
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    let cleanup = Cleanup(project.id.clone());
+    (daemon, project, cleanup)
+}
+
 #[tokio::test]
 async fn containers_serve_through_the_edge_and_rollback_moves_traffic() {
     if !podman::available("containers_serve_through_the_edge_and_rollback_moves_traffic") {
         return;
     }
     let (v1, v2) = images();
-    let daemon = TestDaemon::start_with(podman_config()).await;
-    let project = daemon.project("acme", "web").await;
-    let _cleanup = Cleanup(project.id.clone());
+    let (daemon, project, _cleanup) = started(podman_config()).await;
     let old = daemon.deploy_ready(&project.id, "production", v1).await;
     let edge = daemon.edge();
     assert_eq!(get(edge, LIVE_HOST, &[]).await.body, "v1\n");
@@ -92,9 +99,7 @@ async fn standby_stops_the_containers_and_a_wake_starts_them_again() {
     let (v1, v2) = images();
     let mut config = podman_config();
     config.standby_delay_ms = 100;
-    let daemon = TestDaemon::start_with(config).await;
-    let project = daemon.project("acme", "web").await;
-    let _cleanup = Cleanup(project.id.clone());
+    let (daemon, project, _cleanup) = started(config).await;
     let old = daemon.deploy_ready(&project.id, "production", v1).await;
     let live = daemon.deploy_ready(&project.id, "production", v2).await;
 
@@ -120,9 +125,7 @@ async fn a_container_that_exits_fails_the_deployment_with_its_exit_code() {
         return;
     }
     let (v1, _) = images();
-    let daemon = TestDaemon::start_with(podman_config()).await;
-    let project = daemon.project("acme", "web").await;
-    let _cleanup = Cleanup(project.id.clone());
+    let (daemon, project, _cleanup) = started(podman_config()).await;
     let mut request = image_request(&project.id, "production", v1);
     request.command = vec![
         "/bin/busybox".into(),
@@ -148,9 +151,7 @@ async fn a_restarted_daemon_adopts_its_containers() {
         return;
     }
     let (v1, _) = images();
-    let daemon = TestDaemon::start_with(podman_config()).await;
-    let project = daemon.project("acme", "web").await;
-    let _cleanup = Cleanup(project.id.clone());
+    let (daemon, project, _cleanup) = started(podman_config()).await;
     let live = daemon.deploy_ready(&project.id, "production", v1).await;
     let before = podman::containers(&live);
     let daemon = daemon.stop().await.start().await;
@@ -178,9 +179,7 @@ async fn two_regions_with_two_replicas_each_all_serve() {
         return;
     }
     let (v1, _) = images();
-    let daemon = TestDaemon::start_with(two_regions_config()).await;
-    let project = daemon.project("acme", "web").await;
-    let _cleanup = Cleanup(project.id.clone());
+    let (daemon, project, _cleanup) = started(two_regions_config()).await;
     daemon
         .set_regions(&project.id, "production", &[("local-a", 2), ("local-b", 2)])
         .await;
@@ -379,9 +378,7 @@ async fn traffic_through_containers_follows_each_switch_and_requests_in_flight_f
         return;
     }
     let (v1, v2) = images();
-    let daemon = TestDaemon::start_with(podman_config()).await;
-    let project = daemon.project("acme", "web").await;
-    let _cleanup = Cleanup(project.id.clone());
+    let (daemon, project, _cleanup) = started(podman_config()).await;
     let old = daemon.deploy_ready(&project.id, "production", v1).await;
     let traffic = common::traffic::Traffic::start(daemon.edge(), LIVE_HOST, 16);
     let live = daemon

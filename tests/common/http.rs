@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 /// What came back: status and body.
@@ -39,19 +40,25 @@ pub async fn get(edge: SocketAddr, host: &str, headers: &[(&str, &str)]) -> Answ
     get_path(edge, host, "/", headers).await
 }
 
+/// One HTTP/1.1 connection to `address`, driven in the background.
+pub async fn connect(address: SocketAddr) -> SendRequest<Empty<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    sender
+}
+
 pub async fn get_path(
     edge: SocketAddr,
     host: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Answer {
-    let stream = tokio::net::TcpStream::connect(edge)
-        .await
-        .expect("connect to the edge");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
+    let mut sender = connect(edge).await;
     let mut request = Request::builder().uri(path).header("host", host);
     for (name, value) in headers {
         request = request.header(*name, *value);

@@ -13,7 +13,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
@@ -100,12 +99,7 @@ async fn client(edge: SocketAddr, host: String, stopped: watch::Receiver<bool>) 
     let mut sender = None;
     while !*stopped.borrow() {
         if sender.is_none() {
-            let stream = tokio::net::TcpStream::connect(edge).await.expect("connect");
-            let (s, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
-            tokio::spawn(connection);
-            sender = Some(s);
+            sender = Some(super::http::connect(edge).await);
         }
         let Some(s) = sender.as_mut() else { continue };
         let request = Request::builder()
