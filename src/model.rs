@@ -5,6 +5,8 @@
 //! Types that derive `serde` here are stored in redb (see `io::store::codec`):
 //! changing one is a change of the on-disk format.
 
+pub mod audit;
+pub mod auth;
 pub mod deployment;
 pub mod idempotency;
 pub mod ids;
@@ -20,7 +22,9 @@ pub use deployment::{
     RegionTopology, Source, Step, StepName,
 };
 pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredReply, SwitchOutcome};
-pub use ids::{DeploymentId, ProjectId, WorkspaceId};
+pub use audit::{AuditEvent, AuditOutcome, Origin};
+pub use auth::{Caller, Role, TokenRecord};
+pub use ids::{AuditEventId, DeploymentId, ProjectId, TokenId, WorkspaceId};
 pub use project::{Environment, Project, Workspace};
 pub use routes::{Route, RouteKind};
 pub use schedule::{ScheduledAction, ScheduledChange};

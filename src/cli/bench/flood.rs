@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tonic::transport::Channel;
+use crate::cli::client::AuthChannel;
 
 use super::stats::{Percentiles, rss_mib};
 use crate::Config;
@@ -100,8 +100,8 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-pub async fn run(addr: &str, clients: usize, seconds: u64) -> anyhow::Result<FloodReport> {
-    let channel = Channel::from_shared(addr.to_string())?.connect().await?;
+pub async fn run(target: &super::Target, clients: usize, seconds: u64) -> anyhow::Result<FloodReport> {
+    let channel = target.connect().await?;
     let workspace = rpc(WorkspaceServiceClient::new(channel.clone())
         .create_workspace(pb::CreateWorkspaceRequest {
             slug: format!("flood-{}", crate::model::now_millis()),
@@ -200,7 +200,7 @@ fn request(project: &str) -> pb::CreateDeploymentRequest {
 
 /// One client per project deploys and polls until `READY`, for `phase`.
 async fn deploy_load(
-    channel: &Channel,
+    channel: &AuthChannel,
     projects: &[String],
     phase: Duration,
 ) -> anyhow::Result<(Vec<Duration>, f64)> {
