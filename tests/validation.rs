@@ -982,11 +982,7 @@ impl Decoder for RawDecoder {
 async fn an_undecodable_request_is_invalid_argument_and_changes_nothing() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let channel = tonic::transport::Channel::from_shared(daemon.addr.clone())
-        .expect("address")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = daemon.channel().await;
     // Wire type 7 does not exist; a truncated length-delimited field; a
     // string field holding invalid UTF-8.
     let garbage: [&'static [u8]; 3] = [b"\xff\xff\xff\xff", b"\x0a\x50ab", b"\x0a\x02\xc3\x28"];
