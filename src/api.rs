@@ -34,10 +34,10 @@ use crate::model::{Deployment, DeploymentId, ProjectId, project::Project};
 use crate::pb;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
-use crate::pb::token_service_server::TokenServiceServer;
 use crate::pb::deployment_service_server::DeploymentServiceServer;
 use crate::pb::project_service_server::ProjectServiceServer;
 use crate::pb::routing_service_server::RoutingServiceServer;
+use crate::pb::token_service_server::TokenServiceServer;
 use crate::pb::workspace_service_server::WorkspaceServiceServer;
 
 /// What every service handler shares.

@@ -16,8 +16,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 pub use args::Cli;
-pub use client::{AuthChannel, Bearer, with_token};
 use args::Command;
+pub use client::{AuthChannel, Bearer, with_token};
 
 /// Runs the command and returns the process exit code: 0 on success, 1 on
 /// any error, 2 when a followed deployment ended `FAILED` or `check` found

@@ -17,13 +17,13 @@ pub mod routes;
 pub mod schedule;
 pub mod validate;
 
+pub use audit::{AuditEvent, AuditOutcome, Origin};
+pub use auth::{Caller, Role, TokenRecord};
 pub use deployment::{
     Deployment, DeploymentStatus, DesiredState, GitCommit, GitSource, Instance, NewDeployment,
     RegionTopology, Source, Step, StepName,
 };
 pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredReply, SwitchOutcome};
-pub use audit::{AuditEvent, AuditOutcome, Origin};
-pub use auth::{Caller, Role, TokenRecord};
 pub use ids::{AuditEventId, DeploymentId, ProjectId, TokenId, WorkspaceId};
 pub use project::{Environment, Project, Workspace};
 pub use routes::{Route, RouteKind};

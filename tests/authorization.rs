@@ -85,7 +85,10 @@ impl Fixture {
 }
 
 type Call = Box<
-    dyn Fn(AuthChannel, Arc<Fixture>) -> Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>>
+    dyn Fn(
+            AuthChannel,
+            Arc<Fixture>,
+        ) -> Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>>
         + Send
         + Sync,
 >;
@@ -113,120 +116,203 @@ macro_rules! row {
 
 fn table() -> Vec<Row> {
     vec![
-        row!("WorkspaceService/CreateWorkspace", Needs::Admin, WorkspaceServiceClient, |c, fx| {
-            c.create_workspace(pb::CreateWorkspaceRequest {
-                slug: fx.unique("ws"),
-                name: "W".into(),
-            })
-        }),
-        row!("WorkspaceService/GetWorkspace", Needs::Read, WorkspaceServiceClient, |c, fx| {
-            c.get_workspace(pb::GetWorkspaceRequest {
-                workspace_id: fx.workspace_a.clone(),
-            })
-        }),
-        row!("ProjectService/CreateProject", Needs::Write, ProjectServiceClient, |c, fx| {
-            c.create_project(pb::CreateProjectRequest {
-                workspace_id: fx.workspace_a.clone(),
-                slug: fx.unique("p"),
-                name: "P".into(),
-            })
-        }),
-        row!("ProjectService/GetProject", Needs::Read, ProjectServiceClient, |c, fx| {
-            c.get_project(pb::GetProjectRequest {
-                project_id: fx.project_a.clone(),
-            })
-        }),
-        row!("ProjectService/ListProjects", Needs::Read, ProjectServiceClient, |c, fx| {
-            c.list_projects(pb::ListProjectsRequest {
-                workspace_id: fx.workspace_a.clone(),
-                ..Default::default()
-            })
-        }),
-        row!("ProjectService/SetEnvironmentRegions", Needs::Write, ProjectServiceClient, |c, fx| {
-            c.set_environment_regions(
-                pb::SetEnvironmentRegionsRequest {
+        row!(
+            "WorkspaceService/CreateWorkspace",
+            Needs::Admin,
+            WorkspaceServiceClient,
+            |c, fx| {
+                c.create_workspace(pb::CreateWorkspaceRequest {
+                    slug: fx.unique("ws"),
+                    name: "W".into(),
+                })
+            }
+        ),
+        row!(
+            "WorkspaceService/GetWorkspace",
+            Needs::Read,
+            WorkspaceServiceClient,
+            |c, fx| {
+                c.get_workspace(pb::GetWorkspaceRequest {
+                    workspace_id: fx.workspace_a.clone(),
+                })
+            }
+        ),
+        row!(
+            "ProjectService/CreateProject",
+            Needs::Write,
+            ProjectServiceClient,
+            |c, fx| {
+                c.create_project(pb::CreateProjectRequest {
+                    workspace_id: fx.workspace_a.clone(),
+                    slug: fx.unique("p"),
+                    name: "P".into(),
+                })
+            }
+        ),
+        row!(
+            "ProjectService/GetProject",
+            Needs::Read,
+            ProjectServiceClient,
+            |c, fx| {
+                c.get_project(pb::GetProjectRequest {
+                    project_id: fx.project_a.clone(),
+                })
+            }
+        ),
+        row!(
+            "ProjectService/ListProjects",
+            Needs::Read,
+            ProjectServiceClient,
+            |c, fx| {
+                c.list_projects(pb::ListProjectsRequest {
+                    workspace_id: fx.workspace_a.clone(),
+                    ..Default::default()
+                })
+            }
+        ),
+        row!(
+            "ProjectService/SetEnvironmentRegions",
+            Needs::Write,
+            ProjectServiceClient,
+            |c, fx| {
+                c.set_environment_regions(pb::SetEnvironmentRegionsRequest {
                     project_id: fx.project_a.clone(),
                     environment_slug: "preview".into(),
                     regions: [("us-east-1".to_string(), 1)].into(),
                     ..Default::default()
-                },
-            )
-        }),
-        row!("ProjectService/AddCustomDomain", Needs::Write, ProjectServiceClient, |c, fx| {
-            c.add_custom_domain(pb::AddCustomDomainRequest {
-                project_id: fx.project_a.clone(),
-                fqdn: format!("{}.example.com", fx.unique("www")),
-                ..Default::default()
-            })
-        }),
-        row!("DeploymentService/CreateDeployment", Needs::Write, DeploymentServiceClient, |c, fx| {
-            c.create_deployment(image_request(
-                &fx.project_a,
-                "preview",
-                "nginx:1",
-            ))
-        }),
-        row!("DeploymentService/GetDeployment", Needs::Read, DeploymentServiceClient, |c, fx| {
-            c.get_deployment(pb::GetDeploymentRequest {
-                deployment_id: fx.older.clone(),
-            })
-        }),
-        row!("DeploymentService/ListDeployments", Needs::Read, DeploymentServiceClient, |c, fx| {
-            c.list_deployments(pb::ListDeploymentsRequest {
-                project_id: fx.project_a.clone(),
-                ..Default::default()
-            })
-        }),
-        row!("DeploymentService/WatchDeployment", Needs::Read, DeploymentServiceClient, |c, fx| {
-            c.watch_deployment(pb::WatchDeploymentRequest {
-                deployment_id: fx.older.clone(),
-            })
-        }),
+                })
+            }
+        ),
+        row!(
+            "ProjectService/AddCustomDomain",
+            Needs::Write,
+            ProjectServiceClient,
+            |c, fx| {
+                c.add_custom_domain(pb::AddCustomDomainRequest {
+                    project_id: fx.project_a.clone(),
+                    fqdn: format!("{}.example.com", fx.unique("www")),
+                    ..Default::default()
+                })
+            }
+        ),
+        row!(
+            "DeploymentService/CreateDeployment",
+            Needs::Write,
+            DeploymentServiceClient,
+            |c, fx| { c.create_deployment(image_request(&fx.project_a, "preview", "nginx:1",)) }
+        ),
+        row!(
+            "DeploymentService/GetDeployment",
+            Needs::Read,
+            DeploymentServiceClient,
+            |c, fx| {
+                c.get_deployment(pb::GetDeploymentRequest {
+                    deployment_id: fx.older.clone(),
+                })
+            }
+        ),
+        row!(
+            "DeploymentService/ListDeployments",
+            Needs::Read,
+            DeploymentServiceClient,
+            |c, fx| {
+                c.list_deployments(pb::ListDeploymentsRequest {
+                    project_id: fx.project_a.clone(),
+                    ..Default::default()
+                })
+            }
+        ),
+        row!(
+            "DeploymentService/WatchDeployment",
+            Needs::Read,
+            DeploymentServiceClient,
+            |c, fx| {
+                c.watch_deployment(pb::WatchDeploymentRequest {
+                    deployment_id: fx.older.clone(),
+                })
+            }
+        ),
         // The same key makes every allowed rollback (and promote) after the
         // first an idempotent replay, so each answers OK.
-        row!("DeploymentService/Rollback", Needs::Write, DeploymentServiceClient, |c, fx| {
-            c.rollback(pb::RollbackRequest {
-                source_deployment_id: fx.newer.clone(),
-                target_deployment_id: fx.older.clone(),
-                idempotency_key: "table-rollback".into(),
-            })
-        }),
-        row!("DeploymentService/Promote", Needs::Write, DeploymentServiceClient, |c, fx| {
-            c.promote(pb::PromoteRequest {
-                target_deployment_id: fx.newer.clone(),
-                idempotency_key: "table-promote".into(),
-            })
-        }),
-        row!("RoutingService/ListRoutes", Needs::Read, RoutingServiceClient, |c, fx| {
-            c.list_routes(pb::ListRoutesRequest {
-                project_id: fx.project_a.clone(),
-                ..Default::default()
-            })
-        }),
-        row!("AdminService/GetStats", Needs::Admin, AdminServiceClient, |c, _fx| {
-            c.get_stats(pb::GetStatsRequest {})
-        }),
-        row!("TokenService/CreateToken", Needs::Admin, TokenServiceClient, |c, fx| {
-            c.create_token(pb::CreateTokenRequest {
-                role: pb::Role::Viewer as i32,
-                workspace_id: fx.workspace_a.clone(),
-                description: String::new(),
-            })
-        }),
-        row!("TokenService/RevokeToken", Needs::Admin, TokenServiceClient, |c, fx| {
-            c.revoke_token(pb::RevokeTokenRequest {
-                token_id: fx.spare_token.clone(),
-            })
-        }),
-        row!("TokenService/ListTokens", Needs::Admin, TokenServiceClient, |c, _fx| {
-            c.list_tokens(pb::ListTokensRequest::default())
-        }),
-        row!("AuditService/ListAuditEvents", Needs::Read, AuditServiceClient, |c, fx| {
-            c.list_audit_events(pb::ListAuditEventsRequest {
-                workspace_id: fx.workspace_a.clone(),
-                ..Default::default()
-            })
-        }),
+        row!(
+            "DeploymentService/Rollback",
+            Needs::Write,
+            DeploymentServiceClient,
+            |c, fx| {
+                c.rollback(pb::RollbackRequest {
+                    source_deployment_id: fx.newer.clone(),
+                    target_deployment_id: fx.older.clone(),
+                    idempotency_key: "table-rollback".into(),
+                })
+            }
+        ),
+        row!(
+            "DeploymentService/Promote",
+            Needs::Write,
+            DeploymentServiceClient,
+            |c, fx| {
+                c.promote(pb::PromoteRequest {
+                    target_deployment_id: fx.newer.clone(),
+                    idempotency_key: "table-promote".into(),
+                })
+            }
+        ),
+        row!(
+            "RoutingService/ListRoutes",
+            Needs::Read,
+            RoutingServiceClient,
+            |c, fx| {
+                c.list_routes(pb::ListRoutesRequest {
+                    project_id: fx.project_a.clone(),
+                    ..Default::default()
+                })
+            }
+        ),
+        row!(
+            "AdminService/GetStats",
+            Needs::Admin,
+            AdminServiceClient,
+            |c, _fx| { c.get_stats(pb::GetStatsRequest {}) }
+        ),
+        row!(
+            "TokenService/CreateToken",
+            Needs::Admin,
+            TokenServiceClient,
+            |c, fx| {
+                c.create_token(pb::CreateTokenRequest {
+                    role: pb::Role::Viewer as i32,
+                    workspace_id: fx.workspace_a.clone(),
+                    description: String::new(),
+                })
+            }
+        ),
+        row!(
+            "TokenService/RevokeToken",
+            Needs::Admin,
+            TokenServiceClient,
+            |c, fx| {
+                c.revoke_token(pb::RevokeTokenRequest {
+                    token_id: fx.spare_token.clone(),
+                })
+            }
+        ),
+        row!(
+            "TokenService/ListTokens",
+            Needs::Admin,
+            TokenServiceClient,
+            |c, _fx| { c.list_tokens(pb::ListTokensRequest::default()) }
+        ),
+        row!(
+            "AuditService/ListAuditEvents",
+            Needs::Read,
+            AuditServiceClient,
+            |c, fx| {
+                c.list_audit_events(pb::ListAuditEventsRequest {
+                    workspace_id: fx.workspace_a.clone(),
+                    ..Default::default()
+                })
+            }
+        ),
     ]
 }
 
@@ -237,11 +323,19 @@ fn every_method() -> BTreeSet<String> {
         .iter()
         .filter(|f| f.package() == "deployd.v1")
         .flat_map(|f| &f.service)
-        .flat_map(|s| s.method.iter().map(move |m| format!("{}/{}", s.name(), m.name())))
+        .flat_map(|s| {
+            s.method
+                .iter()
+                .map(move |m| format!("{}/{}", s.name(), m.name()))
+        })
         .collect()
 }
 
-pub async fn create_token(daemon: &TestDaemon, role: pb::Role, workspace: &str) -> pb::CreateTokenResponse {
+pub async fn create_token(
+    daemon: &TestDaemon,
+    role: pb::Role,
+    workspace: &str,
+) -> pb::CreateTokenResponse {
     TokenServiceClient::new(daemon.channel().await)
         .create_token(pb::CreateTokenRequest {
             role: role as i32,
@@ -258,7 +352,13 @@ fn stable(mut project: pb::Project) -> String {
     let environments: Vec<String> = project
         .environments
         .iter()
-        .map(|e| format!("{}:{:?}", e.slug, e.regions.iter().collect::<BTreeMap<_, _>>()))
+        .map(|e| {
+            format!(
+                "{}:{:?}",
+                e.slug,
+                e.regions.iter().collect::<BTreeMap<_, _>>()
+            )
+        })
         .collect();
     project.environments.clear();
     format!("{project:?} {environments:?}")
@@ -327,7 +427,9 @@ async fn every_rpc_answers_each_caller_as_its_rule_says_and_refusals_change_noth
     let a = project_a.workspace_id.clone();
     let viewer = create_token(&daemon, pb::Role::Viewer, &a).await.secret;
     let deployer = create_token(&daemon, pb::Role::Deployer, &a).await.secret;
-    let other = create_token(&daemon, pb::Role::Deployer, &workspace_b.id).await.secret;
+    let other = create_token(&daemon, pb::Role::Deployer, &workspace_b.id)
+        .await
+        .secret;
     let spare = create_token(&daemon, pb::Role::Deployer, &a).await;
     let wrong = deployd::model::auth::NewToken::generate().text;
     let fixture = Arc::new(Fixture {
@@ -359,7 +461,10 @@ async fn every_rpc_answers_each_caller_as_its_rule_says_and_refusals_change_noth
             assert_eq!(code, want, "{} by {who:?}: {got:?}", row.method);
             if want == Code::NotFound {
                 // The words of a missing id: nothing says it exists.
-                let message = got.err().map(|s| s.message().to_string()).unwrap_or_default();
+                let message = got
+                    .err()
+                    .map(|s| s.message().to_string())
+                    .unwrap_or_default();
                 assert!(message.ends_with("not found"), "{}: {message}", row.method);
             }
         }

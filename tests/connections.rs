@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::process::DaemonProcess;
 use common::{STUCK_REGION, TestDaemon, config_with_stuck_region, eventually, fast_config};
+use deployd::cli::AuthChannel;
 use deployd::config::RegionConfig;
 use deployd::pb;
 use deployd::pb::admin_service_client::AdminServiceClient;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use deployd::cli::AuthChannel;
 use tonic::transport::{Channel, Endpoint};
 
 /// Only guards against a hang; no assertion depends on it.

@@ -29,6 +29,7 @@ use std::time::Duration;
 mod common;
 
 use common::process::DaemonProcess;
+use deployd::cli::AuthChannel;
 use deployd::pb;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
 use deployd::pb::project_service_client::ProjectServiceClient;
@@ -37,7 +38,6 @@ use deployd::pb::workspace_service_client::WorkspaceServiceClient;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::Code;
-use deployd::cli::AuthChannel;
 
 const FAIL_POINTS: [&str; 8] = [
     "build.started",

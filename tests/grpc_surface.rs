@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
+use deployd::cli::AuthChannel;
 use prost::Message;
 use tokio_stream::StreamExt;
-use deployd::cli::AuthChannel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::{v1, v1alpha};
@@ -120,7 +120,10 @@ async fn reflection_v1_lists_and_describes_every_service() {
         assert!(methods.contains(&method), "{method}");
     }
     let enums: Vec<&str> = deployd.enum_type.iter().map(|e| e.name()).collect();
-    assert_eq!(enums, ["DeploymentStatus", "DesiredState", "RouteKind", "Role"]);
+    assert_eq!(
+        enums,
+        ["DeploymentStatus", "DesiredState", "RouteKind", "Role"]
+    );
     // Clients fetch imports by file name, as grpcurl does: every dependency
     // must be served too.
     assert_eq!(deployd.dependency, ["google/protobuf/timestamp.proto"]);

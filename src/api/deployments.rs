@@ -7,8 +7,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
-use crate::api::listener::ConnInfo;
 use crate::api::auth::{self, Rpc};
+use crate::api::listener::ConnInfo;
 use crate::api::{Context, convert, idempotency, watch};
 use crate::error::Error;
 use crate::io::store::DeploymentFilter;
@@ -282,9 +282,7 @@ impl DeploymentService for Deployments {
             .0
             .deployment_for(&caller, &target, "target deployment")?
             .project_id;
-        let event = auth::audit(&caller, Rpc::Rollback)
-            .id(&source)
-            .id(&target);
+        let event = auth::audit(&caller, Rpc::Rollback).id(&source).id(&target);
         let outcome = self
             .0
             .projects

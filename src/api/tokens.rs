@@ -61,9 +61,10 @@ impl TokenService for Tokens {
             Ok(pb::Role::Deployer) => Role::Deployer,
             Ok(pb::Role::Viewer) => Role::Viewer,
             _ => {
-                return Err(
-                    Error::invalid("role must be ROLE_ADMIN, ROLE_DEPLOYER or ROLE_VIEWER").into(),
-                );
+                return Err(Error::invalid(
+                    "role must be ROLE_ADMIN, ROLE_DEPLOYER or ROLE_VIEWER",
+                )
+                .into());
             }
         };
         validate::free_text(&request.description, "description", 256)?;

@@ -113,7 +113,14 @@ fn revoked(token: &pb::Token) -> String {
 }
 
 fn tokens(tokens: &[pb::Token]) -> String {
-    let mut table = Table::new(&["ID", "ROLE", "WORKSPACE", "CREATED", "REVOKED", "DESCRIPTION"]);
+    let mut table = Table::new(&[
+        "ID",
+        "ROLE",
+        "WORKSPACE",
+        "CREATED",
+        "REVOKED",
+        "DESCRIPTION",
+    ]);
     for t in tokens {
         table.row(vec![
             t.id.clone(),

@@ -337,7 +337,12 @@ pub enum TokenCommand {
         #[arg(long, value_name = "WORKSPACE_ID", required_unless_present = "admin")]
         workspace: Option<String>,
         /// What the token may do in its workspace.
-        #[arg(long, value_enum, required_unless_present = "admin", conflicts_with = "admin")]
+        #[arg(
+            long,
+            value_enum,
+            required_unless_present = "admin",
+            conflicts_with = "admin"
+        )]
         role: Option<RoleArg>,
         /// An admin token (no workspace): workspaces, tokens, everything.
         #[arg(long, conflicts_with = "workspace")]

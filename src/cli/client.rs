@@ -23,10 +23,10 @@ use crate::cli::{deploy, render};
 use crate::pb;
 use crate::pb::admin_service_client::AdminServiceClient;
 use crate::pb::audit_service_client::AuditServiceClient;
-use crate::pb::token_service_client::TokenServiceClient;
 use crate::pb::deployment_service_client::DeploymentServiceClient;
 use crate::pb::project_service_client::ProjectServiceClient;
 use crate::pb::routing_service_client::RoutingServiceClient;
+use crate::pb::token_service_client::TokenServiceClient;
 use crate::pb::workspace_service_client::WorkspaceServiceClient;
 
 /// A failed call, printed as `CODE: message` (e.g. `NOT_FOUND: project
@@ -86,9 +86,14 @@ impl Bearer {
 }
 
 impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }

@@ -24,9 +24,9 @@ use std::thread::JoinHandle;
 
 use redb::{Database, ReadableTable};
 
+pub use audit::{AuditFilter, AuditPage};
 pub use guarded::DiskFaults;
 pub use mutation::Mutation;
-pub use audit::{AuditFilter, AuditPage};
 pub use reads::{
     DeploymentFilter, DeploymentPage, LISTING_SCAN_BUDGET, ProjectSnapshot, RoutePage,
 };

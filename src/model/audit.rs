@@ -30,7 +30,10 @@ pub struct AuditEvent {
 pub enum AuditOutcome {
     Ok,
     /// The store refused the change on its merits (a slug or domain taken).
-    Refused { code: String, message: String },
+    Refused {
+        code: String,
+        message: String,
+    },
 }
 
 impl AuditEvent {

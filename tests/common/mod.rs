@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use deployd::Config;
+use deployd::cli::AuthChannel;
 use deployd::config::{BuilderConfig, RegionConfig, SimulatedBuildRule};
 use deployd::io::region::simulated::SimulatedRegion;
 use deployd::io::store::{Mutation, Store};
 use deployd::model::DeploymentId;
 use deployd::pb;
-use deployd::cli::AuthChannel;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
 use deployd::pb::project_service_client::ProjectServiceClient;
 use deployd::pb::routing_service_client::RoutingServiceClient;

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use deployd::cli::AuthChannel;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use deployd::cli::AuthChannel;
 use tonic::transport::Channel;
 
 pub struct DaemonProcess {

@@ -23,8 +23,8 @@ use crate::model::names::Hostnames;
 use crate::model::project::Project;
 use crate::model::routes::Holder;
 use crate::model::{
-    Deployment, DeploymentId, Idempotency, IdempotencyKey, IdempotencyRecord, Origin, ProjectId, Route,
-    ScheduledChange, SwitchOutcome, now_millis,
+    Deployment, DeploymentId, Idempotency, IdempotencyKey, IdempotencyRecord, Origin, ProjectId,
+    Route, ScheduledChange, SwitchOutcome, now_millis,
 };
 
 pub struct ProjectCore {

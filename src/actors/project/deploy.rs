@@ -29,15 +29,17 @@ pub(super) fn create(
     origin: Origin,
     reply: Reply<Created>,
 ) -> Result<(), Error> {
-    let Some(reply) = replay::check(
-        core,
-        origin.idempotency.as_ref(),
-        reply,
-        |_, stored| match stored {
-            StoredReply::Deployment { id, status } => Some(Created { id, status }),
-            _ => None,
-        },
-    ) else {
+    let Some(reply) =
+        replay::check(
+            core,
+            origin.idempotency.as_ref(),
+            reply,
+            |_, stored| match stored {
+                StoredReply::Deployment { id, status } => Some(Created { id, status }),
+                _ => None,
+            },
+        )
+    else {
         return Ok(());
     };
     let Some(environment) = core.project.environment(&request.environment) else {
@@ -83,9 +85,7 @@ pub(super) fn create(
         id: created.id.clone(),
         status: created.status,
     };
-    effects
-        .writes
-        .extend(replay::record(core, &origin, stored));
+    effects.writes.extend(replay::record(core, &origin, stored));
     effects.answer(reply, Ok(created));
     core.push(effects);
     let id = deployment.id.clone();

@@ -77,7 +77,8 @@ pub(super) fn add_custom_domain(
     origin: Origin,
     reply: Reply<DomainAdded>,
 ) {
-    let Some(reply) = replay::check(core, origin.idempotency.as_ref(), reply, rebuild_domain) else {
+    let Some(reply) = replay::check(core, origin.idempotency.as_ref(), reply, rebuild_domain)
+    else {
         return;
     };
     let apex = &core.deps.config.apex_domain;
@@ -162,9 +163,7 @@ pub(super) fn domain_claimed(
         effects.write(Mutation::PutRoute(route.clone()));
     }
     let stored = StoredReply::Domain { fqdn };
-    effects
-        .writes
-        .extend(replay::record(core, &origin, stored));
+    effects.writes.extend(replay::record(core, &origin, stored));
     let added = DomainAdded {
         project: core.project.clone(),
         route,

@@ -119,12 +119,7 @@ pub(super) fn promote(
 /// Promoting the live deployment of a rolled-back project confirms the
 /// rollback: no route moves, deploys take `LIVE` routes again, and the
 /// deployments rolled back from are scheduled for standby.
-fn confirm(
-    core: &mut ProjectCore,
-    live: &Deployment,
-    origin: Origin,
-    reply: Reply<SwitchOutcome>,
-) {
+fn confirm(core: &mut ProjectCore, live: &Deployment, origin: Origin, reply: Reply<SwitchOutcome>) {
     let mut effects = Effects::new();
     core.project.is_rolled_back = false;
     for from in std::mem::take(&mut core.project.rolled_back_from) {
@@ -141,9 +136,7 @@ fn confirm(
         rolled_back: false,
         moved_routes: false,
     };
-    effects
-        .writes
-        .extend(replay::record(core, &origin, stored));
+    effects.writes.extend(replay::record(core, &origin, stored));
     let outcome = SwitchOutcome {
         project: core.project.clone(),
         routes: Vec::new(),
@@ -275,9 +268,7 @@ pub(super) fn switch(core: &mut ProjectCore, mut target: Deployment, request: Pe
         .filter(|p| *p != target.id);
     let mut to_stand_by = Vec::new();
     let (origin, reply) = match request {
-        PendingSwitch::Rollback {
-            origin, reply, ..
-        } => {
+        PendingSwitch::Rollback { origin, reply, .. } => {
             core.project.is_rolled_back = true;
             let from = &mut core.project.rolled_back_from;
             from.retain(|d| *d != target.id);
@@ -314,9 +305,7 @@ pub(super) fn switch(core: &mut ProjectCore, mut target: Deployment, request: Pe
         rolled_back: core.project.is_rolled_back,
         moved_routes: true,
     };
-    effects
-        .writes
-        .extend(replay::record(core, &origin, stored));
+    effects.writes.extend(replay::record(core, &origin, stored));
     let outcome = SwitchOutcome {
         project: core.project.clone(),
         routes,

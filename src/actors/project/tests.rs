@@ -22,8 +22,7 @@ use crate::model::project::Project;
 use crate::model::routes::fixed_hostnames;
 use crate::model::{
     DeploymentId, DeploymentStatus, DesiredState, Idempotency, IdempotencyKey, Origin, RouteKind,
-    Source,
-    SwitchOutcome, Workspace, WorkspaceId,
+    Source, SwitchOutcome, Workspace, WorkspaceId,
 };
 
 struct Harness {
@@ -171,7 +170,13 @@ impl Harness {
         to: &DeploymentId,
     ) -> tokio::sync::oneshot::Receiver<Result<SwitchOutcome, Error>> {
         let (reply, answer) = port();
-        switch::rollback(&mut self.core, from.clone(), to.clone(), Origin::default(), reply);
+        switch::rollback(
+            &mut self.core,
+            from.clone(),
+            to.clone(),
+            Origin::default(),
+            reply,
+        );
         answer
     }
 
@@ -582,7 +587,13 @@ async fn a_deploy_beyond_the_unfinished_bound_is_refused() {
         h.create(image("preview", "main")).await;
     }
     let (reply, answer) = port::<Created>();
-    deploy::create(&mut h.core, image("preview", "main"), Origin::default(), reply).unwrap();
+    deploy::create(
+        &mut h.core,
+        image("preview", "main"),
+        Origin::default(),
+        reply,
+    )
+    .unwrap();
     let effects = h.run().await;
     assert!(effects.iter().all(|e| e.writes.is_empty()));
     assert!(matches!(

@@ -164,7 +164,11 @@ mod tests {
             .filter(|path| Rpc::from_path(path).is_none())
             .collect();
         assert!(missing.is_empty(), "methods without a rule: {missing:?}");
-        assert_eq!(methods.len(), Rpc::ALL.len(), "rules for methods the proto lacks");
+        assert_eq!(
+            methods.len(),
+            Rpc::ALL.len(),
+            "rules for methods the proto lacks"
+        );
         for rpc in Rpc::ALL {
             assert_eq!(Rpc::from_path(&rpc.path()), Some(rpc));
         }

@@ -87,7 +87,10 @@ impl Tokens {
 /// while the file is configured, never stored (the file is its store).
 pub fn from_file(path: &Path) -> anyhow::Result<TokenRecord> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!("cannot read the bootstrap token file {}: {e}", path.display())
+        anyhow::anyhow!(
+            "cannot read the bootstrap token file {}: {e}",
+            path.display()
+        )
     })?;
     let (id, secret) = parse_token(text.trim()).ok_or_else(|| {
         anyhow::anyhow!(
@@ -111,7 +114,10 @@ pub fn from_file(path: &Path) -> anyhow::Result<TokenRecord> {
 /// stored (hashed); its text is returned once, for the operator, and
 /// written nowhere. Later starts make none, whatever happened to it.
 pub async fn generate_once(store: &Store) -> anyhow::Result<Option<(TokenRecord, String)>> {
-    if store.bootstrap_issued().map_err(|e| anyhow::anyhow!("{e}"))? {
+    if store
+        .bootstrap_issued()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
         return Ok(None);
     }
     let token = NewToken::generate();

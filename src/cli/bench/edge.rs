@@ -14,12 +14,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cli::client::AuthChannel;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::sync::Mutex;
-use crate::cli::client::AuthChannel;
 
 use super::stats::Percentiles;
 use super::workload::{create_projects, deploy_and_wait};

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use crate::cli::client::AuthChannel;
+use serde::Serialize;
 
 use super::stats::{Percentiles, rss_mib};
 use crate::Config;
@@ -100,7 +100,11 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-pub async fn run(target: &super::Target, clients: usize, seconds: u64) -> anyhow::Result<FloodReport> {
+pub async fn run(
+    target: &super::Target,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<FloodReport> {
     let channel = target.connect().await?;
     let workspace = rpc(WorkspaceServiceClient::new(channel.clone())
         .create_workspace(pb::CreateWorkspaceRequest {

@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use crate::cli::client::AuthChannel;
+use serde::Serialize;
 
 use super::stats::Percentiles;
 use super::workload::{create_projects, deploy_and_wait, switch_pairs};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio_stream::StreamExt;
 use crate::cli::client::AuthChannel;
+use tokio_stream::StreamExt;
 
 use super::stats::{Percentiles, rss_mib};
 use super::{BenchArgs, Report};
@@ -32,8 +32,11 @@ fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T
         .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
 }
 
-
-pub async fn drive(target: &super::Target, args: &BenchArgs, mut report: Report) -> anyhow::Result<Report> {
+pub async fn drive(
+    target: &super::Target,
+    args: &BenchArgs,
+    mut report: Report,
+) -> anyhow::Result<Report> {
     let mut channels = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
         channels.push(target.connect().await?);

@@ -99,7 +99,10 @@ pub enum Mutation {
     /// rejection as its outcome, and nothing else is.
     Audit(Box<AuditEvent>),
     /// Deletes up to `limit` audit events older than `before`.
-    PruneAudit { before: UnixMillis, limit: usize },
+    PruneAudit {
+        before: UnixMillis,
+        limit: usize,
+    },
 }
 
 /// Outcome of one submission inside a commit.
