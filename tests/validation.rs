@@ -1037,6 +1037,7 @@ async fn the_cli_shows_terminal_escapes_in_stored_strings_as_text() {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))
             .arg("--addr")
             .arg(&daemon.addr)
+            .env("DEPLOYD_TOKEN", &daemon.token)
             .args(&args)
             .output()
             .await
@@ -1061,7 +1062,8 @@ async fn the_cli_shows_terminal_escapes_in_stored_strings_as_text() {
     }
     // JSON stays JSON: the author reads back exactly.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))
-        .args(["--addr", &daemon.addr, "--json", "deployment", "get", &id])
+        .args(["--addr", &daemon.addr, "--token", &daemon.token])
+        .args(["--json", "deployment", "get", &id])
         .output()
         .await
         .expect("run the cli");
