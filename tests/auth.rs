@@ -408,3 +408,57 @@ async fn deploy_as(daemon: &TestDaemon, token: &str, project: &str) -> String {
     .into_inner()
     .deployment_id
 }
+
+/// Runs the CLI against `daemon` with `token`; returns its stdout as JSON.
+async fn cli(daemon: &TestDaemon, token: &str, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))
+        .args(["--addr", &daemon.addr, "--token", token, "--json"])
+        .args(args)
+        .output()
+        .await
+        .expect("run the cli");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
+#[tokio::test]
+async fn the_cli_creates_lists_and_revokes_tokens_and_reads_the_audit_log() {
+    let daemon = TestDaemon::start().await;
+    let project = daemon.project("acme", "web").await;
+    let ws = project.workspace_id.as_str();
+    let created = cli(
+        &daemon,
+        &daemon.token,
+        &["token", "create", "--workspace", ws, "--role", "viewer"],
+    )
+    .await;
+    let secret = created["secret"].as_str().expect("secret").to_string();
+    let id = created["token"]["id"].as_str().expect("id").to_string();
+    let listed = cli(&daemon, &daemon.token, &["token", "list", "--workspace", ws]).await;
+    assert_eq!(listed["tokens"][0]["id"].as_str(), Some(id.as_str()), "{listed}");
+    assert!(!listed.to_string().contains(&secret), "a list shows no secret");
+
+    // The viewer reads its workspace's audit log.
+    let events = cli(&daemon, &secret, &["audit"]).await;
+    let rpcs: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["rpc"].as_str())
+        .collect();
+    assert!(rpcs.contains(&"CreateToken") && rpcs.contains(&"CreateProject"), "{rpcs:?}");
+
+    cli(&daemon, &daemon.token, &["token", "revoke", &id]).await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))
+        .args(["--addr", &daemon.addr, "--token", &secret, "audit"])
+        .output()
+        .await
+        .expect("run the cli");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("UNAUTHENTICATED"), "{stderr}");
+}
