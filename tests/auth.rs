@@ -438,9 +438,21 @@ async fn the_cli_creates_lists_and_revokes_tokens_and_reads_the_audit_log() {
     .await;
     let secret = created["secret"].as_str().expect("secret").to_string();
     let id = created["token"]["id"].as_str().expect("id").to_string();
-    let listed = cli(&daemon, &daemon.token, &["token", "list", "--workspace", ws]).await;
-    assert_eq!(listed["tokens"][0]["id"].as_str(), Some(id.as_str()), "{listed}");
-    assert!(!listed.to_string().contains(&secret), "a list shows no secret");
+    let listed = cli(
+        &daemon,
+        &daemon.token,
+        &["token", "list", "--workspace", ws],
+    )
+    .await;
+    assert_eq!(
+        listed["tokens"][0]["id"].as_str(),
+        Some(id.as_str()),
+        "{listed}"
+    );
+    assert!(
+        !listed.to_string().contains(&secret),
+        "a list shows no secret"
+    );
 
     // The viewer reads its workspace's audit log.
     let events = cli(&daemon, &secret, &["audit"]).await;
@@ -450,7 +462,10 @@ async fn the_cli_creates_lists_and_revokes_tokens_and_reads_the_audit_log() {
         .iter()
         .filter_map(|e| e["rpc"].as_str())
         .collect();
-    assert!(rpcs.contains(&"CreateToken") && rpcs.contains(&"CreateProject"), "{rpcs:?}");
+    assert!(
+        rpcs.contains(&"CreateToken") && rpcs.contains(&"CreateProject"),
+        "{rpcs:?}"
+    );
 
     cli(&daemon, &daemon.token, &["token", "revoke", &id]).await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))

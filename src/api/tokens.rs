@@ -125,9 +125,8 @@ impl TokenService for Tokens {
         let id = TokenId::parse(&request.get_ref().token_id, "token_id")?;
         let mut record = self
             .0
-            .deps
-            .store
-            .tokens()?
+            .blocking(|context| context.deps.store.tokens())
+            .await?
             .into_iter()
             .find(|t| t.id == id)
             .ok_or_else(|| Error::not_found(format!("token {id} not found")))?;

@@ -445,6 +445,24 @@ mod tests {
     }
 
     #[test]
+    fn token_create_needs_a_workspace_and_role_or_admin() {
+        let parses = |args: &[&str]| {
+            let mut argv = vec!["deployd", "token", "create"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).is_ok()
+        };
+        assert!(parses(&["--workspace", "ws_x", "--role", "deployer"]));
+        assert!(parses(&["--workspace", "ws_x", "--role", "viewer"]));
+        assert!(parses(&["--admin"]));
+        assert!(!parses(&[]));
+        assert!(!parses(&["--role", "viewer"]));
+        assert!(!parses(&["--workspace", "ws_x"]));
+        assert!(!parses(&["--admin", "--role", "viewer"]));
+        assert!(!parses(&["--admin", "--workspace", "ws_x"]));
+        assert!(!parses(&["--workspace", "ws_x", "--role", "admin"]));
+    }
+
+    #[test]
     fn region_pairs() {
         assert_eq!(parse_region("us-east-1=2"), Ok(("us-east-1".into(), 2)));
         assert!(parse_region("us-east-1").is_err());
