@@ -135,9 +135,25 @@ pub fn zero_latency_config() -> Config {
     }
 }
 
+/// A daemon to drive: its address and the token its calls carry.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: String,
+    pub token: Option<String>,
+}
+
+impl Target {
+    async fn connect(&self) -> anyhow::Result<crate::cli::AuthChannel> {
+        let channel = tonic::transport::Channel::from_shared(self.addr.clone())?
+            .connect()
+            .await?;
+        crate::cli::with_token(channel, self.token.as_deref())
+    }
+}
+
 /// An in-process daemon and how to stop it.
 struct Local {
-    addr: String,
+    target: Target,
     /// The edge's address, when it is enabled.
     edge: Option<std::net::SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -145,7 +161,14 @@ struct Local {
     serving_after: Duration,
 }
 
-async fn start_local(config: Config) -> anyhow::Result<Local> {
+/// Starts a daemon with an admin token of its own, minted here and handed
+/// over through `[auth] bootstrap_token_file`.
+async fn start_local(mut config: Config) -> anyhow::Result<Local> {
+    let token = crate::model::auth::NewToken::generate().text;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let token_file = config.data_dir.join("bench-admin.token");
+    std::fs::write(&token_file, &token)?;
+    config.auth.bootstrap_token_file = Some(token_file);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -168,7 +191,10 @@ async fn start_local(config: Config) -> anyhow::Result<Local> {
         anyhow::bail!("the daemon stopped before serving");
     };
     Ok(Local {
-        addr,
+        target: Target {
+            addr,
+            token: Some(token),
+        },
         edge,
         stop,
         task,
@@ -184,9 +210,9 @@ impl Local {
     }
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+pub async fn run(args: BenchArgs, token: Option<String>) -> anyhow::Result<Report> {
     let dir = data_dir(&args)?;
-    let result = run_in(&args, &dir).await;
+    let result = run_in(&args, token, &dir).await;
     // A temporary data directory goes with the run; one the user named stays.
     if args.data_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -194,7 +220,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     result
 }
 
-async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Report> {
+async fn run_in(
+    args: &BenchArgs,
+    token: Option<String>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Report> {
     if args.projects == 0 || args.clients.is_empty() || args.clients.contains(&0) {
         anyhow::bail!("--projects and --clients must be at least 1");
     }
@@ -210,12 +240,17 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
     };
 
     if let Some(target) = &args.target {
-        return workload::drive(target, args, report, false).await;
+        let target = Target {
+            addr: target.clone(),
+            token,
+        };
+        return workload::drive(&target, args, report, false).await;
     }
 
     if args.flood {
         let local = start_local(flood::config(config.clone())).await?;
-        report.flood = Some(flood::run(&local.addr, args.one_client_count()?, args.seconds).await?);
+        report.flood =
+            Some(flood::run(&local.target, args.one_client_count()?, args.seconds).await?);
         local.stop().await?;
         return Ok(report);
     }
@@ -236,7 +271,7 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
             .edge
             .ok_or_else(|| anyhow::anyhow!("the daemon started without its edge"))?;
         let clients = args.one_client_count()?;
-        let result = edge::run(&local.addr, edge_addr, clients, args.seconds).await;
+        let result = edge::run(&local.target, edge_addr, clients, args.seconds).await;
         local.stop().await?;
         report.edge = Some(result?);
         return Ok(report);
@@ -264,7 +299,7 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
         .await?;
         let prepare_seconds = began.elapsed().as_secs_f64();
         let local = start_local(config.clone()).await?;
-        let to_resumed = workload::wait_ready(&local.addr, &prepared.unfinished).await?;
+        let to_resumed = workload::wait_ready(&local.target, &prepared.unfinished).await?;
         report.startup = Some(Startup {
             deployments_on_file: deployments,
             projects_on_file: args.prepare_projects,
@@ -273,13 +308,13 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
             to_resumed_ms: (local.serving_after + to_resumed).as_secs_f64() * 1000.0,
             rss_after_start_mib: rss_mib().0,
         });
-        let report = workload::drive(&local.addr, args, report, true).await?;
+        let report = workload::drive(&local.target, args, report, true).await?;
         local.stop().await?;
         return finish(report, &config);
     }
 
     let local = start_local(config.clone()).await?;
-    let report = workload::drive(&local.addr, args, report, true).await?;
+    let report = workload::drive(&local.target, args, report, true).await?;
     local.stop().await?;
     finish(report, &config)
 }

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tonic::transport::Channel;
+
+use crate::cli::client::AuthChannel;
 
 use super::stats::{Percentiles, process_cpu_seconds, rss_mib};
 use crate::Config;
@@ -82,8 +83,12 @@ fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T
         .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
 }
 
-pub async fn run(addr: &str, clients: usize, seconds: u64) -> anyhow::Result<FloodReport> {
-    let channel = Channel::from_shared(addr.to_string())?.connect().await?;
+pub async fn run(
+    target: &super::Target,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<FloodReport> {
+    let channel = target.connect().await?;
     let workspace = rpc(WorkspaceServiceClient::new(channel.clone())
         .create_workspace(pb::CreateWorkspaceRequest {
             slug: format!("flood-{}", crate::model::now_millis()),
@@ -182,7 +187,7 @@ fn request(project: &str) -> pb::CreateDeploymentRequest {
 
 /// One client per project deploys and polls until `READY`, for `phase`.
 async fn deploy_load(
-    channel: &Channel,
+    channel: &AuthChannel,
     projects: &[String],
     phase: Duration,
 ) -> anyhow::Result<(Vec<Duration>, f64)> {

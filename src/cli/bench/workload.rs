@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
+
+use crate::cli::client::AuthChannel;
 
 use super::stats::{Percentiles, process_cpu_seconds, rss_mib};
 use super::{BenchArgs, Report};
@@ -31,10 +32,6 @@ fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T
     result
         .map(tonic::Response::into_inner)
         .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
-}
-
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(addr.to_string())?.connect().await?)
 }
 
 /// What one deploy load (one `--clients` count) measured.
@@ -105,14 +102,14 @@ impl LoadFigures {
 
 /// `local`: the daemon runs in this process, so its CPU time is counted.
 pub async fn drive(
-    addr: &str,
+    target: &super::Target,
     args: &BenchArgs,
     mut report: Report,
     local: bool,
 ) -> anyhow::Result<Report> {
     let mut channels = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        channels.push(connect(addr).await?);
+        channels.push(target.connect().await?);
     }
     let rss_before = rss_mib().0;
     let projects = create_projects(&channels[0], args.projects + SWITCH_PROJECTS).await?;
@@ -146,7 +143,7 @@ pub async fn drive(
 /// `clients` deploying clients for `--seconds` (or `--deploys`), with one
 /// more client switching `pairs` beside them.
 async fn deploy_load(
-    channels: &[Channel],
+    channels: &[AuthChannel],
     args: &BenchArgs,
     clients: usize,
     deploy_projects: &[String],
@@ -232,14 +229,14 @@ async fn deploy_load(
     })
 }
 
-async fn stats(channel: &Channel) -> anyhow::Result<pb::GetStatsResponse> {
+async fn stats(channel: &AuthChannel) -> anyhow::Result<pb::GetStatsResponse> {
     rpc(AdminServiceClient::new(channel.clone())
         .get_stats(pb::GetStatsRequest {})
         .await)
 }
 
 pub(super) async fn create_projects(
-    channel: &Channel,
+    channel: &AuthChannel,
     count: usize,
 ) -> anyhow::Result<Vec<String>> {
     let workspace = rpc(WorkspaceServiceClient::new(channel.clone())
@@ -297,7 +294,7 @@ where
 /// Creates an image deployment and follows it to the end: (latency from
 /// the create call to the terminal event, id, whether it became READY).
 pub(super) async fn deploy_and_wait(
-    channel: &Channel,
+    channel: &AuthChannel,
     project: &str,
 ) -> anyhow::Result<(Duration, String, bool)> {
     let mut client = DeploymentServiceClient::new(channel.clone());
@@ -339,7 +336,7 @@ pub(super) async fn deploy_and_wait(
 /// each pair in turn, `count` times or until `until` (a deadline, or an
 /// earlier stop signal). Returns the acknowledgement latencies of each.
 pub(super) async fn switch_pairs(
-    channel: &Channel,
+    channel: &AuthChannel,
     pairs: &[(String, String)],
     count: Option<usize>,
     until: Option<(Instant, tokio::sync::watch::Receiver<bool>)>,
@@ -378,9 +375,9 @@ pub(super) async fn switch_pairs(
 }
 
 /// Waits until every listed deployment is READY; returns how long it took.
-pub async fn wait_ready(addr: &str, ids: &[DeploymentId]) -> anyhow::Result<Duration> {
+pub async fn wait_ready(target: &super::Target, ids: &[DeploymentId]) -> anyhow::Result<Duration> {
     let began = Instant::now();
-    let mut client = DeploymentServiceClient::new(connect(addr).await?);
+    let mut client = DeploymentServiceClient::new(target.connect().await?);
     for id in ids {
         loop {
             let deployment = rpc(client
