@@ -166,6 +166,9 @@ impl Default for EdgeConfig {
 pub enum BuilderConfig {
     /// Pretends to build: waits, then reports an image in `registry`.
     Simulated {
+        /// Builds that run at once; more wait, production first.
+        #[serde(default = "default_slots")]
+        slots: usize,
         #[serde(default)]
         duration_ms: u64,
         #[serde(default = "default_registry")]
@@ -190,6 +193,19 @@ pub struct SimulatedBuildRule {
     pub fail: bool,
 }
 
+fn default_slots() -> usize {
+    4
+}
+
+impl BuilderConfig {
+    /// Builds that may run at once (`[builder] slots`).
+    pub fn slots(&self) -> usize {
+        match self {
+            Self::Simulated { slots, .. } => *slots,
+        }
+    }
+}
+
 fn default_registry() -> String {
     "registry.deployd.local".to_string()
 }
@@ -197,6 +213,7 @@ fn default_registry() -> String {
 impl Default for BuilderConfig {
     fn default() -> Self {
         Self::Simulated {
+            slots: default_slots(),
             duration_ms: 200,
             registry: default_registry(),
             rules: Vec::new(),
@@ -306,6 +323,7 @@ impl Config {
                 self.max_watchers_per_deployment as u64,
             ),
             ("watch_send_timeout_ms", self.watch_send_timeout_ms),
+            ("builder.slots", self.builder.slots() as u64),
         ] {
             if value == 0 {
                 anyhow::bail!("config: {name} must be greater than 0");

@@ -329,6 +329,7 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
         let mut config = fast_config();
         let slow_sha = if newer_is_slow { SHA_B } else { SHA_A };
         config.builder = deployd::config::BuilderConfig::Simulated {
+        slots: 4,
             duration_ms: 10,
             registry: "registry.test".into(),
             rules: vec![build_rule(None, Some(slow_sha), Some(600), false)],

@@ -20,7 +20,7 @@ use crate::actors::supervisor::{
 };
 use crate::error::Error;
 use crate::model::project::Project;
-use crate::model::{DeploymentId, Idempotency, ProjectId};
+use crate::model::{Deployment, DeploymentId, Idempotency, ProjectId};
 
 #[derive(Clone)]
 pub struct Projects {
@@ -224,6 +224,16 @@ impl Projects {
             }
         })
         .await
+    }
+
+    pub async fn cancel(
+        &self,
+        project: &ProjectId,
+        deployment: DeploymentId,
+    ) -> Result<Deployment, Error> {
+        let timeout = self.deps.config.call_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::Cancel { deployment, reply })
+            .await
     }
 
     pub async fn add_custom_domain(

@@ -297,4 +297,46 @@ impl DeploymentService for Deployments {
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::PromoteResponse { project, routes }))
     }
+
+    async fn cancel_deployment(
+        &self,
+        request: Request<pb::CancelDeploymentRequest>,
+    ) -> Result<Response<pb::CancelDeploymentResponse>, Status> {
+        let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
+        let project_id = self.0.deployment(&id, "deployment")?.project_id;
+        let deployment = self.0.projects.cancel(&project_id, id).await?;
+        let deployment = self
+            .0
+            .blocking(move |context| {
+                let project = context.project(&deployment.project_id)?;
+                let hostnames = context.hostnames(&project, &deployment)?;
+                Ok(convert::deployment(&deployment, hostnames))
+            })
+            .await?;
+        Ok(Response::new(pb::CancelDeploymentResponse {
+            deployment: Some(deployment),
+        }))
+    }
+
+    async fn get_build_log(
+        &self,
+        request: Request<pb::GetBuildLogRequest>,
+    ) -> Result<Response<pb::GetBuildLogResponse>, Status> {
+        let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
+        let text = self
+            .0
+            .blocking(move |context| {
+                context.deployment(&id, "deployment")?;
+                context
+                    .deps
+                    .build_logs
+                    .read(&id)?
+                    .ok_or_else(|| Error::not_found(format!("no build log of {id} is kept")))
+            })
+            .await?;
+        Ok(Response::new(pb::GetBuildLogResponse {
+            lines: text.lines,
+            truncated: text.truncated,
+        }))
+    }
 }

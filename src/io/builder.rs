@@ -1,6 +1,7 @@
 //! Builders turn a git source into an image. The [`simulated`] builder is the
 //! default; a real one (a BuildKit or Depot client) implements the same trait.
 
+pub mod log;
 pub mod simulated;
 
 use std::sync::Arc;
@@ -42,12 +43,13 @@ pub trait Builder: Send + Sync + 'static {
     ) -> Result<BuildOutput, BuildError>;
 }
 
-pub fn from_config(config: &BuilderConfig) -> Arc<dyn Builder> {
+pub fn from_config(config: &BuilderConfig, _data_dir: &std::path::Path) -> Arc<dyn Builder> {
     match config {
         BuilderConfig::Simulated {
             duration_ms,
             registry,
             rules,
+            ..
         } => Arc::new(simulated::SimulatedBuilder::new(
             std::time::Duration::from_millis(*duration_ms),
             registry.clone(),

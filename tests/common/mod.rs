@@ -50,6 +50,7 @@ pub fn fast_config() -> Config {
             ("eu-central-1".to_string(), region(10)),
         ]),
         builder: BuilderConfig::Simulated {
+            slots: 4,
             duration_ms: 20,
             registry: "registry.test".into(),
             rules: vec![

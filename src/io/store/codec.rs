@@ -16,7 +16,8 @@ use crate::model::{Deployment, IdempotencyRecord, Project, Route, ScheduledChang
 /// - 1: the first format.
 /// - 2: `Project.rolled_back_from`; `Deployment.hostnames` and `port`;
 ///   `Instance.address`; compact idempotency replies.
-pub const FORMAT: u8 = 2;
+/// - 3: `DeploymentStatus::Cancelled` and `Deployment.superseded_by`.
+pub const FORMAT: u8 = 3;
 
 /// A type stored in redb.
 pub trait Record: Serialize + DeserializeOwned {
@@ -58,10 +59,23 @@ impl Record for Project {
 
 impl Record for Deployment {
     const WHAT: &'static str = "deployment";
-    const SAME_SINCE: u8 = 2;
+    const SAME_SINCE: u8 = 3;
 
     fn upgrade(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (format == 1).then(|| postcard::from_bytes::<legacy::DeploymentV1>(body).map(Into::into))
+        match format {
+            1 => Some(postcard::from_bytes::<legacy::DeploymentV1>(body).map(Into::into)),
+            // Format 3 only appended `superseded_by` (an `Option`, whose
+            // `None` postcard writes as one zero byte) and a status variant
+            // after the others, so format 2 bytes plus that byte are a
+            // format 3 deployment that was never superseded.
+            2 => {
+                let mut bytes = Vec::with_capacity(body.len() + 1);
+                bytes.extend_from_slice(body);
+                bytes.push(0);
+                Some(postcard::from_bytes::<Deployment>(&bytes))
+            }
+            _ => None,
+        }
     }
 }
 
