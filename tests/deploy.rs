@@ -46,7 +46,7 @@ async fn git_deploy_goes_through_every_status_and_step() {
                 statuses.push(d.status);
             }
             Event::Status(s) => statuses.push(s.status),
-            Event::Step(_) => {}
+            Event::Step(_) | Event::BuildLog(_) => {}
         }
         first = false;
     }
@@ -196,6 +196,7 @@ async fn watch_reports_each_step_as_it_happens() {
                 }
             }
             Event::Status(s) => last_status = s.status,
+            Event::BuildLog(_) => {}
         }
     }
     assert_eq!(last_status, DeploymentStatus::Ready as i32);
@@ -329,7 +330,7 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
         let mut config = fast_config();
         let slow_sha = if newer_is_slow { SHA_B } else { SHA_A };
         config.builder = deployd::config::BuilderConfig::Simulated {
-        slots: 4,
+            slots: 4,
             duration_ms: 10,
             registry: "registry.test".into(),
             rules: vec![build_rule(None, Some(slow_sha), Some(600), false)],

@@ -132,9 +132,15 @@ mod tests {
     #[tokio::test]
     async fn production_goes_before_earlier_previews() {
         let slots = BuildSlots::new(1);
-        let first = slots.try_acquire(Priority::Other).ok().expect("a free slot");
+        let first = slots
+            .try_acquire(Priority::Other)
+            .ok()
+            .expect("a free slot");
         let preview = slots.try_acquire(Priority::Other).err().expect("queued");
-        let production = slots.try_acquire(Priority::Production).err().expect("queued");
+        let production = slots
+            .try_acquire(Priority::Production)
+            .err()
+            .expect("queued");
         assert_eq!(slots.waiting(), 2);
         let preview = tokio::spawn(preview.wait());
         let production = tokio::spawn(production.wait());
@@ -150,7 +156,10 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_that_goes_away_leaks_no_slot() {
         let slots = BuildSlots::new(1);
-        let first = slots.try_acquire(Priority::Other).ok().expect("a free slot");
+        let first = slots
+            .try_acquire(Priority::Other)
+            .ok()
+            .expect("a free slot");
         let gone = slots.try_acquire(Priority::Other).err().expect("queued");
         drop(gone);
         drop(first);
@@ -161,8 +170,14 @@ mod tests {
     #[tokio::test]
     async fn a_slot_handed_to_a_waiter_that_left_is_passed_on() {
         let slots = BuildSlots::new(1);
-        let first = slots.try_acquire(Priority::Other).ok().expect("a free slot");
-        let leaving = slots.try_acquire(Priority::Production).err().expect("queued");
+        let first = slots
+            .try_acquire(Priority::Other)
+            .ok()
+            .expect("a free slot");
+        let leaving = slots
+            .try_acquire(Priority::Production)
+            .err()
+            .expect("queued");
         let next = slots.try_acquire(Priority::Other).err().expect("queued");
         drop(first); // handed to `leaving`, which never takes it
         drop(leaving);

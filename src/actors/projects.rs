@@ -232,8 +232,11 @@ impl Projects {
         deployment: DeploymentId,
     ) -> Result<Deployment, Error> {
         let timeout = self.deps.config.call_timeout();
-        self.call(project, timeout, |reply| ProjectMsg::Cancel { deployment, reply })
-            .await
+        self.call(project, timeout, |reply| ProjectMsg::Cancel {
+            deployment,
+            reply,
+        })
+        .await
     }
 
     pub async fn add_custom_domain(

@@ -203,7 +203,11 @@ pub fn deployment(d: &Deployment, hostnames: Vec<String>) -> pb::Deployment {
         hostnames,
         sequence: d.sequence,
         port: u32::from(d.port),
-        superseded_by: d.superseded_by.as_ref().map(ToString::to_string).unwrap_or_default(),
+        superseded_by: d
+            .superseded_by
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         created_at: Some(timestamp(d.created_at)),
         updated_at: Some(timestamp(d.updated_at)),
     }

@@ -483,9 +483,13 @@ impl TestDaemon {
         let deadline = Duration::from_secs(20);
         eventually(&format!("{id} reaches {status:?}"), deadline, || async {
             let d = self.get(id).await;
-            let terminal = [pb::DeploymentStatus::Ready, pb::DeploymentStatus::Failed]
-                .map(|s| s as i32)
-                .contains(&d.status);
+            let terminal = [
+                pb::DeploymentStatus::Ready,
+                pb::DeploymentStatus::Failed,
+                pb::DeploymentStatus::Cancelled,
+            ]
+            .map(|s| s as i32)
+            .contains(&d.status);
             if d.status == status as i32 {
                 Some(d)
             } else if terminal {

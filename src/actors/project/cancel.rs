@@ -26,7 +26,10 @@ pub(super) fn cancel(core: &mut ProjectCore, id: &DeploymentId, reply: Reply<Dep
     let deployment = match core.deployment(id) {
         Ok(Some(d)) if d.project_id == core.project.id => d,
         Ok(_) => {
-            core.answer(reply, Err(Error::not_found(format!("deployment {id} not found"))));
+            core.answer(
+                reply,
+                Err(Error::not_found(format!("deployment {id} not found"))),
+            );
             return;
         }
         Err(e) => {

@@ -162,7 +162,12 @@ fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
     if deployment.status != DeploymentStatus::Building {
         deployment.status = DeploymentStatus::Building;
         deployment.start_step(StepName::Build, now_millis());
-    } else if let Some(step) = deployment.steps.iter_mut().rev().find(|s| s.name == StepName::Build) {
+    } else if let Some(step) = deployment
+        .steps
+        .iter_mut()
+        .rev()
+        .find(|s| s.name == StepName::Build)
+    {
         // Resumed: whether it queues again is for the new child to say.
         step.detail.clear();
     }
