@@ -178,6 +178,31 @@ pub enum BuilderConfig {
         #[serde(default)]
         rules: Vec<SimulatedBuildRule>,
     },
+    /// Fetches the commit with git, builds its Dockerfile with podman and
+    /// pushes the image to `registry`; the deployment runs it by digest.
+    Podman {
+        #[serde(default = "default_slots")]
+        slots: usize,
+        /// `HOST:PORT` of the OCI registry images are pushed to, as
+        /// `HOST:PORT/deployd/PROJECT:DEPLOYMENT`.
+        registry: String,
+        /// Push to (and let podman regions pull from) the registry over
+        /// plain HTTP, without TLS: for a registry on this machine.
+        #[serde(default)]
+        insecure_registry: bool,
+        /// `file://` repositories read the daemon's own disk, so they are
+        /// refused (`INVALID_ARGUMENT`) unless this is set.
+        #[serde(default)]
+        allow_file_repositories: bool,
+        #[serde(default = "default_podman")]
+        podman: PathBuf,
+        #[serde(default = "default_git")]
+        git: PathBuf,
+    },
+}
+
+fn default_git() -> PathBuf {
+    PathBuf::from("git")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,7 +226,31 @@ impl BuilderConfig {
     /// Builds that may run at once (`[builder] slots`).
     pub fn slots(&self) -> usize {
         match self {
-            Self::Simulated { slots, .. } => *slots,
+            Self::Simulated { slots, .. } | Self::Podman { slots, .. } => *slots,
+        }
+    }
+
+    /// Registries reached without TLS: podman regions pull from them so.
+    pub fn insecure_registries(&self) -> Vec<String> {
+        match self {
+            Self::Podman {
+                registry,
+                insecure_registry: true,
+                ..
+            } => vec![registry.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether `file://` repositories may be deployed: the simulated
+    /// builder reads nothing, the podman builder only when allowed.
+    pub fn allows_file_repositories(&self) -> bool {
+        match self {
+            Self::Simulated { .. } => true,
+            Self::Podman {
+                allow_file_repositories,
+                ..
+            } => *allow_file_repositories,
         }
     }
 }
@@ -291,6 +340,10 @@ impl Config {
         }
         validate::apex_domain(&self.apex_domain)
             .map_err(|e| anyhow::anyhow!("config: apex_domain: {e}"))?;
+        if let BuilderConfig::Podman { registry, .. } = &self.builder {
+            validate::registry_address(registry)
+                .map_err(|e| anyhow::anyhow!("config: builder.registry: {e}"))?;
+        }
         for (name, value) in [
             ("region_timeout_ms", self.region_timeout_ms),
             ("readiness_poll_ms", self.readiness_poll_ms),
@@ -385,6 +438,7 @@ impl Config {
     pub fn repository_rules(&self) -> validate::RepositoryRules {
         validate::RepositoryRules {
             allow_link_local: self.allow_link_local_repositories,
+            allow_file: self.builder.allows_file_repositories(),
         }
     }
 

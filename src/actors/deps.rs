@@ -36,7 +36,11 @@ impl Deps {
     /// Must be called inside the runtime the daemon runs on (the
     /// reconciler's workers are spawned there).
     pub fn new(config: Config, store: Store) -> Self {
-        let regions = Regions::from_config(&config.regions, &config.data_dir);
+        let regions = Regions::from_config(
+            &config.regions,
+            &config.data_dir,
+            &config.builder.insecure_registries(),
+        );
         let backends = Backends::default();
         Self {
             reconciler: Reconciler::new(regions.clone(), store.clone(), backends.clone()),

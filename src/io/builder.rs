@@ -1,7 +1,9 @@
 //! Builders turn a git source into an image. The [`simulated`] builder is the
-//! default; a real one (a BuildKit or Depot client) implements the same trait.
+//! default; [`podman`] builds for real (git, podman, an OCI registry). The
+//! build child writes every progress line to the build's [`log`].
 
 pub mod log;
+pub mod podman;
 pub mod simulated;
 
 use std::sync::Arc;
@@ -43,7 +45,7 @@ pub trait Builder: Send + Sync + 'static {
     ) -> Result<BuildOutput, BuildError>;
 }
 
-pub fn from_config(config: &BuilderConfig, _data_dir: &std::path::Path) -> Arc<dyn Builder> {
+pub fn from_config(config: &BuilderConfig, data_dir: &std::path::Path) -> Arc<dyn Builder> {
     match config {
         BuilderConfig::Simulated {
             duration_ms,
@@ -55,5 +57,20 @@ pub fn from_config(config: &BuilderConfig, _data_dir: &std::path::Path) -> Arc<d
             registry.clone(),
             rules.clone(),
         )),
+        BuilderConfig::Podman {
+            registry,
+            insecure_registry,
+            allow_file_repositories,
+            podman,
+            git,
+            ..
+        } => Arc::new(podman::PodmanBuilder::new(podman::PodmanBuilderConfig {
+            registry,
+            insecure: *insecure_registry,
+            allow_file: *allow_file_repositories,
+            podman,
+            git,
+            data_dir,
+        })),
     }
 }
