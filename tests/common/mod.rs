@@ -7,6 +7,7 @@
 pub mod http;
 pub mod podman;
 pub mod process;
+pub mod registry;
 pub mod storage;
 pub mod traffic;
 
