@@ -110,7 +110,7 @@ async fn commits_are_built_pushed_and_served_by_digest() {
         registry.has(name, digest).await,
         "the registry has {digest}"
     );
-    assert_eq!(registry.tags(name).await, [first.clone()]);
+    assert_eq!(registry.tags(name).await, std::slice::from_ref(&first));
     let edge = daemon.edge();
     assert_eq!(get(edge, LIVE_HOST, &[]).await.body, "v1\n");
 
@@ -336,7 +336,11 @@ async fn a_daemon_killed_during_a_build_builds_at_most_once_more() {
     .await;
     let (name, digest) = by_digest(&ready.image, &registry, &project.id);
     assert!(registry.has(name, digest).await);
-    assert_eq!(registry.tags(name).await, [id.clone()], "one image");
+    assert_eq!(
+        registry.tags(name).await,
+        std::slice::from_ref(&id),
+        "one image"
+    );
     let log = client
         .get_build_log(pb::GetBuildLogRequest {
             deployment_id: id.clone(),

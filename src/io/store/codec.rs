@@ -114,3 +114,39 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, Error> {
         None => Err(damaged(format!("empty {} record", T::WHAT))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DeploymentId, NewDeployment, ProjectId, Source};
+
+    #[test]
+    fn a_format_2_deployment_reads_as_never_superseded() {
+        let request = NewDeployment {
+            environment: "production".into(),
+            branch: "main".into(),
+            source: Source::Image("nginx:1".into()),
+            git_commit: None,
+            command: Vec::new(),
+            port: 8080,
+        };
+        let deployment = Deployment::new(ProjectId::generate(), 1, request, 0);
+        let mut format3 = encode(&deployment).expect("encode");
+        // Format 2 wrote the same fields but the last one (`None`: 0).
+        assert_eq!(format3.pop(), Some(0));
+        format3[0] = 2;
+        assert_eq!(decode::<Deployment>(&format3).expect("decode"), deployment);
+
+        let mut superseded = deployment.clone();
+        superseded.superseded_by = Some(DeploymentId::generate());
+        let bytes = encode(&superseded).expect("encode");
+        assert_eq!(bytes[0], FORMAT);
+        assert_eq!(decode::<Deployment>(&bytes).expect("decode"), superseded);
+        let mut unknown = bytes;
+        unknown[0] = FORMAT + 1;
+        assert!(
+            decode::<Deployment>(&unknown).is_err(),
+            "a newer format is refused"
+        );
+    }
+}
