@@ -340,8 +340,10 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
         let older = daemon
             .create(git_request(&project.id, "production", "main", SHA_A))
             .await;
+        // Another branch: a newer build of the same branch would cancel
+        // the older one while it builds (supersede, tests/cancel.rs).
         let newer = daemon
-            .create(git_request(&project.id, "production", "main", SHA_B))
+            .create(git_request(&project.id, "production", "release", SHA_B))
             .await;
         let (first, second) = if newer_is_slow {
             (&older, &newer)
@@ -352,7 +354,7 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
         daemon.wait_status(second, DeploymentStatus::Ready).await;
 
         let routes = daemon.routes(&project.id).await;
-        for kind in [RouteKind::Live, RouteKind::Environment, RouteKind::Branch] {
+        for kind in [RouteKind::Live, RouteKind::Environment] {
             let sticky = routes_of_kind(&routes, kind);
             assert_eq!(sticky.len(), 1, "{kind:?}");
             assert_eq!(
@@ -360,6 +362,14 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
                 "{kind:?} (newer_is_slow={newer_is_slow})"
             );
         }
+        let mut branches: Vec<&str> = routes_of_kind(&routes, RouteKind::Branch)
+            .iter()
+            .map(|r| r.deployment_id.as_str())
+            .collect();
+        branches.sort();
+        let mut both = [older.as_str(), newer.as_str()];
+        both.sort();
+        assert_eq!(branches, both, "each branch keeps its own");
         assert_eq!(
             daemon.get_project(&project.id).await.live_deployment_id,
             newer
