@@ -152,6 +152,41 @@ async fn commits_are_built_pushed_and_served_by_digest() {
 }
 
 #[tokio::test]
+async fn hostile_addresses_and_branches_reach_git_as_single_arguments() {
+    if !registry::available("hostile_addresses_and_branches_reach_git_as_single_arguments") {
+        return;
+    }
+    let registry = Registry::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().to_path_buf();
+    // The repository's path reads as a command substitution that would
+    // create `root/pwned` if any shell saw it (its `/`s are directories).
+    let trap = root.join("pwned");
+    let relative = format!("$(touch${{IFS}}{})/repo", trap.display());
+    let repo = Repo::at(dir, &relative);
+    let sha = repo.commit("hostile", &web_dockerfile(""));
+    let daemon = TestDaemon::start_with(config(&registry)).await;
+    let project = daemon.project("acme", "web").await;
+    let _cleanup = Cleanup {
+        project: project.id.clone(),
+        registry: registry.host(),
+    };
+    // The branch never reaches a program (the commit is fetched by sha);
+    // it is stored and shown byte for byte.
+    let branch = "main;$(touch${IFS}pwned)".to_string();
+    let id = daemon
+        .create(from_git(&project.id, &repo, &branch, &sha))
+        .await;
+    let ready = daemon.wait_status(&id, DeploymentStatus::Ready).await;
+    assert_eq!(ready.branch, branch);
+    assert_eq!(get(daemon.edge(), LIVE_HOST, &[]).await.body, "hostile\n");
+    assert!(
+        !trap.exists(),
+        "nothing ran a shell on the address or branch"
+    );
+}
+
+#[tokio::test]
 async fn a_broken_dockerfile_fails_with_its_error_lines_and_takes_no_route() {
     if !registry::available("a_broken_dockerfile_fails_with_its_error_lines_and_takes_no_route") {
         return;

@@ -9,12 +9,12 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 
 use crate::actors::Deps;
 use crate::actors::build_slots::Priority;
 use crate::actors::project::messages::ProjectMsg;
-use crate::io::builder::{BuildRequest, Builder};
+use crate::io::builder::{BuildError, BuildRequest, Builder};
 
 pub struct BuildActor;
 
@@ -32,7 +32,7 @@ pub enum BuildMsg {}
 impl Actor for BuildActor {
     type Msg = BuildMsg;
     /// The build task, aborted when the child stops.
-    type State = JoinHandle<()>;
+    type State = AbortHandle;
     type Arguments = BuildArgs;
 
     async fn pre_start(
@@ -40,10 +40,28 @@ impl Actor for BuildActor {
         myself: ActorRef<Self::Msg>,
         args: BuildArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(tokio::spawn(async move {
-            run(args).await;
+        let (parent, deployment, ticket) = (
+            args.parent.clone(),
+            args.request.deployment_id.clone(),
+            args.ticket,
+        );
+        let build = tokio::spawn(run(args));
+        let abort = build.abort_handle();
+        tokio::spawn(async move {
+            // A builder that panics fails its deployment, as a crashed
+            // child would; an aborted build was stopped on purpose.
+            if let Err(e) = build.await
+                && e.is_panic()
+            {
+                let _ = parent.cast(ProjectMsg::BuildFinished {
+                    deployment,
+                    ticket,
+                    result: Err(BuildError("internal error: the build panicked".into())),
+                });
+            }
             myself.stop(None);
-        }))
+        });
+        Ok(abort)
     }
 
     async fn post_stop(

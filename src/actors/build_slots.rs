@@ -85,8 +85,8 @@ impl BuildSlots {
         })))
     }
 
-    /// A slot at once if one is free and nobody waits for one, else `None`
-    /// and a place in the queue to wait in ([`BuildSlots::wait`]).
+    /// A slot at once if one is free and nobody waits for one, else a
+    /// place in the queue to wait in ([`Queued::wait`]).
     pub fn try_acquire(&self, priority: Priority) -> Result<Slot, Queued> {
         let mut queue = lock(&self.0);
         if queue.free > 0 && queue.waiting.is_empty() {

@@ -138,13 +138,20 @@ impl Registry {
 /// A git repository in a temp dir whose commits are tiny web images: a
 /// static busybox serving `www/index.html` on `$PORT`.
 pub struct Repo {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
 }
 
 impl Repo {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let repo = Self { dir };
+        Self::at(tempfile::tempdir().expect("temp dir"), "")
+    }
+
+    /// A repository at `relative` (created) inside `dir`.
+    pub fn at(dir: tempfile::TempDir, relative: &str) -> Self {
+        let path = dir.path().join(relative);
+        std::fs::create_dir_all(&path).expect("repository dir");
+        let repo = Self { _dir: dir, path };
         repo.git(&["init", "-q"]);
         std::fs::copy(
             podman::busybox().expect("busybox"),
@@ -156,7 +163,7 @@ impl Repo {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     /// `file:///…` of the repository.

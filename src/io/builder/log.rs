@@ -4,7 +4,7 @@
 //! removes the oldest beyond [`LOGS_KEPT`]; deployment ids sort by time).
 //! `GetBuildLog` reads them back.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,6 @@ pub const MAX_LOG_BYTES: u64 = 1 << 20;
 pub const LOGS_KEPT: usize = 500;
 /// Longer lines are cut (a build printing a minified file).
 const MAX_LINE_BYTES: usize = 4096;
-/// Lines kept in memory for the error of a failed build.
-const TAIL_LINES: usize = 20;
 
 #[derive(Clone)]
 pub struct BuildLogs {
@@ -29,12 +27,11 @@ pub struct BuildLogs {
 
 /// A build log being written. Writing is best effort: a full disk must not
 /// fail the build, so errors are logged once and the lines still reach
-/// watchers and the tail.
+/// watchers.
 pub struct BuildLog {
     path: PathBuf,
     file: Option<File>,
     written: u64,
-    tail: VecDeque<String>,
 }
 
 /// What [`BuildLogs::read`] found.
@@ -80,7 +77,6 @@ impl BuildLogs {
             path,
             file,
             written,
-            tail: VecDeque::new(),
         }
     }
 
@@ -130,10 +126,6 @@ impl BuildLogs {
 impl BuildLog {
     pub fn line(&mut self, line: &str) {
         let line = cut(line);
-        if self.tail.len() == TAIL_LINES {
-            self.tail.pop_front();
-        }
-        self.tail.push_back(line.to_string());
         if self.written + line.len() as u64 + 1 > MAX_LOG_BYTES {
             self.rotate();
         }
@@ -150,11 +142,6 @@ impl BuildLog {
                 self.file = None;
             }
         }
-    }
-
-    /// The last lines written, oldest first.
-    pub fn tail(&self) -> Vec<String> {
-        self.tail.iter().cloned().collect()
     }
 
     fn rotate(&mut self) {
@@ -212,7 +199,6 @@ mod tests {
         assert_eq!(text.lines.last().map(String::as_str), Some("last"));
         let kept: usize = text.lines.iter().map(|l| l.len() + 1).sum();
         assert!(kept as u64 <= 2 * MAX_LOG_BYTES, "{kept} bytes kept");
-        assert_eq!(log.tail().last().map(String::as_str), Some("last"));
     }
 
     #[test]
