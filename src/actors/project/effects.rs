@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actors::build_slots::Priority;
 use crate::actors::project::messages::{Created, DomainAdded, Reply};
 use crate::actors::project::own_writes::Settlement;
 use crate::actors::reconciler::WorkloadIntent;
@@ -18,7 +19,7 @@ use crate::io::builder::BuildRequest;
 use crate::io::region::WorkloadSpec;
 use crate::io::store::Mutation;
 use crate::model::project::Project;
-use crate::model::{DeploymentId, Origin, SwitchOutcome};
+use crate::model::{Deployment, DeploymentId, Origin, SwitchOutcome};
 
 /// What one decision asks for, in the order it must happen.
 #[must_use = "a decision's effects do nothing until the executor runs them"]
@@ -131,6 +132,8 @@ pub enum Child {
         deployment: DeploymentId,
         ticket: u64,
         request: BuildRequest,
+        /// Production builds get a build slot first.
+        priority: Priority,
     },
     /// Watches one region until the workload runs, fails or times out.
     Readiness {
@@ -174,6 +177,7 @@ pub enum Answer {
     Project(Reply<Project>, Result<Project, Error>),
     Domain(Reply<DomainAdded>, Result<DomainAdded, Error>),
     Pong(Reply<()>, Result<(), Error>),
+    Deployment(Reply<Deployment>, Result<Deployment, Error>),
 }
 
 impl Answer {
@@ -193,6 +197,7 @@ impl Answer {
             Answer::Project(reply, value) => reply.send(pick(value, commit)).map_err(drop),
             Answer::Domain(reply, value) => reply.send(pick(value, commit)).map_err(drop),
             Answer::Pong(reply, value) => reply.send(pick(value, commit)).map_err(drop),
+            Answer::Deployment(reply, value) => reply.send(pick(value, commit)).map_err(drop),
         };
     }
 
@@ -203,7 +208,8 @@ impl Answer {
             | Answer::Switch(_, Err(e))
             | Answer::Project(_, Err(e))
             | Answer::Domain(_, Err(e))
-            | Answer::Pong(_, Err(e)) => Some(e),
+            | Answer::Pong(_, Err(e))
+            | Answer::Deployment(_, Err(e)) => Some(e),
             _ => None,
         }
     }
@@ -229,3 +235,4 @@ answerable!(SwitchOutcome, Switch);
 answerable!(Project, Project);
 answerable!(DomainAdded, Domain);
 answerable!((), Pong);
+answerable!(Deployment, Deployment);
