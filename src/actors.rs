@@ -6,6 +6,7 @@
 //!     ├── BuildActor (one per build)
 //!     └── ReadinessActor (one per (deployment, region))
 //! Reconciler (tasks, one per deployment with driver calls to make)
+//! StatusReporter (one task: GitHub commit statuses from the outbox)
 //! ```
 //!
 //! Project actors decide; children and `io` do the slow work and report back
@@ -17,6 +18,7 @@
 mod build;
 mod deps;
 mod events;
+pub mod github;
 pub mod project;
 mod projects;
 pub mod readiness;

@@ -4,6 +4,7 @@
 mod admin;
 mod convert;
 mod deployments;
+mod github;
 mod idempotency;
 pub mod listener;
 mod projects;
@@ -31,6 +32,7 @@ use crate::model::{Deployment, DeploymentId, ProjectId, project::Project};
 use crate::pb;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::deployment_service_server::DeploymentServiceServer;
+use crate::pb::git_hub_service_server::GitHubServiceServer;
 use crate::pb::project_service_server::ProjectServiceServer;
 use crate::pb::routing_service_server::RoutingServiceServer;
 use crate::pb::workspace_service_server::WorkspaceServiceServer;
@@ -107,6 +109,8 @@ pub struct DaemonHandle {
     pub reconciler: Reconciler,
     /// Where the edge serves HTTP, when it is enabled.
     pub edge: Option<std::net::SocketAddr>,
+    /// Where the GitHub webhook listener serves, when configured.
+    pub webhook: Option<std::net::SocketAddr>,
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves: opens the store,
@@ -131,6 +135,7 @@ pub async fn serve_observed(
     observe: impl FnOnce(DaemonHandle),
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let github_secrets = github::GithubSecrets::read(&config.github)?;
     let shutdown_timeout = config.shutdown_timeout();
     let (store, writer) =
         Store::open_with_cache(&config.db_path(), config.store_cache_mib * 1024 * 1024)
@@ -177,7 +182,8 @@ pub async fn serve_observed(
             context.clone(),
         )))
         .add_service(RoutingServiceServer::new(routing::Routing(context.clone())))
-        .add_service(AdminServiceServer::new(admin::Admin(context.clone())));
+        .add_service(AdminServiceServer::new(admin::Admin(context.clone())))
+        .add_service(GitHubServiceServer::new(github::GitHub(context.clone())));
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let draining_connections = Arc::clone(&connections);
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
@@ -200,6 +206,10 @@ pub async fn serve_observed(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let edge = start_edge(&context).await?;
+    // After recovery, so the reporter's first pass sees the outbox rows of
+    // resumed work; it sends what was owed when the daemon stopped.
+    let reporter = github::start_reporter(&context, &github_secrets)?;
+    let webhook = github::start_webhook(&context, &github_secrets).await?;
     let follower = tokio::spawn(follow_store(
         health.clone(),
         context.deps.store.watch_state(),
@@ -207,6 +217,7 @@ pub async fn serve_observed(
     tracing::info!(
         address = ?local,
         edge = ?edge,
+        webhook = ?webhook,
         resumed_projects = resumed,
         reapplied_workloads = reapplied,
         "deployd is serving"
@@ -217,6 +228,7 @@ pub async fn serve_observed(
         regions: context.deps.regions.clone(),
         reconciler: context.deps.reconciler.clone(),
         edge,
+        webhook,
     });
 
     // After the shutdown signal, in-flight requests get `shutdown_timeout`
@@ -259,6 +271,11 @@ pub async fn serve_observed(
     set_health(&health, tonic_health::ServingStatus::NotServing).await;
     projects.shutdown(budget(ACTORS_BY)).await;
     context.deps.reconciler.stop();
+    // The reporter holds the store open; what it had not settled stays in
+    // the outbox for the next start.
+    if let Some(reporter) = &reporter {
+        reporter.stop();
+    }
     drop(context);
     drop(projects);
     // The writer exits once the last store handle is gone, after committing
@@ -375,6 +392,7 @@ async fn set_health(
         "deployd.v1.DeploymentService",
         "deployd.v1.RoutingService",
         "deployd.v1.AdminService",
+        "deployd.v1.GitHubService",
     ] {
         health.set_service_status(service, status).await;
     }

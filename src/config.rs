@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::validate;
 
+mod github;
+pub use github::{GithubConfig, read_secret};
+
 /// Everything the daemon can be told. Durations are milliseconds so the file
 /// format needs no duration syntax.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +95,8 @@ pub struct Config {
     pub builder: BuilderConfig,
     /// The built-in HTTP edge that serves every routed hostname.
     pub edge: EdgeConfig,
+    /// GitHub pushes and commit statuses (off unless configured).
+    pub github: GithubConfig,
     /// Test-only fault injection, compiled in only with the `fail-points`
     /// feature. Keys are fail point names (see `actors::fail_points`).
     #[cfg(feature = "fail-points")]
@@ -247,6 +252,7 @@ impl Default for Config {
             ]),
             builder: BuilderConfig::default(),
             edge: EdgeConfig::default(),
+            github: GithubConfig::default(),
             #[cfg(feature = "fail-points")]
             fail_points: BTreeMap::new(),
         }
@@ -311,6 +317,7 @@ impl Config {
                 anyhow::bail!("config: {name} must be greater than 0");
             }
         }
+        self.github.validate()?;
         Ok(())
     }
 

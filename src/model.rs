@@ -6,6 +6,7 @@
 //! changing one is a change of the on-disk format.
 
 pub mod deployment;
+pub mod github;
 pub mod idempotency;
 pub mod ids;
 pub mod names;

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use crate::error::Error;
-use crate::model::{Deployment, DeploymentId};
+use crate::model::{Deployment, DeploymentId, Source};
 
 const CHANNEL_CAPACITY: usize = 64;
 
@@ -20,6 +20,9 @@ pub struct DeploymentEvents(Arc<Hub>);
 
 struct Hub {
     channels: DashMap<DeploymentId, broadcast::Sender<Arc<Deployment>>>,
+    /// Woken after a git deployment's change is durable: the GitHub status
+    /// reporter then looks at its outbox (`actors::github`).
+    git_committed: Arc<Notify>,
     watchers: AtomicUsize,
     max_watchers: usize,
     max_per_deployment: usize,
@@ -52,6 +55,7 @@ impl DeploymentEvents {
     pub fn new(max_watchers: usize, max_per_deployment: usize) -> Self {
         Self(Arc::new(Hub {
             channels: DashMap::new(),
+            git_committed: Arc::default(),
             watchers: AtomicUsize::new(0),
             max_watchers,
             max_per_deployment,
@@ -99,6 +103,9 @@ impl DeploymentEvents {
 
     /// Called only after the commit holding `deployment` is durable.
     pub fn publish(&self, deployment: &Deployment) {
+        if matches!(deployment.source, Source::Git(_)) {
+            self.0.git_committed.notify_one();
+        }
         let Some(sender) = self.0.channels.get(&deployment.id).map(|s| s.clone()) else {
             return;
         };
@@ -106,6 +113,12 @@ impl DeploymentEvents {
         if deployment.status.is_terminal() {
             self.0.channels.remove(&deployment.id);
         }
+    }
+
+    /// Notified (one stored permit) after each durable change of a git
+    /// deployment.
+    pub fn git_committed(&self) -> Arc<Notify> {
+        Arc::clone(&self.0.git_committed)
     }
 
     /// Deployments with at least one watcher.

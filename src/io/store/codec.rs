@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, StorageFault};
 use crate::io::store::legacy;
+use crate::model::github::{ReportedStatus, RepositoryConnection};
 use crate::model::{Deployment, IdempotencyRecord, Project, Route, ScheduledChange, Workspace};
 
 /// The format every record is written in.
@@ -45,6 +46,16 @@ impl Record for Route {
 impl Record for ScheduledChange {
     const WHAT: &'static str = "schedule";
     const SAME_SINCE: u8 = 1;
+}
+
+impl Record for RepositoryConnection {
+    const WHAT: &'static str = "repository connection";
+    const SAME_SINCE: u8 = 2;
+}
+
+impl Record for ReportedStatus {
+    const WHAT: &'static str = "reported commit status";
+    const SAME_SINCE: u8 = 2;
 }
 
 impl Record for Project {
