@@ -35,9 +35,9 @@ use tokio::task::JoinSet;
 use crate::actors::Projects;
 use crate::error::Error;
 use crate::io::store::Store;
+use crate::model::deployment::DEFAULT_PORT;
 use crate::model::names::fnv1a64;
 use crate::model::{GitSource, Idempotency, IdempotencyKey, NewDeployment, Source};
-use crate::model::deployment::DEFAULT_PORT;
 use push::{PushAction, PushEvent};
 
 /// A client that has not sent a whole request head within this long is

@@ -19,6 +19,9 @@ const SHA_SLOW: &str = "5105105105105105105105105105105105105105";
 const SHA_C: &str = "ccccccc333333333333333333333333333333333";
 
 /// `fast_config` where `SHA_SLOW` builds for 30 s.
+// The simulated builder is the only kind today; the pattern stays
+// refutable once there are others.
+#[allow(irrefutable_let_patterns)]
 fn config() -> deployd::Config {
     let mut config = fast_config();
     if let deployd::config::BuilderConfig::Simulated { rules, .. } = &mut config.builder {
@@ -50,7 +53,11 @@ async fn world() -> World {
     }
 }
 
-async fn connect(daemon: &TestDaemon, project_id: &str, repository: &str) -> pb::RepositoryConnection {
+async fn connect(
+    daemon: &TestDaemon,
+    project_id: &str,
+    repository: &str,
+) -> pb::RepositoryConnection {
     daemon
         .github()
         .await
@@ -155,7 +162,9 @@ async fn a_push_deploys_the_default_branch_to_production_and_others_to_preview()
     assert_eq!(answer.status, 201, "{answer:?}");
     assert_eq!(answer.json()["environment"], "production");
     let production = answer.deployment_id();
-    let deployment = daemon.wait_status(&production, DeploymentStatus::Ready).await;
+    let deployment = daemon
+        .wait_status(&production, DeploymentStatus::Ready)
+        .await;
     assert_eq!(deployment.environment_slug, "production");
     assert_eq!(deployment.branch, "main");
     let Some(pb::deployment::Source::Git(git)) = &deployment.source else {
@@ -183,7 +192,9 @@ async fn a_push_deploys_the_default_branch_to_production_and_others_to_preview()
     let branch = get(edge, "web-git-feature-login-acme.deployd.local", &[]).await;
     assert_eq!(branch.deployment(), preview, "{branch:?}");
     assert_eq!(
-        get(edge, "web-preview-acme.deployd.local", &[]).await.deployment(),
+        get(edge, "web-preview-acme.deployd.local", &[])
+            .await
+            .deployment(),
         preview
     );
 }
@@ -195,7 +206,11 @@ async fn tags_deleted_branches_other_events_and_unknown_repositories_are_ignored
 
     let tag = push_to(&world, "d-tag", "refs/tags/v1.0.0", SHA_A).await;
     assert_eq!(tag.status, 202, "{tag:?}");
-    let mut deleted = push(REPO, "refs/heads/feature/old", "0000000000000000000000000000000000000000");
+    let mut deleted = push(
+        REPO,
+        "refs/heads/feature/old",
+        "0000000000000000000000000000000000000000",
+    );
     deleted["deleted"] = serde_json::Value::Bool(true);
     let answer = deliver(daemon.webhook(), "push", "d-del", &deleted, Signature::Good).await;
     assert_eq!(answer.status, 202, "{answer:?}");
@@ -236,16 +251,34 @@ async fn tags_deleted_branches_other_events_and_unknown_repositories_are_ignored
 #[tokio::test]
 async fn a_redelivery_creates_nothing_new() {
     let world = world().await;
-    let first = push_to(&world, "72d3162e-cc78-11e3-81ab-4c9367dc0958", "refs/heads/main", SHA_A).await;
+    let first = push_to(
+        &world,
+        "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "refs/heads/main",
+        SHA_A,
+    )
+    .await;
     assert_eq!(first.status, 201, "{first:?}");
-    let again = push_to(&world, "72d3162e-cc78-11e3-81ab-4c9367dc0958", "refs/heads/main", SHA_A).await;
+    let again = push_to(
+        &world,
+        "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "refs/heads/main",
+        SHA_A,
+    )
+    .await;
     assert_eq!(again.status, 201, "{again:?}");
     assert_eq!(again.deployment_id(), first.deployment_id());
     let deployments = world.daemon.list(&world.project.id).await;
     assert_eq!(deployments.len(), 1, "{deployments:?}");
 
     // The same delivery id for another push is refused, not replayed.
-    let other = push_to(&world, "72d3162e-cc78-11e3-81ab-4c9367dc0958", "refs/heads/main", SHA_B).await;
+    let other = push_to(
+        &world,
+        "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "refs/heads/main",
+        SHA_B,
+    )
+    .await;
     assert_eq!(other.status, 422, "{other:?}");
     assert_eq!(world.daemon.list(&world.project.id).await.len(), 1);
 }
@@ -270,7 +303,12 @@ async fn repository_connections_are_validated_and_unique() {
 
     let refused = |request: pb::ConnectRepositoryRequest| {
         let mut github = github.clone();
-        async move { github.connect_repository(request).await.expect_err("refused") }
+        async move {
+            github
+                .connect_repository(request)
+                .await
+                .expect_err("refused")
+        }
     };
     let other = daemon.project("beta", "site").await;
     // Another project cannot take it, whatever the case of the name.
@@ -295,7 +333,11 @@ async fn repository_connections_are_validated_and_unique() {
             ..Default::default()
         })
         .await;
-        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{repository} {clone_url}: {status:?}");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{repository} {clone_url}: {status:?}"
+        );
     }
     let status = refused(pb::ConnectRepositoryRequest {
         project_id: "prj_0000000000000000".into(),
@@ -351,7 +393,10 @@ async fn github_hears_pending_while_building_then_success_with_the_deployments_h
     let id = quick.deployment_id();
     world.daemon.wait_status(&id, DeploymentStatus::Ready).await;
     let success = accepted(fake, SHA_A, "success").await;
-    let host = format!("web-dep-{}-acme.deployd.local", id.trim_start_matches("dep_"));
+    let host = format!(
+        "web-dep-{}-acme.deployd.local",
+        id.trim_start_matches("dep_")
+    );
     assert_eq!(success.body["target_url"], format!("https://{host}"));
     assert_eq!(success.body["context"], "deployd/preview");
     // That hostname serves the deployment.
@@ -362,7 +407,11 @@ async fn github_hears_pending_while_building_then_success_with_the_deployments_h
         .iter()
         .map(|r| r.state().to_string())
         .collect();
-    assert_eq!(states.last().map(String::as_str), Some("success"), "{states:?}");
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("success"),
+        "{states:?}"
+    );
     assert!(
         states[..states.len() - 1].iter().all(|s| s == "pending"),
         "{states:?}"
@@ -375,7 +424,10 @@ async fn a_failed_build_is_a_failure_on_github() {
     // `fast_config` fails every build of a branch named `broken`.
     let answer = push_to(&world, "d-broken", "refs/heads/broken", SHA_C).await;
     let id = answer.deployment_id();
-    let failed = world.daemon.wait_status(&id, DeploymentStatus::Failed).await;
+    let failed = world
+        .daemon
+        .wait_status(&id, DeploymentStatus::Failed)
+        .await;
     let failure = accepted(&world.fake, SHA_C, "failure").await;
     assert_eq!(failure.body["context"], "deployd/preview");
     let description = failure.body["description"].as_str().unwrap_or_default();
@@ -408,7 +460,11 @@ async fn a_status_github_answers_500_is_sent_again() {
         .iter()
         .map(|r| r.state().to_string())
         .collect();
-    assert_eq!(states.last().map(String::as_str), Some("success"), "{states:?}");
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("success"),
+        "{states:?}"
+    );
 }
 
 #[tokio::test]
@@ -433,12 +489,16 @@ async fn a_status_not_delivered_before_a_restart_is_sent_after_it() {
     .await;
     let id = answer.deployment_id();
     daemon.wait_status(&id, DeploymentStatus::Ready).await;
-    eventually("the success status is tried", Duration::from_secs(10), || async {
-        fake.statuses(REPO, SHA_A)
-            .iter()
-            .any(|r| r.state() == "success")
-            .then_some(())
-    })
+    eventually(
+        "the success status is tried",
+        Duration::from_secs(10),
+        || async {
+            fake.statuses(REPO, SHA_A)
+                .iter()
+                .any(|r| r.state() == "success")
+                .then_some(())
+        },
+    )
     .await;
     assert!(fake.accepted(REPO, SHA_A).is_empty());
 

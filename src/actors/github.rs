@@ -165,7 +165,12 @@ impl Worker {
 
     /// Settles the outbox row, or schedules the next attempt (giving up,
     /// and settling, after the last).
-    async fn finish(&self, id: DeploymentId, sent: Sent, retries: &mut HashMap<DeploymentId, Retry>) {
+    async fn finish(
+        &self,
+        id: DeploymentId,
+        sent: Sent,
+        retries: &mut HashMap<DeploymentId, Retry>,
+    ) {
         let reported = match sent {
             Sent::Settle(reported) => reported,
             Sent::Failed(why) => {

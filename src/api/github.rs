@@ -149,8 +149,9 @@ pub fn start_reporter(
         return Ok(None);
     };
     let config = &context.deps.config.github;
-    let api = crate::io::github::GitHubApi::new(&config.api_base, token.clone(), config.api_timeout())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api =
+        crate::io::github::GitHubApi::new(&config.api_base, token.clone(), config.api_timeout())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Some(crate::actors::github::StatusReporter::start(
         context.deps.store.clone(),
         &context.deps.events,

@@ -12,8 +12,8 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::args::{
-    Command, DeploymentCommand, DeploymentsArgs, DomainCommand, GithubCommand, ProjectCommand, RegionsArgs,
-    WorkspaceCommand,
+    Command, DeploymentCommand, DeploymentsArgs, DomainCommand, GithubCommand, ProjectCommand,
+    RegionsArgs, WorkspaceCommand,
 };
 use crate::cli::output::{self, emit};
 use crate::cli::{deploy, render};
@@ -282,11 +282,15 @@ async fn github(clients: &Clients, json: bool, command: GithubCommand) -> anyhow
             rpc(client.connect_repository(request).await)?.connection
         }
         GithubCommand::Get { project } => {
-            let request = pb::GetRepositoryConnectionRequest { project_id: project };
+            let request = pb::GetRepositoryConnectionRequest {
+                project_id: project,
+            };
             rpc(client.get_repository_connection(request).await)?.connection
         }
         GithubCommand::Disconnect { project } => {
-            let request = pb::DisconnectRepositoryRequest { project_id: project };
+            let request = pb::DisconnectRepositoryRequest {
+                project_id: project,
+            };
             rpc(client.disconnect_repository(request).await)?.connection
         }
     };

@@ -71,7 +71,10 @@ impl GithubConfig {
             ("github.max_body_bytes", self.max_body_bytes as u64),
             ("github.status_retry_ms", self.status_retry_ms),
             ("github.status_retry_max_ms", self.status_retry_max_ms),
-            ("github.status_max_attempts", u64::from(self.status_max_attempts)),
+            (
+                "github.status_max_attempts",
+                u64::from(self.status_max_attempts),
+            ),
             ("github.api_timeout_ms", self.api_timeout_ms),
         ] {
             if value == 0 {

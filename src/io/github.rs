@@ -78,11 +78,10 @@ impl CommitStatuses for GitHubApi {
         if let Some(target) = &status.target_url {
             body["target_url"] = serde_json::Value::String(target.clone());
         }
-        let mut authorization = reqwest::header::HeaderValue::from_str(&format!(
-            "Bearer {}",
-            self.token
-        ))
-        .map_err(|_| PostError::Permanent("the GitHub token is not a valid header value".into()))?;
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.token)).map_err(
+                |_| PostError::Permanent("the GitHub token is not a valid header value".into()),
+            )?;
         authorization.set_sensitive(true);
         let response = self
             .client
@@ -103,10 +102,11 @@ impl CommitStatuses for GitHubApi {
             .headers()
             .get("x-ratelimit-remaining")
             .is_some_and(|v| v.as_bytes() == b"0")
-            || response.headers().contains_key(reqwest::header::RETRY_AFTER);
+            || response
+                .headers()
+                .contains_key(reqwest::header::RETRY_AFTER);
         let why = format!("GitHub answered {code} for {url}");
-        if code.is_server_error() || code.as_u16() == 408 || code.as_u16() == 429 || rate_limited
-        {
+        if code.is_server_error() || code.as_u16() == 408 || code.as_u16() == 429 || rate_limited {
             Err(PostError::Transient(why))
         } else {
             Err(PostError::Permanent(why))

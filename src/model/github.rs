@@ -37,7 +37,9 @@ impl RepositoryName {
             return Err(invalid("give it as owner/name"));
         };
         let owner_ok = (1..=MAX_OWNER_LEN).contains(&owner.len())
-            && owner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && owner
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !owner.starts_with('-');
         if !owner_ok {
             return Err(invalid(
@@ -172,7 +174,10 @@ impl CommitStatus {
             DeploymentStatus::Ready => format!("Deployed {}", deployment.id),
             DeploymentStatus::Failed => format!(
                 "Failed: {}",
-                deployment.error_message.as_deref().unwrap_or("unknown error")
+                deployment
+                    .error_message
+                    .as_deref()
+                    .unwrap_or("unknown error")
             ),
         };
         Some(Self {
@@ -236,8 +241,14 @@ mod tests {
             CommitState::of(DeploymentStatus::Network),
             CommitState::Pending
         );
-        assert_eq!(CommitState::of(DeploymentStatus::Ready), CommitState::Success);
-        assert_eq!(CommitState::of(DeploymentStatus::Failed), CommitState::Failure);
+        assert_eq!(
+            CommitState::of(DeploymentStatus::Ready),
+            CommitState::Success
+        );
+        assert_eq!(
+            CommitState::of(DeploymentStatus::Failed),
+            CommitState::Failure
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use serde::Deserialize;
 
+use crate::model::GitCommit;
 use crate::model::github::{RepositoryName, cut};
 use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN};
-use crate::model::GitCommit;
 
 /// The fields of GitHub's push payload that matter here.
 #[derive(Debug, Deserialize)]

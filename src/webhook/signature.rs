@@ -49,7 +49,7 @@ fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
         _ => None,
     };
     hex.chunks(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
         .collect()
 }
 
@@ -63,14 +63,27 @@ mod tests {
         let signed = sign(b"secret", body);
         assert!(signed.starts_with("sha256="));
         assert!(verify(b"secret", Some(signed.as_bytes()), body));
-        assert!(verify(b"secret", Some(signed.to_uppercase().replace("SHA256=", "sha256=").as_bytes()), body));
+        assert!(verify(
+            b"secret",
+            Some(
+                signed
+                    .to_uppercase()
+                    .replace("SHA256=", "sha256=")
+                    .as_bytes()
+            ),
+            body
+        ));
         assert!(!verify(b"other", Some(signed.as_bytes()), body));
         assert!(!verify(b"secret", Some(signed.as_bytes()), b"{}"));
         assert!(!verify(b"secret", None, body));
         assert!(!verify(b"secret", Some(b"sha256="), body));
         assert!(!verify(b"secret", Some(b"sha256=zz"), body));
         assert!(!verify(b"secret", Some(&signed.as_bytes()[..20]), body));
-        assert!(!verify(b"secret", Some(signed.replace("sha256=", "sha1=").as_bytes()), body));
+        assert!(!verify(
+            b"secret",
+            Some(signed.replace("sha256=", "sha1=").as_bytes()),
+            body
+        ));
     }
 
     /// The example of GitHub's documentation ("Validating webhook

@@ -125,11 +125,7 @@ async fn record(
     let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let answered = {
         let mut fake = state.lock().unwrap();
-        let answered = fake
-            .queued
-            .pop_front()
-            .or(fake.default)
-            .unwrap_or(201);
+        let answered = fake.queued.pop_front().or(fake.default).unwrap_or(201);
         fake.requests.push(Recorded {
             method,
             path,
@@ -240,11 +236,7 @@ pub async fn deliver(
         request = request.header("x-hub-signature-256", signature);
     }
     let response = sender
-        .send_request(
-            request
-                .body(Full::new(Bytes::from(body)))
-                .expect("request"),
-        )
+        .send_request(request.body(Full::new(Bytes::from(body))).expect("request"))
         .await
         .expect("response");
     let status = response.status().as_u16();

@@ -261,7 +261,9 @@ impl TestDaemon {
 
     /// Where the daemon's GitHub webhook listener serves.
     pub fn webhook(&self) -> std::net::SocketAddr {
-        self.handle().webhook.expect("the webhook listener is configured")
+        self.handle()
+            .webhook
+            .expect("the webhook listener is configured")
     }
 
     pub async fn routing(&self) -> RoutingServiceClient<Channel> {

@@ -28,7 +28,9 @@ pub(super) fn check_connect(
         .map_err(storage)?
         .is_none()
     {
-        return Ok(Err(Error::not_found(format!("project {project} not found"))));
+        return Ok(Err(Error::not_found(format!(
+            "project {project} not found"
+        ))));
     }
     let repositories = txn.open_table(GITHUB_REPOSITORIES).map_err(storage)?;
     let key = connection.repository.key();
@@ -63,7 +65,10 @@ pub(super) fn check_disconnect(
 }
 
 /// Connects (or reconnects) a project, replacing its previous repository.
-pub(super) fn connect(txn: &WriteTransaction, connection: &RepositoryConnection) -> Result<(), Error> {
+pub(super) fn connect(
+    txn: &WriteTransaction,
+    connection: &RepositoryConnection,
+) -> Result<(), Error> {
     let project = connection.project_id.as_str();
     let previous = disconnect(txn, &connection.project_id)?;
     if let Some(previous) = previous {

@@ -96,7 +96,9 @@ pub enum Mutation {
     /// `ALREADY_EXISTS` when another project has the repository.
     ConnectRepository(RepositoryConnection),
     /// Rejected with `NOT_FOUND` when the project has no repository.
-    DisconnectRepository { project_id: ProjectId },
+    DisconnectRepository {
+        project_id: ProjectId,
+    },
     /// The status reporter is done with a deployment's outbox row for now:
     /// records what GitHub was given (if anything) and removes the row
     /// unless the stored deployment calls for another state.
@@ -401,7 +403,6 @@ fn put_deployment(txn: &WriteTransaction, deployment: &Deployment) -> Result<(),
         }
     }
     github::deployment_written(txn, deployment)
-
 }
 
 fn expire_idempotency(txn: &WriteTransaction, now: UnixMillis) -> Result<(), Error> {
