@@ -57,7 +57,7 @@ pub struct PushDeploy {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum PushAction {
-    Deploy(PushDeploy),
+    Deploy(Box<PushDeploy>),
     /// Acknowledged, nothing to do; the reason is the answer's body.
     Ignore(&'static str),
 }
@@ -96,7 +96,7 @@ pub fn decide(event: &PushEvent) -> Result<PushAction, String> {
         }
         None => Default::default(),
     };
-    Ok(PushAction::Deploy(PushDeploy {
+    Ok(PushAction::Deploy(Box::new(PushDeploy {
         repository,
         branch: branch.to_string(),
         environment,
@@ -108,7 +108,7 @@ pub fn decide(event: &PushEvent) -> Result<PushAction, String> {
             author_email,
             committed_at: None,
         },
-    }))
+    })))
 }
 
 #[cfg(test)]
