@@ -250,3 +250,178 @@ impl Store {
             .guard(|| self.get_record(GITHUB_STATUSES, deployment_id.as_str()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::store::Mutation;
+    use crate::model::github::RepositoryName;
+    use crate::model::{
+        DeploymentStatus, GitSource, NewDeployment, Project, Workspace, WorkspaceId,
+    };
+
+    const CLONE_URL: &str = "https://github.com/acme/web.git";
+
+    async fn connected_project(store: &Store) -> Project {
+        let workspace = Workspace {
+            id: WorkspaceId::generate(),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            created_at: 0,
+        };
+        let project = Project::new(&workspace, "web".into(), "Web".into(), 0);
+        let connection = RepositoryConnection {
+            project_id: project.id.clone(),
+            repository: RepositoryName::parse("acme/web", "repository").unwrap(),
+            clone_url: CLONE_URL.into(),
+            context_path: String::new(),
+            dockerfile_path: String::new(),
+            connected_at: 0,
+        };
+        // A submission's checks run before its writes: one step each.
+        for mutation in [
+            Mutation::CreateWorkspace(workspace),
+            Mutation::CreateProject {
+                project: project.clone(),
+                reserve: Vec::new(),
+            },
+            Mutation::ConnectRepository(connection),
+        ] {
+            store.commit(vec![mutation]).await.unwrap();
+        }
+        project
+    }
+
+    fn deployment(project: &Project, sequence: u64, repository: Option<&str>) -> Deployment {
+        let source = match repository {
+            Some(repository) => Source::Git(GitSource {
+                repository: repository.into(),
+                commit_sha: "0123456789abcdef0123456789abcdef01234567".into(),
+                context_path: String::new(),
+                dockerfile_path: String::new(),
+            }),
+            None => Source::Image("nginx:1".into()),
+        };
+        let request = NewDeployment {
+            environment: "production".into(),
+            branch: "main".into(),
+            source,
+            git_commit: None,
+            command: Vec::new(),
+            port: 8080,
+        };
+        Deployment::new(project.id.clone(), sequence, request, 0)
+    }
+
+    fn reported(state: CommitState) -> Option<ReportedStatus> {
+        Some(ReportedStatus {
+            state,
+            accepted: true,
+            at: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn the_outbox_holds_what_github_is_owed_until_it_has_it() {
+        let (store, _writer) = Store::in_memory().unwrap();
+        let project = connected_project(&store).await;
+        let mut git = deployment(&project, 1, Some(CLONE_URL));
+        let image = deployment(&project, 2, None);
+        let elsewhere = deployment(&project, 3, Some("https://example.com/other.git"));
+        let put = |d: &Deployment| Mutation::PutDeployment(d.clone());
+        store
+            .commit(vec![put(&git), put(&image), put(&elsewhere)])
+            .await
+            .unwrap();
+        // Only the deployment from the connected repository is owed.
+        assert_eq!(store.status_outbox(10).unwrap(), vec![git.id.clone()]);
+
+        let settle = |state| Mutation::SettleStatus {
+            deployment_id: git.id.clone(),
+            reported: reported(state),
+        };
+        store
+            .commit(vec![settle(CommitState::Pending)])
+            .await
+            .unwrap();
+        assert!(store.status_outbox(10).unwrap().is_empty());
+        // Another pending step owes nothing new.
+        git.status = DeploymentStatus::Deploying;
+        store.commit(vec![put(&git)]).await.unwrap();
+        assert!(store.status_outbox(10).unwrap().is_empty());
+
+        git.status = DeploymentStatus::Ready;
+        store.commit(vec![put(&git)]).await.unwrap();
+        assert_eq!(store.status_outbox(10).unwrap(), vec![git.id.clone()]);
+        // A pending status that arrives late does not settle the success.
+        store
+            .commit(vec![settle(CommitState::Pending)])
+            .await
+            .unwrap();
+        assert_eq!(store.status_outbox(10).unwrap(), vec![git.id.clone()]);
+        store
+            .commit(vec![settle(CommitState::Success)])
+            .await
+            .unwrap();
+        assert!(store.status_outbox(10).unwrap().is_empty());
+        assert_eq!(
+            store.reported_status(&git.id).unwrap().map(|r| r.state),
+            Some(CommitState::Success)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repository_belongs_to_one_project() {
+        let (store, _writer) = Store::in_memory().unwrap();
+        let first = connected_project(&store).await;
+        let workspace = Workspace {
+            id: WorkspaceId::generate(),
+            slug: "beta".into(),
+            name: "Beta".into(),
+            created_at: 0,
+        };
+        let second = Project::new(&workspace, "site".into(), "Site".into(), 0);
+        for mutation in [
+            Mutation::CreateWorkspace(workspace),
+            Mutation::CreateProject {
+                project: second.clone(),
+                reserve: Vec::new(),
+            },
+        ] {
+            store.commit(vec![mutation]).await.unwrap();
+        }
+        let mut connection = store.repository_connection(&first.id).unwrap().unwrap();
+        connection.project_id = second.id.clone();
+        connection.repository = RepositoryName::parse("ACME/Web", "repository").unwrap();
+        let refused = store
+            .commit(vec![Mutation::ConnectRepository(connection.clone())])
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, Error::AlreadyExists(_)), "{refused:?}");
+        assert!(store.repository_connection(&second.id).unwrap().is_none());
+
+        store
+            .commit(vec![Mutation::DisconnectRepository {
+                project_id: first.id.clone(),
+            }])
+            .await
+            .unwrap();
+        assert!(
+            store
+                .connection_of_repository("acme/web")
+                .unwrap()
+                .is_none()
+        );
+        store
+            .commit(vec![Mutation::ConnectRepository(connection)])
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .connection_of_repository("acme/web")
+                .unwrap()
+                .map(|c| c.project_id),
+            Some(second.id)
+        );
+    }
+}
