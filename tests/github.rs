@@ -514,3 +514,91 @@ async fn a_status_not_delivered_before_a_restart_is_sent_after_it() {
     );
     assert_eq!(daemon.get(&id).await.status, DeploymentStatus::Ready as i32);
 }
+
+#[tokio::test]
+async fn a_delivery_larger_than_the_bound_is_refused_unread() {
+    let fake = FakeGitHub::start().await;
+    let files = GithubFiles::new();
+    let mut config = files.config(config(), &fake);
+    config.github.max_body_bytes = 2048;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    connect(&daemon, &project.id, REPO).await;
+
+    let mut body = push(REPO, "refs/heads/main", SHA_A);
+    body["head_commit"]["message"] = serde_json::Value::String("x".repeat(4096));
+    let answer = deliver(daemon.webhook(), "push", "d-big", &body, Signature::Good).await;
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert!(daemon.list(&project.id).await.is_empty());
+    // Within the bound, the same push deploys.
+    let body = push(REPO, "refs/heads/main", SHA_A);
+    let answer = deliver(daemon.webhook(), "push", "d-big", &body, Signature::Good).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+}
+
+/// `deployd ARGS...` against the daemon: exit success, stdout, stderr.
+async fn cli(daemon: &TestDaemon, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))
+        .arg("--addr")
+        .arg(&daemon.addr)
+        .args(args)
+        .output()
+        .await
+        .expect("run the cli");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_connects_shows_and_disconnects_a_repository() {
+    let daemon = TestDaemon::start().await;
+    let project = daemon.project("acme", "web").await;
+    let id = project.id.as_str();
+
+    let (ok, out, err) = cli(
+        &daemon,
+        &[
+            "github",
+            "connect",
+            "--project",
+            id,
+            "--repo",
+            "acme/web",
+            "--context",
+            "app",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("acme/web"), "{out}");
+    assert!(out.contains("https://github.com/acme/web.git"), "{out}");
+
+    let (ok, out, err) = cli(&daemon, &["--json", "github", "get", "--project", id]).await;
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json["repository"], "acme/web", "{json}");
+    assert_eq!(json["contextPath"], "app", "{json}");
+
+    let (ok, _, err) = cli(&daemon, &["github", "disconnect", "--project", id]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&daemon, &["github", "get", "--project", id]).await;
+    assert!(!ok);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+    let (ok, _, err) = cli(
+        &daemon,
+        &[
+            "github",
+            "connect",
+            "--project",
+            id,
+            "--repo",
+            "not a repository",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("INVALID_ARGUMENT"), "{err}");
+}
