@@ -273,9 +273,7 @@ pub async fn serve_observed(
     context.deps.reconciler.stop();
     // The reporter holds the store open; what it had not settled stays in
     // the outbox for the next start.
-    if let Some(reporter) = &reporter {
-        reporter.stop();
-    }
+    reporter.stop();
     drop(context);
     drop(projects);
     // The writer exits once the last store handle is gone, after committing

@@ -602,3 +602,38 @@ async fn the_cli_connects_shows_and_disconnects_a_repository() {
     assert!(!ok);
     assert!(err.contains("INVALID_ARGUMENT"), "{err}");
 }
+
+#[tokio::test]
+async fn without_a_token_nothing_is_sent_and_nothing_is_kept_for_later() {
+    let fake = FakeGitHub::start().await;
+    let files = GithubFiles::new();
+    let mut config = files.config(config(), &fake);
+    config.github.token_file = None;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    connect(&daemon, &project.id, REPO).await;
+    let answer = deliver(
+        daemon.webhook(),
+        "push",
+        "d-1",
+        &push(REPO, "refs/heads/main", SHA_A),
+        Signature::Good,
+    )
+    .await;
+    let id = answer.deployment_id();
+    daemon.wait_status(&id, DeploymentStatus::Ready).await;
+    let store = daemon.handle().store.clone();
+    let deployment = deployd::model::DeploymentId::parse(&id, "id").unwrap();
+    eventually(
+        "the success is settled, unsent",
+        Duration::from_secs(10),
+        || async {
+            let reported = store.reported_status(&deployment).ok().flatten()?;
+            (reported.state == deployd::model::github::CommitState::Success
+                && store.status_outbox(10).ok()?.is_empty())
+            .then_some(reported)
+        },
+    )
+    .await;
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+}

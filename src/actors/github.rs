@@ -42,10 +42,12 @@ pub struct StatusReporter {
 
 impl StatusReporter {
     /// Starts the reporter; it first works off whatever the outbox holds.
+    /// Without `api` (no token configured) it only records each status as
+    /// not sent, so nothing piles up to be sent if a token comes later.
     pub fn start(
         store: Store,
         events: &DeploymentEvents,
-        api: Arc<dyn CommitStatuses>,
+        api: Option<Arc<dyn CommitStatuses>>,
         config: &GithubConfig,
     ) -> Self {
         let worker = Worker {
@@ -106,7 +108,7 @@ enum Sent {
 #[derive(Clone)]
 struct Worker {
     store: Store,
-    api: Arc<dyn CommitStatuses>,
+    api: Option<Arc<dyn CommitStatuses>>,
     wake: Arc<Notify>,
     retry: Backoff,
     scheme: String,
@@ -231,7 +233,13 @@ impl Worker {
             accepted: true,
             at: now_millis(),
         };
-        match self.api.post(&status).await {
+        let Some(api) = &self.api else {
+            return Sent::Settle(Some(ReportedStatus {
+                accepted: false,
+                ..reported
+            }));
+        };
+        match api.post(&status).await {
             Ok(()) => Sent::Settle(Some(reported)),
             Err(PostError::Transient(why)) => Sent::Failed(why),
             Err(PostError::Permanent(why)) => {

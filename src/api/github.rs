@@ -140,24 +140,30 @@ impl GithubSecrets {
     }
 }
 
-/// Starts the commit status reporter when a token is configured.
+/// Starts the commit status reporter. Without a token it sends nothing
+/// and only settles what connected deployments would be owed.
 pub fn start_reporter(
     context: &Context,
     secrets: &GithubSecrets,
-) -> anyhow::Result<Option<crate::actors::github::StatusReporter>> {
-    let Some(token) = &secrets.token else {
-        return Ok(None);
-    };
+) -> anyhow::Result<crate::actors::github::StatusReporter> {
     let config = &context.deps.config.github;
-    let api =
-        crate::io::github::GitHubApi::new(&config.api_base, token.clone(), config.api_timeout())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Some(crate::actors::github::StatusReporter::start(
+    let api: Option<std::sync::Arc<dyn crate::io::github::CommitStatuses>> = match &secrets.token {
+        Some(token) => Some(
+            crate::io::github::GitHubApi::new(
+                &config.api_base,
+                token.clone(),
+                config.api_timeout(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
+    Ok(crate::actors::github::StatusReporter::start(
         context.deps.store.clone(),
         &context.deps.events,
         api,
         config,
-    )))
+    ))
 }
 
 /// Binds and runs the webhook listener when `[github] listen` is set; it
