@@ -119,6 +119,7 @@ impl Worker {
         let mut retries: HashMap<DeploymentId, Retry> = HashMap::new();
         let mut sending: JoinSet<(DeploymentId, Sent)> = JoinSet::new();
         let mut in_flight: HashSet<DeploymentId> = HashSet::new();
+        let mut tasks: HashMap<tokio::task::Id, DeploymentId> = HashMap::new();
         loop {
             match self.store.status_outbox(BATCH) {
                 Ok(owed) => {
@@ -134,12 +135,14 @@ impl Worker {
                         {
                             continue;
                         }
-                        in_flight.insert(id.clone());
                         let worker = self.clone();
-                        sending.spawn(async move {
-                            let sent = worker.attempt(&id).await;
-                            (id, sent)
+                        let task = id.clone();
+                        let handle = sending.spawn(async move {
+                            let sent = worker.attempt(&task).await;
+                            (task, sent)
                         });
+                        tasks.insert(handle.id(), id.clone());
+                        in_flight.insert(id);
                     }
                 }
                 Err(e) => {
@@ -155,8 +158,16 @@ impl Worker {
                 .min();
             tokio::select! {
                 () = self.wake.notified() => {}
-                Some(joined) = sending.join_next(), if !sending.is_empty() => {
-                    let Ok((id, sent)) = joined else { continue };
+                Some(joined) = sending.join_next_with_id(), if !sending.is_empty() => {
+                    let (task, id, sent) = match joined {
+                        Ok((task, (id, sent))) => (task, id, sent),
+                        // A panicked attempt counts as a failed one.
+                        Err(e) => match tasks.get(&e.id()).cloned() {
+                            Some(id) => (e.id(), id, Sent::Failed(format!("the attempt failed: {e}"))),
+                            None => continue,
+                        },
+                    };
+                    tasks.remove(&task);
                     in_flight.remove(&id);
                     self.finish(id, sent, &mut retries).await;
                 }
