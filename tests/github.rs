@@ -637,3 +637,47 @@ async fn without_a_token_nothing_is_sent_and_nothing_is_kept_for_later() {
     .await;
     assert!(fake.requests().is_empty(), "{:?}", fake.requests());
 }
+
+#[tokio::test]
+async fn deployd_check_verifies_the_github_tables() {
+    let world = world().await;
+    let answer = push_to(&world, "d-1", "refs/heads/main", SHA_A).await;
+    world
+        .daemon
+        .wait_status(&answer.deployment_id(), DeploymentStatus::Ready)
+        .await;
+    accepted(&world.fake, SHA_A, "success").await;
+    let stopped = world.daemon.stop().await;
+    let path = stopped.db_path();
+    let report = deployd::io::store::check::check_file(&path).expect("check");
+    assert!(report.is_sound(), "{}", report.summary());
+
+    // Behind the daemon's back: an outbox row of no deployment, and an
+    // index entry of a repository no project has connected.
+    {
+        let db = redb::Database::open(&path).expect("open the data file");
+        let txn = db.begin_write().unwrap();
+        {
+            let outbox: redb::TableDefinition<&str, ()> =
+                redb::TableDefinition::new("github_outbox");
+            txn.open_table(outbox)
+                .unwrap()
+                .insert("dep_0000000000000000", ())
+                .unwrap();
+            let index: redb::TableDefinition<&str, &str> =
+                redb::TableDefinition::new("github_repositories");
+            txn.open_table(index)
+                .unwrap()
+                .insert("acme/ghost", world.project.id.as_str())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let report = deployd::io::store::check::check_file(&path).expect("check");
+    let problems = report.problems.join("\n");
+    assert!(
+        problems.contains("outbox lists unknown deployment dep_0000000000000000"),
+        "{problems}"
+    );
+    assert!(problems.contains("acme/ghost"), "{problems}");
+}

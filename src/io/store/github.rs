@@ -6,6 +6,8 @@
 //! status reporter (`actors::github`) drains it and settles each row with
 //! `Mutation::SettleStatus`.
 
+use std::collections::HashMap;
+
 use redb::{ReadableTable, WriteTransaction};
 
 use super::codec::{decode, encode};
@@ -13,7 +15,7 @@ use super::tables::*;
 use super::{Store, storage};
 use crate::error::Error;
 use crate::model::github::{CommitState, ReportedStatus, RepositoryConnection};
-use crate::model::{Deployment, DeploymentId, ProjectId, Source};
+use crate::model::{Deployment, DeploymentId, Project, ProjectId, Source};
 
 /// Check of `Mutation::ConnectRepository`: `Ok(Err(_))` rejects it.
 pub(super) fn check_connect(
@@ -249,6 +251,78 @@ impl Store {
         self.shared
             .guard(|| self.get_record(GITHUB_STATUSES, deployment_id.as_str()))
     }
+}
+
+/// Offline check (`deployd check`): the repository index and the
+/// connections agree, each connection's project exists, and every outbox
+/// row names a stored deployment. A file from before these tables existed
+/// has none of them, which is fine.
+pub(super) fn check_tables(
+    txn: &redb::ReadTransaction,
+    projects: &HashMap<String, Project>,
+    deployments: &HashMap<String, Deployment>,
+    problems: &mut Vec<String>,
+) -> Result<(), Error> {
+    let missing = |e: &redb::TableError| matches!(e, redb::TableError::TableDoesNotExist(_));
+    let mut by_project: HashMap<String, String> = HashMap::new();
+    match txn.open_table(GITHUB_CONNECTIONS) {
+        Err(e) if missing(&e) => {}
+        Err(e) => return Err(storage(e)),
+        Ok(table) => {
+            for entry in table.iter().map_err(storage)? {
+                let (key, bytes) = entry.map_err(storage)?;
+                let connection: RepositoryConnection = decode(bytes.value())?;
+                let project = key.value().to_string();
+                if !projects.contains_key(&project) || connection.project_id.as_str() != project {
+                    problems.push(format!(
+                        "repository {} is connected to unknown project {project}",
+                        connection.repository.full_name()
+                    ));
+                }
+                by_project.insert(project, connection.repository.key());
+            }
+        }
+    }
+    let mut indexed = 0;
+    match txn.open_table(GITHUB_REPOSITORIES) {
+        Err(e) if missing(&e) => {}
+        Err(e) => return Err(storage(e)),
+        Ok(table) => {
+            for entry in table.iter().map_err(storage)? {
+                let (repository, project) = entry.map_err(storage)?;
+                indexed += 1;
+                if by_project.get(project.value()).map(String::as_str) != Some(repository.value()) {
+                    problems.push(format!(
+                        "the repository index gives {} to project {}, whose connection says otherwise",
+                        repository.value(),
+                        project.value()
+                    ));
+                }
+            }
+        }
+    }
+    if indexed != by_project.len() {
+        problems.push(format!(
+            "{} repository connections but {indexed} entries in the repository index",
+            by_project.len()
+        ));
+    }
+    match txn.open_table(GITHUB_OUTBOX) {
+        Err(e) if missing(&e) => {}
+        Err(e) => return Err(storage(e)),
+        Ok(table) => {
+            for entry in table.iter().map_err(storage)? {
+                let (id, _) = entry.map_err(storage)?;
+                if !deployments.contains_key(id.value()) {
+                    problems.push(format!(
+                        "the GitHub status outbox lists unknown deployment {}",
+                        id.value()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
