@@ -6,6 +6,7 @@
 //!     ├── BuildActor (one per build)
 //!     └── ReadinessActor (one per (deployment, region))
 //! Reconciler (tasks, one per deployment with driver calls to make)
+//! StatusReporter (one task: GitHub commit statuses from the outbox)
 //! ```
 //!
 //! Project actors decide; children and `io` do the slow work and report back
@@ -18,6 +19,7 @@ mod build;
 pub mod build_slots;
 mod deps;
 mod events;
+pub mod github;
 pub mod project;
 mod projects;
 pub mod readiness;

@@ -6,6 +6,7 @@ mod audit;
 pub mod auth;
 mod convert;
 mod deployments;
+mod github;
 mod idempotency;
 pub mod listener;
 mod projects;
@@ -35,6 +36,7 @@ use crate::pb;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::deployment_service_server::DeploymentServiceServer;
+use crate::pb::git_hub_service_server::GitHubServiceServer;
 use crate::pb::project_service_server::ProjectServiceServer;
 use crate::pb::routing_service_server::RoutingServiceServer;
 use crate::pb::token_service_server::TokenServiceServer;
@@ -117,6 +119,8 @@ pub struct DaemonHandle {
     /// The admin token generated at this data file's first start (none
     /// configured): its only appearance. `deployd serve` prints it.
     pub bootstrap_token: Option<String>,
+    /// Where the GitHub webhook listener serves, when configured.
+    pub webhook: Option<std::net::SocketAddr>,
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves: opens the store,
@@ -141,6 +145,7 @@ pub async fn serve_observed(
     observe: impl FnOnce(DaemonHandle),
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let github_secrets = github::GithubSecrets::read(&config.github)?;
     let shutdown_timeout = config.shutdown_timeout();
     let (store, writer) =
         Store::open_with_cache(&config.db_path(), config.store_cache_mib * 1024 * 1024)
@@ -195,7 +200,8 @@ pub async fn serve_observed(
         .add_service(RoutingServiceServer::new(routing::Routing(context.clone())))
         .add_service(AdminServiceServer::new(admin::Admin(context.clone())))
         .add_service(TokenServiceServer::new(tokens::Tokens(context.clone())))
-        .add_service(AuditServiceServer::new(audit::Audit(context.clone())));
+        .add_service(AuditServiceServer::new(audit::Audit(context.clone())))
+        .add_service(GitHubServiceServer::new(github::GitHub(context.clone())));
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let draining_connections = Arc::clone(&connections);
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
@@ -223,6 +229,10 @@ pub async fn serve_observed(
         context.deps.config.audit.retention(),
         context.shutdown.clone(),
     ));
+    // After recovery, so the reporter's first pass sees the outbox rows of
+    // resumed work; it sends what was owed when the daemon stopped.
+    let reporter = github::start_reporter(&context, &github_secrets)?;
+    let webhook = github::start_webhook(&context, &github_secrets).await?;
     let follower = tokio::spawn(follow_store(
         health.clone(),
         context.deps.store.watch_state(),
@@ -230,6 +240,7 @@ pub async fn serve_observed(
     tracing::info!(
         address = ?local,
         edge = ?edge,
+        webhook = ?webhook,
         resumed_projects = resumed,
         reapplied_workloads = reapplied,
         "deployd is serving"
@@ -241,6 +252,7 @@ pub async fn serve_observed(
         reconciler: context.deps.reconciler.clone(),
         edge,
         bootstrap_token,
+        webhook,
     });
 
     // After the shutdown signal, in-flight requests get `shutdown_timeout`
@@ -283,6 +295,9 @@ pub async fn serve_observed(
     set_health(&health, tonic_health::ServingStatus::NotServing).await;
     projects.shutdown(budget(ACTORS_BY)).await;
     context.deps.reconciler.stop();
+    // The reporter holds the store open; what it had not settled stays in
+    // the outbox for the next start.
+    reporter.stop();
     drop(context);
     drop(projects);
     // The writer exits once the last store handle is gone, after committing
@@ -422,6 +437,7 @@ async fn set_health(
         "deployd.v1.AdminService",
         "deployd.v1.TokenService",
         "deployd.v1.AuditService",
+        "deployd.v1.GitHubService",
     ] {
         health.set_service_status(service, status).await;
     }

@@ -15,6 +15,8 @@ use crate::model::validate;
 
 mod auth;
 pub use auth::{AuditConfig, AuthConfig};
+mod github;
+pub use github::{GithubConfig, read_secret};
 
 /// Everything the daemon can be told. Durations are milliseconds so the file
 /// format needs no duration syntax.
@@ -99,6 +101,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The audit log's retention.
     pub audit: AuditConfig,
+    /// GitHub pushes and commit statuses (off unless configured).
+    pub github: GithubConfig,
     /// Test-only fault injection, compiled in only with the `fail-points`
     /// feature. Keys are fail point names (see `actors::fail_points`).
     #[cfg(feature = "fail-points")]
@@ -322,6 +326,7 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
+            github: GithubConfig::default(),
             #[cfg(feature = "fail-points")]
             fail_points: BTreeMap::new(),
         }
@@ -392,6 +397,7 @@ impl Config {
                 anyhow::bail!("config: {name} must be greater than 0");
             }
         }
+        self.github.validate()?;
         Ok(())
     }
 

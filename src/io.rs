@@ -8,8 +8,10 @@
 //! - [`builder`]: turns a git source into an image.
 //! - [`backends`]: where each deployment's instances listen, as the drivers
 //!   report it; the reconciler writes it, the edge reads it.
+//! - [`github`]: GitHub's REST API (commit statuses).
 
 pub mod backends;
 pub mod builder;
+pub mod github;
 pub mod region;
 pub mod store;

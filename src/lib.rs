@@ -15,6 +15,9 @@
 //!   decision about it; children do the slow work (builds, readiness waits).
 //! - [`edge`]: the HTTP reverse proxy for every routed hostname, an entry
 //!   point beside `api` that reads committed routes.
+//! - [`webhook`]: the GitHub webhook listener (HTTP/1.1), another entry
+//!   point beside `api`: a signed push becomes a deployment through the
+//!   project's actor.
 //! - [`api`]: the tonic services that translate gRPC to actor calls and store
 //!   reads, plus [`api::serve`], the daemon's entry point.
 //! - [`cli`]: the `deployd` command line (server and client subcommands,
@@ -34,6 +37,7 @@ pub mod fail_points;
 pub mod io;
 pub mod model;
 pub mod pb;
+pub mod webhook;
 
 pub use api::{DaemonHandle, serve, serve_observed};
 pub use config::Config;

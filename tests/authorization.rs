@@ -18,6 +18,7 @@ use deployd::pb;
 use deployd::pb::admin_service_client::AdminServiceClient;
 use deployd::pb::audit_service_client::AuditServiceClient;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
+use deployd::pb::git_hub_service_client::GitHubServiceClient;
 use deployd::pb::project_service_client::ProjectServiceClient;
 use deployd::pb::routing_service_client::RoutingServiceClient;
 use deployd::pb::token_service_client::TokenServiceClient;
@@ -76,6 +77,8 @@ struct Fixture {
     /// A preview deployment whose build takes ten minutes: still
     /// `BUILDING`, so it can be cancelled, and it has a build log.
     building: String,
+    /// An admin's connection, for rows that must set something up first.
+    admin: AuthChannel,
     /// A deployer token of A that rows may revoke.
     spare_token: String,
     counter: AtomicU32,
@@ -327,6 +330,54 @@ fn table() -> Vec<Row> {
                 })
             }
         ),
+        // Connecting again replaces the project's connection with the same
+        // one, so every allowed call answers OK.
+        row!(
+            "GitHubService/ConnectRepository",
+            Needs::Write,
+            GitHubServiceClient,
+            |c, fx| { c.connect_repository(connect_request(&fx)) }
+        ),
+        row!(
+            "GitHubService/GetRepositoryConnection",
+            Needs::Read,
+            GitHubServiceClient,
+            |c, fx| {
+                c.get_repository_connection(pb::GetRepositoryConnectionRequest {
+                    project_id: fx.project_a.clone(),
+                })
+            }
+        ),
+        // An admin connects the repository again when an allowed call
+        // removed it, so each call has a connection to remove (and a
+        // refused call finds one already there, so nothing is written).
+        Row {
+            method: "GitHubService/DisconnectRepository",
+            needs: Needs::Write,
+            call: Box::new(move |channel: AuthChannel, fx: Arc<Fixture>| {
+                Box::pin(async move {
+                    let mut admin = GitHubServiceClient::new(fx.admin.clone());
+                    let connected = admin
+                        .get_repository_connection(pb::GetRepositoryConnectionRequest {
+                            project_id: fx.project_a.clone(),
+                        })
+                        .await
+                        .is_ok();
+                    if !connected {
+                        admin
+                            .connect_repository(connect_request(&fx))
+                            .await
+                            .expect("an admin connects the repository");
+                    }
+                    GitHubServiceClient::new(channel)
+                        .disconnect_repository(pb::DisconnectRepositoryRequest {
+                            project_id: fx.project_a.clone(),
+                        })
+                        .await
+                        .map(drop)
+                })
+            }),
+        },
         row!(
             "AuditService/ListAuditEvents",
             Needs::Read,
@@ -339,6 +390,14 @@ fn table() -> Vec<Row> {
             }
         ),
     ]
+}
+
+fn connect_request(fx: &Fixture) -> pb::ConnectRepositoryRequest {
+    pb::ConnectRepositoryRequest {
+        project_id: fx.project_a.clone(),
+        repository: "team-a/web".into(),
+        ..Default::default()
+    }
 }
 
 /// Every method of `deployd.v1`, as `Service/Method`.
@@ -480,6 +539,7 @@ async fn every_rpc_answers_each_caller_as_its_rule_says_and_refusals_change_noth
         older,
         newer,
         building,
+        admin: daemon.channel().await,
         spare_token: spare.token.expect("token").id,
         counter: AtomicU32::new(0),
     });

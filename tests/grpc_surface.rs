@@ -12,10 +12,11 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::{v1, v1alpha};
 
-const SERVICES: [&str; 7] = [
+const SERVICES: [&str; 8] = [
     "deployd.v1.AdminService",
     "deployd.v1.AuditService",
     "deployd.v1.DeploymentService",
+    "deployd.v1.GitHubService",
     "deployd.v1.ProjectService",
     "deployd.v1.RoutingService",
     "deployd.v1.TokenService",

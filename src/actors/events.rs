@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use crate::error::Error;
-use crate::model::{Deployment, DeploymentId};
+use crate::model::{Deployment, DeploymentId, Source};
 
 const CHANNEL_CAPACITY: usize = 64;
 
@@ -31,6 +31,9 @@ pub struct DeploymentEvents(Arc<Hub>);
 
 struct Hub {
     channels: DashMap<DeploymentId, broadcast::Sender<Update>>,
+    /// Woken after a git deployment's change is durable: the GitHub status
+    /// reporter then looks at its outbox (`actors::github`).
+    git_committed: Arc<Notify>,
     watchers: AtomicUsize,
     max_watchers: usize,
     max_per_deployment: usize,
@@ -63,6 +66,7 @@ impl DeploymentEvents {
     pub fn new(max_watchers: usize, max_per_deployment: usize) -> Self {
         Self(Arc::new(Hub {
             channels: DashMap::new(),
+            git_committed: Arc::default(),
             watchers: AtomicUsize::new(0),
             max_watchers,
             max_per_deployment,
@@ -110,6 +114,9 @@ impl DeploymentEvents {
 
     /// Called only after the commit holding `deployment` is durable.
     pub fn publish(&self, deployment: &Deployment) {
+        if matches!(deployment.source, Source::Git(_)) {
+            self.0.git_committed.notify_one();
+        }
         let Some(sender) = self.0.channels.get(&deployment.id).map(|s| s.clone()) else {
             return;
         };
@@ -124,6 +131,12 @@ impl DeploymentEvents {
         if let Some(sender) = self.0.channels.get(id).map(|s| s.clone()) {
             let _ = sender.send(Update::BuildLine(Arc::from(line)));
         }
+    }
+
+    /// Notified (one stored permit) after each durable change of a git
+    /// deployment.
+    pub fn git_committed(&self) -> Arc<Notify> {
+        Arc::clone(&self.0.git_committed)
     }
 
     /// Deployments with at least one watcher.

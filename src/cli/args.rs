@@ -88,6 +88,9 @@ pub enum Command {
     Token(TokenCommand),
     /// List the audit log: every change, who made it and how it ended.
     Audit(AuditArgs),
+    /// Connect a project to a GitHub repository (pushes deploy it).
+    #[command(subcommand)]
+    Github(GithubCommand),
     /// Run the load generator (see the README's Performance section).
     Bench(Box<crate::cli::bench::BenchArgs>),
 }
@@ -200,6 +203,39 @@ pub enum DomainCommand {
         fqdn: String,
         #[command(flatten)]
         idempotency: IdempotencyArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GithubCommand {
+    /// Connect the project to a repository; pushes to it become
+    /// deployments (default branch: production, others: preview).
+    Connect {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        /// GitHub's full name of the repository.
+        #[arg(long, value_name = "OWNER/NAME")]
+        repo: String,
+        /// Where the builder fetches commits (default
+        /// https://github.com/OWNER/NAME.git).
+        #[arg(long, value_name = "URL")]
+        clone_url: Option<String>,
+        /// Build context inside the repository.
+        #[arg(long, value_name = "PATH")]
+        context: Option<String>,
+        /// Dockerfile path inside the repository.
+        #[arg(long, value_name = "PATH")]
+        dockerfile: Option<String>,
+    },
+    /// Show the project's repository.
+    Get {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+    },
+    /// Disconnect the project from its repository.
+    Disconnect {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
     },
 }
 

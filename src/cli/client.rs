@@ -15,8 +15,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::args::{
-    Command, DeploymentCommand, DeploymentsArgs, DomainCommand, ProjectCommand, RegionsArgs,
-    TokenCommand, WorkspaceCommand,
+    Command, DeploymentCommand, DeploymentsArgs, DomainCommand, GithubCommand, ProjectCommand,
+    RegionsArgs, TokenCommand, WorkspaceCommand,
 };
 use crate::cli::output::{self, emit};
 use crate::cli::{deploy, render};
@@ -24,6 +24,7 @@ use crate::pb;
 use crate::pb::admin_service_client::AdminServiceClient;
 use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::deployment_service_client::DeploymentServiceClient;
+use crate::pb::git_hub_service_client::GitHubServiceClient;
 use crate::pb::project_service_client::ProjectServiceClient;
 use crate::pb::routing_service_client::RoutingServiceClient;
 use crate::pb::token_service_client::TokenServiceClient;
@@ -143,6 +144,10 @@ impl Clients {
 
     pub fn routing(&self) -> RoutingServiceClient<AuthChannel> {
         RoutingServiceClient::new(self.channel.clone())
+    }
+
+    pub fn github(&self) -> GitHubServiceClient<AuthChannel> {
+        GitHubServiceClient::new(self.channel.clone())
     }
 
     pub fn admin(&self) -> AdminServiceClient<AuthChannel> {
@@ -345,8 +350,45 @@ pub async fn run(
             let response = rpc(clients.admin().get_stats(pb::GetStatsRequest {}).await)?;
             show(json, &response, render::stats)?;
         }
+        Command::Github(cmd) => github(&clients, json, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn github(clients: &Clients, json: bool, command: GithubCommand) -> anyhow::Result<()> {
+    let mut client = clients.github();
+    let connection = match command {
+        GithubCommand::Connect {
+            project,
+            repo,
+            clone_url,
+            context,
+            dockerfile,
+        } => {
+            let request = pb::ConnectRepositoryRequest {
+                project_id: project,
+                repository: repo,
+                clone_url: clone_url.unwrap_or_default(),
+                context_path: context.unwrap_or_default(),
+                dockerfile_path: dockerfile.unwrap_or_default(),
+            };
+            rpc(client.connect_repository(request).await)?.connection
+        }
+        GithubCommand::Get { project } => {
+            let request = pb::GetRepositoryConnectionRequest {
+                project_id: project,
+            };
+            rpc(client.get_repository_connection(request).await)?.connection
+        }
+        GithubCommand::Disconnect { project } => {
+            let request = pb::DisconnectRepositoryRequest {
+                project_id: project,
+            };
+            rpc(client.disconnect_repository(request).await)?.connection
+        }
+    };
+    let connection = connection.unwrap_or_default();
+    show(json, &connection, render::repository_connection)
 }
 
 async fn workspace(clients: &Clients, json: bool, command: WorkspaceCommand) -> anyhow::Result<()> {

@@ -16,6 +16,20 @@ pub fn workspace(ws: &pb::Workspace) -> String {
     ])
 }
 
+pub fn repository_connection(connection: &pb::RepositoryConnection) -> String {
+    fields(&[
+        ("project", connection.project_id.clone()),
+        ("repository", connection.repository.clone()),
+        ("clone url", connection.clone_url.clone()),
+        ("context", or_dash(&connection.context_path)),
+        ("dockerfile", or_dash(&connection.dockerfile_path)),
+        (
+            "connected",
+            output::timestamp(connection.connected_at.as_ref()),
+        ),
+    ])
+}
+
 pub fn project(project: &pb::Project) -> String {
     let mut text = fields(&[
         ("id", project.id.clone()),

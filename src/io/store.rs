@@ -7,6 +7,7 @@
 mod audit;
 pub mod check;
 mod codec;
+mod github;
 pub mod guarded;
 mod holders;
 mod legacy;
@@ -288,6 +289,12 @@ fn init_schema(db: &Database) -> Result<(), Error> {
         txn.open_table(AUDIT).map_err(storage)?;
         txn.open_table(AUDIT_BY_WORKSPACE).map_err(storage)?;
         txn.open_table(AUDIT_BY_PROJECT).map_err(storage)?;
+        // Tables added since schema 2 need no migration: an older file
+        // simply gets them empty, and older builds never open them.
+        txn.open_table(GITHUB_CONNECTIONS).map_err(storage)?;
+        txn.open_table(GITHUB_REPOSITORIES).map_err(storage)?;
+        txn.open_table(GITHUB_STATUSES).map_err(storage)?;
+        txn.open_table(GITHUB_OUTBOX).map_err(storage)?;
         if migrate_from_v1 {
             migrate::from_v1(&txn)?;
         }

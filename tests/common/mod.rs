@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod github;
 pub mod http;
 pub mod podman;
 pub mod process;
@@ -24,6 +25,7 @@ use deployd::io::store::{Mutation, Store};
 use deployd::model::DeploymentId;
 use deployd::pb;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
+use deployd::pb::git_hub_service_client::GitHubServiceClient;
 use deployd::pb::project_service_client::ProjectServiceClient;
 use deployd::pb::routing_service_client::RoutingServiceClient;
 use deployd::pb::workspace_service_client::WorkspaceServiceClient;
@@ -251,6 +253,17 @@ impl TestDaemon {
 
     pub async fn deployments(&self) -> DeploymentServiceClient<AuthChannel> {
         DeploymentServiceClient::new(self.channel().await)
+    }
+
+    pub async fn github(&self) -> GitHubServiceClient<AuthChannel> {
+        GitHubServiceClient::new(self.channel().await)
+    }
+
+    /// Where the daemon's GitHub webhook listener serves.
+    pub fn webhook(&self) -> std::net::SocketAddr {
+        self.handle()
+            .webhook
+            .expect("the webhook listener is configured")
     }
 
     pub async fn routing(&self) -> RoutingServiceClient<AuthChannel> {

@@ -43,10 +43,13 @@ pub enum Rpc {
     ListAuditEvents,
     CancelDeployment,
     GetBuildLog,
+    ConnectRepository,
+    GetRepositoryConnection,
+    DisconnectRepository,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 21] = [
+    pub const ALL: [Rpc; 24] = [
         Rpc::CreateWorkspace,
         Rpc::GetWorkspace,
         Rpc::CreateProject,
@@ -68,6 +71,9 @@ impl Rpc {
         Rpc::ListAuditEvents,
         Rpc::CancelDeployment,
         Rpc::GetBuildLog,
+        Rpc::ConnectRepository,
+        Rpc::GetRepositoryConnection,
+        Rpc::DisconnectRepository,
     ];
 
     /// The rule. Project settings (regions, custom domains) and creating
@@ -84,14 +90,17 @@ impl Rpc {
             | Rpc::WatchDeployment
             | Rpc::ListRoutes
             | Rpc::ListAuditEvents
-            | Rpc::GetBuildLog => Access::Read,
+            | Rpc::GetBuildLog
+            | Rpc::GetRepositoryConnection => Access::Read,
             Rpc::CreateProject
             | Rpc::SetEnvironmentRegions
             | Rpc::AddCustomDomain
             | Rpc::CreateDeployment
             | Rpc::Rollback
             | Rpc::Promote
-            | Rpc::CancelDeployment => Access::Write,
+            | Rpc::CancelDeployment
+            | Rpc::ConnectRepository
+            | Rpc::DisconnectRepository => Access::Write,
             Rpc::CreateWorkspace
             | Rpc::GetStats
             | Rpc::CreateToken
@@ -124,6 +133,9 @@ impl Rpc {
             Rpc::ListAuditEvents => ("AuditService", "ListAuditEvents"),
             Rpc::CancelDeployment => ("DeploymentService", "CancelDeployment"),
             Rpc::GetBuildLog => ("DeploymentService", "GetBuildLog"),
+            Rpc::ConnectRepository => ("GitHubService", "ConnectRepository"),
+            Rpc::GetRepositoryConnection => ("GitHubService", "GetRepositoryConnection"),
+            Rpc::DisconnectRepository => ("GitHubService", "DisconnectRepository"),
         }
     }
 

@@ -354,5 +354,5 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
             )),
         }
     }
-    Ok(())
+    super::github::check_tables(&txn, &projects, &deployments, problems)
 }

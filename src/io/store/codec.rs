@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, StorageFault};
 use crate::io::store::legacy;
+use crate::model::github::{ReportedStatus, RepositoryConnection};
 use crate::model::{
     AuditEvent, Deployment, IdempotencyRecord, Project, Route, ScheduledChange, TokenRecord,
     Workspace,
@@ -60,6 +61,16 @@ impl Record for TokenRecord {
 
 impl Record for AuditEvent {
     const WHAT: &'static str = "audit event";
+    const SAME_SINCE: u8 = 2;
+}
+
+impl Record for RepositoryConnection {
+    const WHAT: &'static str = "repository connection";
+    const SAME_SINCE: u8 = 2;
+}
+
+impl Record for ReportedStatus {
+    const WHAT: &'static str = "reported commit status";
     const SAME_SINCE: u8 = 2;
 }
 

@@ -11,9 +11,11 @@ use redb::{ReadableTable, WriteTransaction};
 use crate::error::Error;
 use crate::io::store::audit;
 use crate::io::store::codec::{decode, encode};
+use crate::io::store::github;
 use crate::io::store::holders::holder_of;
 use crate::io::store::state::storage;
 use crate::io::store::tables::*;
+use crate::model::github::{ReportedStatus, RepositoryConnection};
 use crate::model::quote::quoted;
 use crate::model::routes::Holder;
 use crate::model::{
@@ -102,6 +104,21 @@ pub enum Mutation {
     PruneAudit {
         before: UnixMillis,
         limit: usize,
+    },
+    /// Connects a project to a GitHub repository, replacing the project's
+    /// previous one. Rejected with `NOT_FOUND` for an unknown project and
+    /// `ALREADY_EXISTS` when another project has the repository.
+    ConnectRepository(RepositoryConnection),
+    /// Rejected with `NOT_FOUND` when the project has no repository.
+    DisconnectRepository {
+        project_id: ProjectId,
+    },
+    /// The status reporter is done with a deployment's outbox row for now:
+    /// records what GitHub was given (if anything) and removes the row
+    /// unless the stored deployment calls for another state.
+    SettleStatus {
+        deployment_id: DeploymentId,
+        reported: Option<ReportedStatus>,
     },
 }
 
@@ -201,6 +218,10 @@ fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error
                     }
                 ))));
             }
+        }
+        Mutation::ConnectRepository(connection) => return github::check_connect(txn, connection),
+        Mutation::DisconnectRepository { project_id } => {
+            return github::check_disconnect(txn, project_id);
         }
         _ => {}
     }
@@ -351,6 +372,14 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
                 workloads.remove(deployment_id.as_str()).map_err(storage)?;
             }
         }
+        Mutation::ConnectRepository(connection) => github::connect(txn, connection)?,
+        Mutation::DisconnectRepository { project_id } => {
+            github::disconnect(txn, project_id)?;
+        }
+        Mutation::SettleStatus {
+            deployment_id,
+            reported,
+        } => github::settle(txn, deployment_id, reported.as_ref())?,
     }
     Ok(())
 }
@@ -396,7 +425,7 @@ fn put_deployment(txn: &WriteTransaction, deployment: &Deployment) -> Result<(),
                 .map_err(storage)?;
         }
     }
-    Ok(())
+    github::deployment_written(txn, deployment)
 }
 
 fn expire_idempotency(txn: &WriteTransaction, now: UnixMillis) -> Result<(), Error> {

@@ -57,11 +57,11 @@ pub struct RoutePage {
 }
 
 impl Store {
-    fn read(&self) -> Result<redb::ReadTransaction, Error> {
+    pub(super) fn read(&self) -> Result<redb::ReadTransaction, Error> {
         self.shared.database()?.begin_read().map_err(storage)
     }
 
-    fn get_record<T: Record>(
+    pub(super) fn get_record<T: Record>(
         &self,
         table: TableDefinition<&str, &[u8]>,
         key: &str,

@@ -79,3 +79,18 @@ pub const AUDIT_BY_WORKSPACE: TableDefinition<(&str, u64, &str), ()> =
 /// (project id, at, event id): one project's events.
 pub const AUDIT_BY_PROJECT: TableDefinition<(&str, u64, &str), ()> =
     TableDefinition::new("audit_by_project");
+/// Project id -> `RepositoryConnection`: the project's GitHub repository.
+pub const GITHUB_CONNECTIONS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("github_connections");
+/// Lower-case `owner/name` -> project id: a repository belongs to one
+/// project, and a push finds it with one lookup.
+pub const GITHUB_REPOSITORIES: TableDefinition<&str, &str> =
+    TableDefinition::new("github_repositories");
+/// Deployment id -> `ReportedStatus`: the last commit status GitHub took
+/// (or that was given up on) for the deployment.
+pub const GITHUB_STATUSES: TableDefinition<&str, &[u8]> = TableDefinition::new("github_statuses");
+/// Deployment id -> (): deployments whose commit status on GitHub lags
+/// behind their stored status. Written in the same transaction as the
+/// deployment, so a crash cannot lose a status owed; the reporter removes
+/// a row once GitHub has the state the stored deployment calls for.
+pub const GITHUB_OUTBOX: TableDefinition<&str, ()> = TableDefinition::new("github_outbox");
