@@ -6,6 +6,7 @@
 //!     ├── BuildActor (one per build)
 //!     └── ReadinessActor (one per (deployment, region))
 //! Reconciler (tasks, one per deployment with driver calls to make)
+//! Resync (one task: orphans and drift in regions that keep objects)
 //! ```
 //!
 //! Project actors decide; children and `io` do the slow work and report back
@@ -21,6 +22,7 @@ pub mod project;
 mod projects;
 pub mod readiness;
 pub mod reconciler;
+pub mod resync;
 mod supervisor;
 
 pub use deps::Deps;

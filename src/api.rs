@@ -105,6 +105,8 @@ pub struct DaemonHandle {
     pub projects: Projects,
     pub regions: Regions,
     pub reconciler: Reconciler,
+    /// Counters of the periodic resync (orphans, drift).
+    pub resync: Arc<crate::actors::resync::ResyncStats>,
     /// Where the edge serves HTTP, when it is enabled.
     pub edge: Option<std::net::SocketAddr>,
 }
@@ -200,6 +202,7 @@ pub async fn serve_observed(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let edge = start_edge(&context).await?;
+    let resync = crate::actors::resync::Resync::start(context.deps.clone());
     let follower = tokio::spawn(follow_store(
         health.clone(),
         context.deps.store.watch_state(),
@@ -216,6 +219,7 @@ pub async fn serve_observed(
         projects: projects.clone(),
         regions: context.deps.regions.clone(),
         reconciler: context.deps.reconciler.clone(),
+        resync: resync.stats.clone(),
         edge,
     });
 
@@ -257,6 +261,7 @@ pub async fn serve_observed(
             .max(MIN_STEP)
     };
     set_health(&health, tonic_health::ServingStatus::NotServing).await;
+    resync.stop().await;
     projects.shutdown(budget(ACTORS_BY)).await;
     context.deps.reconciler.stop();
     drop(context);
