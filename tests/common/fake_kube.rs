@@ -179,9 +179,17 @@ impl FakeKube {
     /// Stores an object as if someone else had created it.
     pub fn insert(&self, resource: &str, object: Value) {
         let mut state = self.lock();
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("").to_string();
-        let name = object["metadata"]["name"].as_str().expect("a name").to_string();
-        state.objects.insert((resource.into(), namespace, name), object);
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("a name")
+            .to_string();
+        state
+            .objects
+            .insert((resource.into(), namespace, name), object);
     }
 
     /// Deletes an object behind deployd's back; whether it existed.
@@ -271,7 +279,10 @@ async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
         Err(_) => Bytes::new(),
     };
     let Ok(mut state) = state.lock() else {
-        return respond(500, status_body(500, "InternalError", "fake state poisoned"));
+        return respond(
+            500,
+            status_body(500, "InternalError", "fake state poisoned"),
+        );
     };
     let (status, answer) = match state.fault(&method, &path) {
         Some(code) => (code, status_body(code, "Injected", "injected by the test")),
@@ -328,15 +339,13 @@ fn kind_of(resource: &str) -> Option<(&'static str, &'static str)> {
 }
 
 fn parse_target(path: &str) -> Option<Target> {
-    let rest = path
-        .strip_prefix("/api/v1/")
-        .or_else(|| {
-            let rest = path.strip_prefix("/apis/")?;
-            let mut parts = rest.splitn(3, '/');
-            parts.next()?;
-            parts.next()?;
-            parts.next()
-        })?;
+    let rest = path.strip_prefix("/api/v1/").or_else(|| {
+        let rest = path.strip_prefix("/apis/")?;
+        let mut parts = rest.splitn(3, '/');
+        parts.next()?;
+        parts.next()?;
+        parts.next()
+    })?;
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
     let (resource, namespace, name) = match parts.as_slice() {
         ["namespaces"] => ("namespaces", None, None),
@@ -412,7 +421,10 @@ fn serve(
         return (200, discovery);
     }
     let Some(target) = parse_target(path) else {
-        return (404, status_body(404, "NotFound", &format!("no route {path}")));
+        return (
+            404,
+            status_body(404, "NotFound", &format!("no route {path}")),
+        );
     };
     let namespace = target.namespace.clone().unwrap_or_default();
     match (method.clone(), &target.name) {
@@ -451,7 +463,10 @@ fn serve(
                 return (415, status_body(415, "UnsupportedMediaType", content_type));
             }
             if query_param(query, "fieldManager").as_deref() != Some("deployd") {
-                return (400, status_body(400, "BadRequest", "fieldManager is required"));
+                return (
+                    400,
+                    status_body(400, "BadRequest", "fieldManager is required"),
+                );
             }
             // JSON is YAML; kube sends JSON.
             let Ok(applied) = serde_json::from_slice::<Value>(body) else {
@@ -462,7 +477,11 @@ fn serve(
             {
                 return (
                     422,
-                    status_body(422, "Invalid", "metadata.name or kind does not match the path"),
+                    status_body(
+                        422,
+                        "Invalid",
+                        "metadata.name or kind does not match the path",
+                    ),
                 );
             }
             let key = (target.resource.clone(), namespace, name.clone());
@@ -507,7 +526,8 @@ fn server_side_apply(state: &mut State, key: Key, mut applied: Value) -> Value {
         applied["metadata"]["resourceVersion"] = json!(version.to_string());
         applied["metadata"]["generation"] = json!(1);
         applied["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-        applied["metadata"]["managedFields"] = json!([{ "manager": "deployd", "operation": "Apply" }]);
+        applied["metadata"]["managedFields"] =
+            json!([{ "manager": "deployd", "operation": "Apply" }]);
         state.objects.insert(key, applied.clone());
         return applied;
     };
@@ -616,7 +636,11 @@ fn controller_step(state: &mut State) {
             }
         } else {
             for index in 0..replicas {
-                let pod_key = ("pods".to_string(), namespace.clone(), format!("{name}-{index}"));
+                let pod_key = (
+                    "pods".to_string(),
+                    namespace.clone(),
+                    format!("{name}-{index}"),
+                );
                 if let Some(pod) = state.objects.get_mut(&pod_key) {
                     kubelet_step(pod);
                 }
@@ -624,7 +648,11 @@ fn controller_step(state: &mut State) {
         }
         let ready = (0..replicas)
             .filter(|index| {
-                let pod_key = ("pods".to_string(), namespace.clone(), format!("{name}-{index}"));
+                let pod_key = (
+                    "pods".to_string(),
+                    namespace.clone(),
+                    format!("{name}-{index}"),
+                );
                 state.objects.get(&pod_key).is_some_and(is_ready)
             })
             .count();
@@ -643,9 +671,10 @@ fn controller_step(state: &mut State) {
 }
 
 fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// What the kubelet makes of a pod, by its image.
@@ -674,7 +703,10 @@ fn kubelet_step(pod: &mut Value) {
             &format!("failed to pull image \"{image}\": not found"),
         )
     } else if image.contains("crash") {
-        waiting("CrashLoopBackOff", "back-off 10s restarting failed container")
+        waiting(
+            "CrashLoopBackOff",
+            "back-off 10s restarting failed container",
+        )
     } else {
         let ready = !image.contains("never-ready");
         json!({
@@ -696,7 +728,9 @@ fn discovery(path: &str) -> Option<Value> {
                 "verbs": ["get", "list", "patch", "delete"] })
     };
     Some(match path {
-        "/api" => json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] }),
+        "/api" => {
+            json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] })
+        }
         "/apis" => {
             let group = |name: &str| {
                 json!({ "name": name, "versions": [{ "groupVersion": format!("{name}/v1"), "version": "v1" }],
@@ -710,10 +744,12 @@ fn discovery(path: &str) -> Option<Value> {
             resource("services", "Service", true),
             resource("pods", "Pod", true),
         ] }),
-        "/apis/apps/v1" => json!({ "kind": "APIResourceList", "groupVersion": "apps/v1", "resources": [
+        "/apis/apps/v1" => {
+            json!({ "kind": "APIResourceList", "groupVersion": "apps/v1", "resources": [
             resource("replicasets", "ReplicaSet", true),
             resource("deployments", "Deployment", true),
-        ] }),
+        ] })
+        }
         "/apis/networking.k8s.io/v1" => json!({ "kind": "APIResourceList",
             "groupVersion": "networking.k8s.io/v1", "resources": [
             resource("networkpolicies", "NetworkPolicy", true),

@@ -265,13 +265,21 @@ impl RegionDriver for KubernetesRegion {
         Ok(Some(held.into_values().collect()))
     }
 
-    async fn remove(&self, project: &ProjectId, deployment: &DeploymentId) -> Result<(), DriverError> {
+    async fn remove(
+        &self,
+        project: &ProjectId,
+        deployment: &DeploymentId,
+    ) -> Result<(), DriverError> {
         let client = self.client().await?;
         let namespace = objects::namespace_name(project);
         let name = objects::workload_name(deployment);
         delete(&Self::namespaced::<ReplicaSet>(&client, &namespace), &name).await?;
         delete(&Self::namespaced::<Service>(&client, &namespace), &name).await?;
-        delete(&Self::namespaced::<NetworkPolicy>(&client, &namespace), &name).await
+        delete(
+            &Self::namespaced::<NetworkPolicy>(&client, &namespace),
+            &name,
+        )
+        .await
     }
 }
 

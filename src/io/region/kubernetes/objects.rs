@@ -217,16 +217,23 @@ mod tests {
         );
         let spec_ = rs.spec.as_ref().unwrap();
         assert_eq!(spec_.replicas, Some(2));
-        let container = &spec_.template.as_ref().unwrap().spec.as_ref().unwrap().containers[0];
-        assert_eq!(container.args.as_deref(), Some(&["serve".to_string(), "--fast".into()][..]));
+        let container = &spec_
+            .template
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        assert_eq!(
+            container.args.as_deref(),
+            Some(&["serve".to_string(), "--fast".into()][..])
+        );
         assert_eq!(
             deployment_of(rs.metadata.labels.as_ref()).map(|d| d.to_string()),
             Some("dep_0000000000000001".to_string())
         );
-        assert_eq!(
-            objects.sentinel.spec.as_ref().unwrap().replicas,
-            Some(3)
-        );
+        assert_eq!(objects.sentinel.spec.as_ref().unwrap().replicas, Some(3));
     }
 
     #[test]
