@@ -30,7 +30,7 @@ pub fn classify(what: &str, error: kube::Error) -> DriverError {
 }
 
 pub fn retryable(code: u16) -> bool {
-    code == 409 || code == 429 || code >= 500 || code < 400
+    code == 409 || code == 429 || !(400..500).contains(&code)
 }
 
 /// Waiting reasons after which a container does not start by itself:
