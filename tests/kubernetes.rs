@@ -504,3 +504,120 @@ async fn a_drifted_workload_is_applied_again() {
             >= 1
     );
 }
+
+#[tokio::test]
+async fn a_running_apply_is_six_forced_applies_in_a_fixed_order() {
+    let clusters = Clusters::start().await;
+    let daemon = TestDaemon::start_with(clusters.config()).await;
+    let project = daemon.project("acme", "web").await;
+    let id = daemon.deploy_ready(&project.id, "preview", "nginx:1").await;
+    daemon.drivers_settled().await;
+    let ns = namespace(&project.id);
+    let n = name(&id);
+    for (region, fake) in clusters.each() {
+        let writes: Vec<String> = fake.writes().iter().map(|w| w.path.clone()).collect();
+        assert_eq!(
+            writes,
+            [
+                format!("/api/v1/namespaces/{ns}"),
+                format!("/apis/apps/v1/namespaces/{ns}/deployments/sentinel-preview"),
+                format!("/api/v1/namespaces/{ns}/services/sentinel-preview"),
+                format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{n}"),
+                format!("/api/v1/namespaces/{ns}/services/{n}"),
+                format!("/apis/apps/v1/namespaces/{ns}/replicasets/{n}"),
+            ],
+            "{region}"
+        );
+        // Outside production the sentinel has one replica.
+        let sentinel = fake
+            .get("deployments", &ns, "sentinel-preview")
+            .expect("sentinel");
+        assert_eq!(sentinel["spec"]["replicas"], json!(1));
+        // Reads are the ReplicaSet and its pods, nothing else.
+        for read in fake.log().iter().filter(|r| r.method == Method::GET) {
+            let rs = read.path == format!("/apis/apps/v1/namespaces/{ns}/replicasets/{n}");
+            let pods = read.path == format!("/api/v1/namespaces/{ns}/pods")
+                && read.query.contains("labelSelector=");
+            assert!(rs || pods, "{region}: {read:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_a_fifth_of_calls_failing_every_deployment_still_gets_ready() {
+    let clusters = Clusters::start().await;
+    let mut config = clusters.config();
+    config.region_timeout_ms = 20_000;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    for (i, (_, fake)) in clusters.each().enumerate() {
+        let status = if i == 0 { 500 } else { 429 };
+        fake.fail_percent(status, 20);
+    }
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let request = image_request(&project.id, "production", &format!("nginx:{i}"));
+        ids.push(daemon.create(request).await);
+    }
+    let mut ready = 0;
+    for id in &ids {
+        let terminal = eventually(
+            &format!("{id} is READY or FAILED"),
+            Duration::from_secs(30),
+            || async {
+                let d = daemon.get(id).await;
+                [
+                    DeploymentStatus::Ready as i32,
+                    DeploymentStatus::Failed as i32,
+                ]
+                .contains(&d.status)
+                .then_some(d)
+            },
+        )
+        .await;
+        if terminal.status == DeploymentStatus::Ready as i32 {
+            ready += 1;
+        } else {
+            eprintln!("{id}: {}", terminal.error_message);
+        }
+    }
+    assert!(
+        ready * 100 >= ids.len() * 99,
+        "{ready} of {} READY",
+        ids.len()
+    );
+    for (region, fake) in clusters.each() {
+        let injected = fake.log().iter().filter(|r| r.status >= 429).count();
+        assert!(injected > 0, "{region}: faults were injected");
+    }
+}
+
+#[tokio::test]
+async fn when_every_call_fails_the_deployment_fails_and_no_route_moves() {
+    let clusters = Clusters::start().await;
+    let mut config = clusters.config();
+    config.region_timeout_ms = 300;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let routes = route_map(&daemon.routes(&project.id).await);
+    for (_, fake) in clusters.each() {
+        fake.fail(None, "/", 500, u32::MAX);
+    }
+    let id = daemon
+        .create(image_request(&project.id, "production", "nginx:2"))
+        .await;
+    let failed = daemon.wait_status(&id, DeploymentStatus::Failed).await;
+    assert!(
+        failed.error_message.contains("500"),
+        "{}",
+        failed.error_message
+    );
+    assert_eq!(route_map(&daemon.routes(&project.id).await), routes);
+    assert_eq!(
+        daemon.get_project(&project.id).await.live_deployment_id,
+        live
+    );
+}

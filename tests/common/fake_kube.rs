@@ -55,6 +55,9 @@ pub struct Fault {
     pub remaining: u32,
     /// Fires on every `every`-th matching request (1: each one).
     pub every: u32,
+    /// Or, when set, on this percentage of matching requests, drawn from a
+    /// fixed-seed generator (the same run every time).
+    pub percent: Option<u32>,
     seen: u32,
 }
 
@@ -69,6 +72,7 @@ struct State {
     next_ip: u32,
     log: Vec<Logged>,
     faults: Vec<Fault>,
+    random: u64,
 }
 
 pub struct FakeKube {
@@ -92,6 +96,7 @@ impl FakeKube {
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(Mutex::new(State {
             next_version: 1000,
+            random: 0x9E37_79B9_7F4A_7C15,
             ..State::default()
         }));
         let served = state.clone();
@@ -218,6 +223,21 @@ impl FakeKube {
             status,
             remaining: times,
             every: every.max(1),
+            percent: None,
+            seen: 0,
+        });
+    }
+
+    /// Fails `percent` % of all requests with `status`, at random (a fixed
+    /// seed: every run draws the same).
+    pub fn fail_percent(&self, status: u16, percent: u32) {
+        self.lock().faults.push(Fault {
+            method: None,
+            path_contains: "/".into(),
+            status,
+            remaining: u32::MAX,
+            every: 1,
+            percent: Some(percent),
             seen: 0,
         });
     }
@@ -246,13 +266,24 @@ impl State {
     }
 
     fn fault(&mut self, method: &Method, path: &str) -> Option<u16> {
-        for fault in &mut self.faults {
+        let State { faults, random, .. } = self;
+        for fault in faults {
             let matches = fault.method.as_ref().is_none_or(|m| m == method)
                 && path.contains(&fault.path_contains)
                 && fault.remaining > 0;
             if matches {
                 fault.seen += 1;
-                if fault.seen % fault.every == 0 {
+                let fires = match fault.percent {
+                    Some(percent) => {
+                        // xorshift64: a cheap, fixed sequence.
+                        *random ^= *random << 13;
+                        *random ^= *random >> 7;
+                        *random ^= *random << 17;
+                        *random % 100 < u64::from(percent)
+                    }
+                    None => fault.seen % fault.every == 0,
+                };
+                if fires {
                     if fault.remaining != u32::MAX {
                         fault.remaining -= 1;
                     }
@@ -724,8 +755,16 @@ fn kubelet_step(pod: &mut Value) {
 
 fn discovery(path: &str) -> Option<Value> {
     let resource = |name: &str, kind: &str, namespaced: bool| {
-        json!({ "name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
-                "verbs": ["get", "list", "patch", "delete"] })
+        let short = match name {
+            "namespaces" => "ns",
+            "services" => "svc",
+            "pods" => "po",
+            "replicasets" => "rs",
+            "deployments" => "deploy",
+            _ => "netpol",
+        };
+        json!({ "name": name, "singularName": kind.to_lowercase(), "namespaced": namespaced,
+                "kind": kind, "shortNames": [short], "verbs": ["get", "list", "patch", "delete"] })
     };
     Some(match path {
         "/api" => {

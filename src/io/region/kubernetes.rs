@@ -53,6 +53,9 @@ use objects::{LABEL_COMPONENT, LABEL_DEPLOYMENT, MANAGED_BY, MANAGER, Objects};
 /// reconciler worker or a readiness poll for long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Quick tries of one call before its error goes to the caller.
+const CALL_TRIES: u32 = 4;
+const CALL_RETRY_FIRST: Duration = Duration::from_millis(20);
 
 pub struct KubernetesRegion {
     name: String,
@@ -120,6 +123,10 @@ impl KubernetesRegion {
         };
         config.connect_timeout = Some(CONNECT_TIMEOUT);
         config.read_timeout = Some(READ_TIMEOUT);
+        // kube's own retry of 429/503/504 backs off for up to 15 tries and
+        // minutes; ours is bounded (`with_retries`, then the reconciler's
+        // backoff within the region timeout), so one policy applies.
+        config.default_retry = false;
         Client::try_from(config)
             .map_err(|e| DriverError::permanent(format!("region {region}: client: {e}")))
     }
@@ -133,6 +140,27 @@ impl KubernetesRegion {
     }
 }
 
+/// A few quick tries of one call (20, 40, 80 ms apart) while its error is
+/// worth retrying, before the error goes to the caller, which retries the
+/// whole apply with a longer backoff. An apply is six calls: retried only
+/// as a whole, a fifth of calls failing would fail three applies in four.
+async fn with_retries<T, F>(mut call: impl FnMut() -> F) -> Result<T, DriverError>
+where
+    F: Future<Output = Result<T, DriverError>>,
+{
+    let mut delay = CALL_RETRY_FIRST;
+    for _ in 1..CALL_TRIES {
+        match call().await {
+            Err(e) if !e.permanent => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            done => return done,
+        }
+    }
+    call().await
+}
+
 /// The one way an object is written: server-side apply of the whole
 /// object, as `deployd`, forced.
 async fn apply<K>(api: &Api<K>, object: &K) -> Result<(), DriverError>
@@ -142,14 +170,15 @@ where
 {
     let name = object.meta().name.clone().unwrap_or_default();
     let what = format!("apply {} {name}", K::kind(&K::DynamicType::default()));
-    api.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
+    let params = PatchParams::apply(MANAGER).force();
+    let (name, params, what) = (&name, &params, &what);
+    with_retries(|| async move {
+        api.patch(name, params, &Patch::Apply(object))
+            .await
+            .map(drop)
+            .map_err(|e| classify(what, e))
+    })
     .await
-    .map(drop)
-    .map_err(|e| classify(&what, e))
 }
 
 /// Deletes an object; one that is already gone is fine.
@@ -158,14 +187,16 @@ where
     K: Resource + Clone + Debug + DeserializeOwned,
     K::DynamicType: Default,
 {
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-        Err(e) => Err(classify(
-            &format!("delete {} {name}", K::kind(&K::DynamicType::default())),
-            e,
-        )),
-    }
+    let what = format!("delete {} {name}", K::kind(&K::DynamicType::default()));
+    let what = &what;
+    with_retries(|| async move {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(e) => Err(classify(what, e)),
+        }
+    })
+    .await
 }
 
 #[async_trait]
