@@ -621,3 +621,101 @@ async fn when_every_call_fails_the_deployment_fails_and_no_route_moves() {
         live
     );
 }
+
+/// The real binary, configured by a file, against the fake.
+#[tokio::test]
+async fn the_binary_deploys_to_a_cluster_named_in_its_config_file() {
+    use deployd::pb;
+    use deployd::pb::deployment_service_client::DeploymentServiceClient;
+    use deployd::pb::project_service_client::ProjectServiceClient;
+    use deployd::pb::workspace_service_client::WorkspaceServiceClient;
+
+    let fake = FakeKube::start().await;
+    let config_path = fake.dir().join("deployd.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"listen = "127.0.0.1:0"
+data_dir = "{}"
+readiness_poll_ms = 10
+
+[edge]
+enabled = false
+
+[builder]
+driver = "simulated"
+duration_ms = 0
+
+[regions.k8s-1]
+driver = "kubernetes"
+kubeconfig = "{}"
+context = "fake"
+"#,
+            fake.dir().join("data").display(),
+            fake.kubeconfig().display()
+        ),
+    )
+    .expect("write config");
+    let daemon = common::process::DaemonProcess::spawn(&config_path)
+        .await
+        .expect("starts");
+    let channel = daemon.channel().await;
+    let workspace = WorkspaceServiceClient::new(channel.clone())
+        .create_workspace(pb::CreateWorkspaceRequest {
+            slug: "acme".into(),
+            name: "Acme".into(),
+        })
+        .await
+        .expect("workspace")
+        .into_inner()
+        .workspace
+        .expect("workspace");
+    let project = ProjectServiceClient::new(channel.clone())
+        .create_project(pb::CreateProjectRequest {
+            workspace_id: workspace.id,
+            slug: "web".into(),
+            name: "Web".into(),
+        })
+        .await
+        .expect("project")
+        .into_inner()
+        .project
+        .expect("project");
+    let mut deployments = DeploymentServiceClient::new(channel);
+    let id = deployments
+        .create_deployment(image_request(&project.id, "production", "nginx:1"))
+        .await
+        .expect("create")
+        .into_inner()
+        .deployment_id;
+    let ready = eventually("the deployment is READY", Duration::from_secs(20), || {
+        let mut deployments = deployments.clone();
+        let id = id.clone();
+        async move {
+            let d = deployments
+                .get_deployment(pb::GetDeploymentRequest { deployment_id: id })
+                .await
+                .ok()?
+                .into_inner()
+                .deployment?;
+            assert_ne!(
+                d.status,
+                DeploymentStatus::Failed as i32,
+                "{}",
+                d.error_message
+            );
+            (d.status == DeploymentStatus::Ready as i32).then_some(d)
+        }
+    })
+    .await;
+    assert_eq!(ready.regions.len(), 1);
+    assert_eq!(replicas(&fake, &project.id, &id), Some(1));
+    assert!(
+        fake.get(
+            "deployments",
+            &namespace(&project.id),
+            "sentinel-production"
+        )
+        .is_some()
+    );
+}
