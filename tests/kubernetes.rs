@@ -719,3 +719,77 @@ context = "fake"
         .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_restart_while_deploying_adopts_the_objects_it_had_applied() {
+    let clusters = Clusters::start().await;
+    let daemon = TestDaemon::start_with(clusters.config()).await;
+    let project = daemon.project("acme", "web").await;
+    for (_, fake) in clusters.each() {
+        fake.hold_pods(true);
+    }
+    let id = daemon
+        .create(image_request(&project.id, "production", "nginx:1"))
+        .await;
+    for (_, fake) in clusters.each() {
+        wait_replicas(fake, &project.id, &id, 1).await;
+    }
+    daemon.drivers_settled().await;
+    assert_eq!(
+        daemon.get(&id).await.status,
+        DeploymentStatus::Deploying as i32
+    );
+    let uid = |fake: &FakeKube| {
+        fake.get("replicasets", &namespace(&project.id), &name(&id))
+            .map(|rs| {
+                (
+                    rs["metadata"]["uid"].clone(),
+                    rs["metadata"]["resourceVersion"].clone(),
+                )
+            })
+    };
+    let before: Vec<_> = clusters.each().map(|(_, f)| uid(f)).collect();
+
+    let daemon = daemon.stop().await.start().await;
+    for (_, fake) in clusters.each() {
+        fake.hold_pods(false);
+    }
+    daemon.wait_status(&id, DeploymentStatus::Ready).await;
+    for (i, (region, fake)) in clusters.each().enumerate() {
+        assert_eq!(uid(fake), before[i], "{region}: the same object, unchanged");
+        let pods = fake
+            .all("pods")
+            .values()
+            .filter(|p| p["metadata"]["labels"]["deployd.io/deployment"] == json!(id))
+            .count();
+        assert_eq!(pods, 1, "{region}: no duplicate pod");
+    }
+}
+
+#[tokio::test]
+async fn a_kubeconfig_that_cannot_be_read_fails_the_deployment_naming_the_file() {
+    let clusters = Clusters::start().await;
+    let mut config = clusters.config();
+    config.region_timeout_ms = 600_000;
+    let missing = clusters.fake("k8s-east").dir().join("missing-kubeconfig");
+    config.regions.insert(
+        "k8s-east".into(),
+        RegionConfig::Kubernetes {
+            kubeconfig: Some(missing.clone()),
+            context: None,
+            sentinel_image: "sentinel.test/gateway:1".into(),
+        },
+    );
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    let id = daemon
+        .create(image_request(&project.id, "production", "nginx:1"))
+        .await;
+    let failed = daemon.wait_status(&id, DeploymentStatus::Failed).await;
+    assert!(
+        failed.error_message.contains("missing-kubeconfig"),
+        "{}",
+        failed.error_message
+    );
+    assert!(clusters.fake("k8s-east").log().is_empty());
+}

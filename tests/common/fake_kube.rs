@@ -73,6 +73,8 @@ struct State {
     log: Vec<Logged>,
     faults: Vec<Fault>,
     random: u64,
+    /// While set, the kubelet leaves pods as they are (a slow cluster).
+    held: bool,
 }
 
 pub struct FakeKube {
@@ -240,6 +242,12 @@ impl FakeKube {
             percent: Some(percent),
             seen: 0,
         });
+    }
+
+    /// Stops (`true`) or resumes the kubelet: while stopped, no pod
+    /// changes state.
+    pub fn hold_pods(&self, held: bool) {
+        self.lock().held = held;
     }
 
     pub fn clear_faults(&self) {
@@ -672,7 +680,9 @@ fn controller_step(state: &mut State) {
                     namespace.clone(),
                     format!("{name}-{index}"),
                 );
-                if let Some(pod) = state.objects.get_mut(&pod_key) {
+                if let Some(pod) = state.objects.get_mut(&pod_key)
+                    && !state.held
+                {
                     kubelet_step(pod);
                 }
             }
