@@ -167,6 +167,22 @@ async fn a_deploy_to_two_clusters_writes_the_specified_objects() {
             json!({ "deployd.io/component": "sentinel", "deployd.io/environment": "production" })
         );
 
+        // The sentinel's side: egress to the deployment's port only.
+        let egress = fake
+            .get("networkpolicies", &ns, &format!("{}-egress", name(&id)))
+            .expect("egress NetworkPolicy");
+        assert_eq!(labels(&egress)["deployd.io/deployment"], id);
+        assert_eq!(
+            egress["spec"]["podSelector"]["matchLabels"],
+            json!({ "deployd.io/component": "sentinel", "deployd.io/environment": "production" })
+        );
+        assert_eq!(egress["spec"]["policyTypes"], json!(["Egress"]));
+        assert_eq!(
+            egress["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"]["deployd.io/deployment"],
+            json!(id)
+        );
+        assert_eq!(egress["spec"]["egress"][0]["ports"][0]["port"], json!(8080));
+
         // Every write was a forced server-side apply by `deployd`.
         let writes = fake.writes();
         assert!(!writes.is_empty());
@@ -385,16 +401,27 @@ fn foreign_workload(fake: &FakeKube, project: &str, deployment: &str) {
         "deployd.io/deployment": deployment,
         "deployd.io/component": "workload",
     });
-    for (resource, kind, api) in [
-        ("replicasets", "ReplicaSet", "apps/v1"),
-        ("services", "Service", "v1"),
-        ("networkpolicies", "NetworkPolicy", "networking.k8s.io/v1"),
+    for (resource, kind, api, object) in [
+        ("replicasets", "ReplicaSet", "apps/v1", name(deployment)),
+        ("services", "Service", "v1", name(deployment)),
+        (
+            "networkpolicies",
+            "NetworkPolicy",
+            "networking.k8s.io/v1",
+            name(deployment),
+        ),
+        (
+            "networkpolicies",
+            "NetworkPolicy",
+            "networking.k8s.io/v1",
+            format!("{}-egress", name(deployment)),
+        ),
     ] {
         fake.insert(
             resource,
             json!({
                 "apiVersion": api, "kind": kind,
-                "metadata": { "name": name(deployment), "namespace": ns, "labels": labels },
+                "metadata": { "name": object, "namespace": ns, "labels": labels },
                 "spec": { "replicas": 1 },
             }),
         );
@@ -402,13 +429,16 @@ fn foreign_workload(fake: &FakeKube, project: &str, deployment: &str) {
 }
 
 fn exists(fake: &FakeKube, project: &str, deployment: &str) -> usize {
-    ["replicasets", "services", "networkpolicies"]
-        .iter()
-        .filter(|r| {
-            fake.get(r, &namespace(project), &name(deployment))
-                .is_some()
-        })
-        .count()
+    let egress = format!("{}-egress", name(deployment));
+    [
+        ("replicasets", name(deployment)),
+        ("services", name(deployment)),
+        ("networkpolicies", name(deployment)),
+        ("networkpolicies", egress),
+    ]
+    .iter()
+    .filter(|(r, n)| fake.get(r, &namespace(project), n).is_some())
+    .count()
 }
 
 #[tokio::test]
@@ -447,7 +477,7 @@ async fn orphans_are_removed_only_after_the_grace_period() {
     .await;
     assert_eq!(
         exists(fake, &project.id, orphan),
-        3,
+        4,
         "within the grace period"
     );
 
@@ -460,7 +490,7 @@ async fn orphans_are_removed_only_after_the_grace_period() {
     })
     .await;
     // The known deployment's objects stay.
-    assert_eq!(exists(fake, &project.id, &live), 3);
+    assert_eq!(exists(fake, &project.id, &live), 4);
     assert_eq!(
         daemon.get(&live).await.status,
         DeploymentStatus::Ready as i32
@@ -506,7 +536,7 @@ async fn a_drifted_workload_is_applied_again() {
 }
 
 #[tokio::test]
-async fn a_running_apply_is_six_forced_applies_in_a_fixed_order() {
+async fn a_running_apply_is_seven_forced_applies_in_a_fixed_order() {
     let clusters = Clusters::start().await;
     let daemon = TestDaemon::start_with(clusters.config()).await;
     let project = daemon.project("acme", "web").await;
@@ -523,6 +553,7 @@ async fn a_running_apply_is_six_forced_applies_in_a_fixed_order() {
                 format!("/apis/apps/v1/namespaces/{ns}/deployments/sentinel-preview"),
                 format!("/api/v1/namespaces/{ns}/services/sentinel-preview"),
                 format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{n}"),
+                format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{n}-egress"),
                 format!("/api/v1/namespaces/{ns}/services/{n}"),
                 format!("/apis/apps/v1/namespaces/{ns}/replicasets/{n}"),
             ],

@@ -247,7 +247,7 @@ mod tests {
             replicas: Some(replicas),
             image: Some(image.into()),
             objects,
-            complete_at: 3,
+            complete_at: 4,
         }
     }
 
@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn unknown_and_archived_deployments_are_orphans() {
         let d = deployment(false, DesiredState::Archived);
-        let h = held(&d, 0, "nginx:1", 3);
+        let h = held(&d, 0, "nginx:1", 4);
         assert_eq!(judge(&h, "east", None, false), Verdict::Orphan);
         assert_eq!(judge(&h, "east", Some(&d), false), Verdict::Orphan);
         // The reconciler is still on it: not yet.
@@ -286,7 +286,7 @@ mod tests {
         let running = deployment(true, DesiredState::Running);
         assert_eq!(
             judge(
-                &held(&running, 2, "nginx:1", 3),
+                &held(&running, 2, "nginx:1", 4),
                 "west",
                 Some(&running),
                 false
@@ -299,20 +299,20 @@ mod tests {
     fn drift_of_a_tracked_deployment_is_reapplied() {
         let d = deployment(true, DesiredState::Running);
         assert_eq!(
-            judge(&held(&d, 2, "nginx:1", 3), "east", Some(&d), true),
+            judge(&held(&d, 2, "nginx:1", 4), "east", Some(&d), true),
             Verdict::Keep
         );
         for drifted in [
-            held(&d, 5, "nginx:1", 3),
-            held(&d, 2, "nginx:2", 3),
-            held(&d, 2, "nginx:1", 2),
+            held(&d, 5, "nginx:1", 4),
+            held(&d, 2, "nginx:2", 4),
+            held(&d, 2, "nginx:1", 3),
         ] {
             assert_eq!(judge(&drifted, "east", Some(&d), true), Verdict::Reapply);
         }
         let stopped = deployment(false, DesiredState::Standby);
         assert_eq!(
             judge(
-                &held(&stopped, 0, "nginx:1", 3),
+                &held(&stopped, 0, "nginx:1", 4),
                 "east",
                 Some(&stopped),
                 true
@@ -322,7 +322,7 @@ mod tests {
         // Untracked: left alone (see the module docs).
         assert_eq!(
             judge(
-                &held(&stopped, 4, "nginx:1", 3),
+                &held(&stopped, 4, "nginx:1", 4),
                 "east",
                 Some(&stopped),
                 false

@@ -5,9 +5,9 @@
 //! field manager `deployd`, forced: redb holds the desired state, so
 //! deployd's fields win over anyone's edits, and applying the same spec
 //! again changes nothing (not even `resourceVersion`). The objects are in
-//! [`objects`]: a namespace per project, a ReplicaSet, a Service and a
-//! NetworkPolicy per deployment, a sentinel Deployment and Service per
-//! environment. Standby and wake apply the same whole objects with 0 or n
+//! [`objects`]: a namespace per project, a ReplicaSet, a Service and two
+//! NetworkPolicies (its ingress, the sentinel's egress) per deployment, a
+//! sentinel Deployment and Service per environment. Standby and wake apply the same whole objects with 0 or n
 //! replicas: under server-side apply a partial object would drop the fields
 //! it leaves out.
 //!
@@ -217,6 +217,11 @@ impl RegionDriver for KubernetesRegion {
             .await?;
         }
         apply(&Self::namespaced(&client, &namespace), &objects.policy).await?;
+        apply(
+            &Self::namespaced(&client, &namespace),
+            &objects.sentinel_egress,
+        )
+        .await?;
         apply(&Self::namespaced(&client, &namespace), &objects.service).await?;
         apply(&Self::namespaced(&client, &namespace), &objects.workload).await
     }
@@ -306,16 +311,14 @@ impl RegionDriver for KubernetesRegion {
         let name = objects::workload_name(deployment);
         delete(&Self::namespaced::<ReplicaSet>(&client, &namespace), &name).await?;
         delete(&Self::namespaced::<Service>(&client, &namespace), &name).await?;
-        delete(
-            &Self::namespaced::<NetworkPolicy>(&client, &namespace),
-            &name,
-        )
-        .await
+        let policies = Self::namespaced::<NetworkPolicy>(&client, &namespace);
+        delete(&policies, &objects::egress_name(deployment)).await?;
+        delete(&policies, &name).await
     }
 }
 
-/// Objects per deployment: ReplicaSet, Service, NetworkPolicy.
-pub const OBJECTS_PER_DEPLOYMENT: usize = 3;
+/// Objects per deployment: ReplicaSet, Service, two NetworkPolicies.
+pub const OBJECTS_PER_DEPLOYMENT: usize = 4;
 
 fn held_entry<'a>(
     held: &'a mut std::collections::BTreeMap<DeploymentId, Held>,

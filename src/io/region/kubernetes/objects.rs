@@ -4,7 +4,7 @@
 //!
 //! Names come from ids (an id's `_` becomes `-`, since names are DNS
 //! labels): namespace `deployd-prj-…` per project, ReplicaSet, Service and
-//! NetworkPolicy `dep-…` per deployment, Deployment and Service
+//! NetworkPolicy `dep-…` and NetworkPolicy `dep-…-egress` per deployment, Deployment and Service
 //! `sentinel-{environment}` per environment. Every object carries
 //! `app.kubernetes.io/managed-by=deployd` and the ids it belongs to.
 
@@ -37,6 +37,11 @@ pub fn workload_name(deployment: &DeploymentId) -> String {
     deployment.as_str().replace('_', "-")
 }
 
+/// The sentinel-side NetworkPolicy of a deployment.
+pub fn egress_name(deployment: &DeploymentId) -> String {
+    format!("{}-egress", workload_name(deployment))
+}
+
 pub fn sentinel_name(environment: &str) -> String {
     format!("sentinel-{environment}")
 }
@@ -49,6 +54,7 @@ pub struct Objects {
     pub sentinel: Deployment,
     pub sentinel_service: Service,
     pub policy: NetworkPolicy,
+    pub sentinel_egress: NetworkPolicy,
     pub service: Service,
     pub workload: ReplicaSet,
 }
@@ -143,6 +149,23 @@ impl Objects {
                     "policyTypes": ["Ingress"],
                     "ingress": [{
                         "from": [{ "podSelector": { "matchLabels": sentinel_selector } }],
+                        "ports": [{ "port": spec.port, "protocol": "TCP" }],
+                    }],
+                },
+            }))?,
+            // The sentinel's side: its pods may reach the deployment's
+            // port. Egress policies add up, so the sentinel reaches every
+            // deployment of its environment and nothing else (it is given
+            // instance addresses by deployd; it needs no DNS).
+            sentinel_egress: typed(json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": { "name": egress_name(&spec.deployment_id), "namespace": namespace, "labels": labels },
+                "spec": {
+                    "podSelector": { "matchLabels": sentinel_selector },
+                    "policyTypes": ["Egress"],
+                    "egress": [{
+                        "to": [{ "podSelector": { "matchLabels": selector } }],
                         "ports": [{ "port": spec.port, "protocol": "TCP" }],
                     }],
                 },
