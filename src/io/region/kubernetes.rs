@@ -142,8 +142,8 @@ impl KubernetesRegion {
 
 /// A few quick tries of one call (20, 40, 80 ms apart) while its error is
 /// worth retrying, before the error goes to the caller, which retries the
-/// whole apply with a longer backoff. An apply is six calls: retried only
-/// as a whole, a fifth of calls failing would fail three applies in four.
+/// whole apply with a longer backoff. An apply is seven calls: retried only
+/// as a whole, a fifth of calls failing would fail four applies in five.
 async fn with_retries<T, F>(mut call: impl FnMut() -> F) -> Result<T, DriverError>
 where
     F: Future<Output = Result<T, DriverError>>,
