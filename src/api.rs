@@ -2,6 +2,8 @@
 //! [`serve`], which wires the daemon together and runs it until shutdown.
 
 mod admin;
+mod audit;
+pub mod auth;
 mod convert;
 mod deployments;
 mod idempotency;
@@ -9,6 +11,7 @@ pub mod listener;
 mod projects;
 mod routing;
 mod status;
+mod tokens;
 mod watch;
 mod workspaces;
 
@@ -30,9 +33,11 @@ use crate::model::routes::{candidate_hostnames, fixed_hostnames};
 use crate::model::{Deployment, DeploymentId, ProjectId, project::Project};
 use crate::pb;
 use crate::pb::admin_service_server::AdminServiceServer;
+use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::deployment_service_server::DeploymentServiceServer;
 use crate::pb::project_service_server::ProjectServiceServer;
 use crate::pb::routing_service_server::RoutingServiceServer;
+use crate::pb::token_service_server::TokenServiceServer;
 use crate::pb::workspace_service_server::WorkspaceServiceServer;
 
 /// What every service handler shares.
@@ -43,6 +48,8 @@ pub struct Context {
     /// Flips to `true` when shutdown starts, so long streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub connections: Arc<Connections>,
+    /// The tokens requests are checked against (in memory).
+    pub tokens: auth::tokens::Tokens,
 }
 
 impl Context {
@@ -109,6 +116,9 @@ pub struct DaemonHandle {
     pub resync: Arc<crate::actors::resync::ResyncStats>,
     /// Where the edge serves HTTP, when it is enabled.
     pub edge: Option<std::net::SocketAddr>,
+    /// The admin token generated at this data file's first start (none
+    /// configured): its only appearance. `deployd serve` prints it.
+    pub bootstrap_token: Option<String>,
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves: opens the store,
@@ -139,6 +149,7 @@ pub async fn serve_observed(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let deps = Deps::new(config, store);
     reserve_fixed_hostnames(&deps).await?;
+    let (tokens, bootstrap_token) = load_tokens(&deps).await?;
     let projects = Projects::start(deps.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -151,6 +162,7 @@ pub async fn serve_observed(
         projects: projects.clone(),
         shutdown: shutdown_rx,
         connections: Arc::clone(&connections),
+        tokens,
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -166,6 +178,10 @@ pub async fn serve_observed(
         .http2_keepalive_interval(Some(config.keepalive_interval()))
         .http2_keepalive_timeout(Some(config.keepalive_timeout()))
         .layer(CountStreams)
+        .layer(auth::layer::Authenticate {
+            tokens: context.tokens.clone(),
+            open_reflection: config.auth.open_reflection,
+        })
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -179,7 +195,9 @@ pub async fn serve_observed(
             context.clone(),
         )))
         .add_service(RoutingServiceServer::new(routing::Routing(context.clone())))
-        .add_service(AdminServiceServer::new(admin::Admin(context.clone())));
+        .add_service(AdminServiceServer::new(admin::Admin(context.clone())))
+        .add_service(TokenServiceServer::new(tokens::Tokens(context.clone())))
+        .add_service(AuditServiceServer::new(audit::Audit(context.clone())));
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let draining_connections = Arc::clone(&connections);
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
@@ -203,6 +221,11 @@ pub async fn serve_observed(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let edge = start_edge(&context).await?;
     let resync = crate::actors::resync::Resync::start(context.deps.clone());
+    tokio::spawn(audit::prune_periodically(
+        context.deps.store.clone(),
+        context.deps.config.audit.retention(),
+        context.shutdown.clone(),
+    ));
     let follower = tokio::spawn(follow_store(
         health.clone(),
         context.deps.store.watch_state(),
@@ -221,6 +244,7 @@ pub async fn serve_observed(
         reconciler: context.deps.reconciler.clone(),
         resync: resync.stats.clone(),
         edge,
+        bootstrap_token,
     });
 
     // After the shutdown signal, in-flight requests get `shutdown_timeout`
@@ -323,6 +347,27 @@ const WRITER_BY: Duration = Duration::from_millis(900);
 /// Every step gets at least this, even when earlier ones used its share.
 const MIN_STEP: Duration = Duration::from_millis(50);
 
+/// The token table: every stored token, and the bootstrap admin token,
+/// from the configured file or, at a data file's first start without one,
+/// generated (its text returned, to be shown once).
+async fn load_tokens(deps: &Deps) -> anyhow::Result<(auth::tokens::Tokens, Option<String>)> {
+    let store = deps.store.clone();
+    let tokens = tokio::task::spawn_blocking(move || auth::tokens::Tokens::load(&store))
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot read the tokens: {e}"))?;
+    if let Some(path) = &deps.config.auth.bootstrap_token_file {
+        tokens.insert(&auth::tokens::from_file(path)?);
+        return Ok((tokens, None));
+    }
+    match auth::tokens::generate_once(&deps.store).await? {
+        Some((record, text)) => {
+            tokens.insert(&record);
+            Ok((tokens, Some(text)))
+        }
+        None => Ok((tokens, None)),
+    }
+}
+
 /// Reserves the fixed hostnames of projects made before reservations
 /// existed, or before the apex domain changed (a no-op scan otherwise).
 async fn reserve_fixed_hostnames(deps: &Deps) -> anyhow::Result<()> {
@@ -380,6 +425,8 @@ async fn set_health(
         "deployd.v1.DeploymentService",
         "deployd.v1.RoutingService",
         "deployd.v1.AdminService",
+        "deployd.v1.TokenService",
+        "deployd.v1.AuditService",
     ] {
         health.set_service_status(service, status).await;
     }

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::validate;
 
+mod auth;
+pub use auth::{AuditConfig, AuthConfig};
+
 /// Everything the daemon can be told. Durations are milliseconds so the file
 /// format needs no duration syntax.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +101,10 @@ pub struct Config {
     pub builder: BuilderConfig,
     /// The built-in HTTP edge that serves every routed hostname.
     pub edge: EdgeConfig,
+    /// Bearer tokens: the bootstrap admin token, open reflection.
+    pub auth: AuthConfig,
+    /// The audit log's retention.
+    pub audit: AuditConfig,
     /// Test-only fault injection, compiled in only with the `fail-points`
     /// feature. Keys are fail point names (see `actors::fail_points`).
     #[cfg(feature = "fail-points")]
@@ -273,6 +280,8 @@ impl Default for Config {
             ]),
             builder: BuilderConfig::default(),
             edge: EdgeConfig::default(),
+            auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
             #[cfg(feature = "fail-points")]
             fail_points: BTreeMap::new(),
         }
@@ -333,6 +342,7 @@ impl Config {
                 self.max_watchers_per_deployment as u64,
             ),
             ("watch_send_timeout_ms", self.watch_send_timeout_ms),
+            ("audit.retention_days", self.audit.retention_days),
         ] {
             if value == 0 {
                 anyhow::bail!("config: {name} must be greater than 0");

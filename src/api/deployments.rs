@@ -7,6 +7,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
+use crate::api::auth::{self, Rpc};
 use crate::api::listener::ConnInfo;
 use crate::api::{Context, convert, idempotency, watch};
 use crate::error::Error;
@@ -130,12 +131,15 @@ impl DeploymentService for Deployments {
             |r| &r.idempotency_key,
             |r| r.idempotency_key.clear(),
         )?;
+        let caller = auth::caller(&request)?;
         let (project_id, new) =
             parse_create(request.into_inner(), self.0.deps.config.repository_rules())?;
+        self.0.reach_project(&caller, &project_id)?;
+        let event = auth::audit(&caller, Rpc::CreateDeployment);
         let created = self
             .0
             .projects
-            .deploy(&project_id, new, idempotency)
+            .deploy(&project_id, new, auth::origin(idempotency, event))
             .await?;
         Ok(Response::new(pb::CreateDeploymentResponse {
             deployment_id: created.id.to_string(),
@@ -147,12 +151,16 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::GetDeploymentRequest>,
     ) -> Result<Response<pb::GetDeploymentResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
         let deployment = self
             .0
             .blocking(move |context| {
                 let deployment = context.deployment(&id, "deployment")?;
                 let project = context.project(&deployment.project_id)?;
+                if !caller.reaches(&project.workspace_id) {
+                    return Err(Error::not_found(format!("deployment {id} not found")));
+                }
                 let hostnames = context.hostnames(&project, &deployment)?;
                 Ok(convert::deployment(&deployment, hostnames))
             })
@@ -166,6 +174,7 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::ListDeploymentsRequest>,
     ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let project_id = ProjectId::parse(&request.project_id, "project_id")?;
         let status = match pb::DeploymentStatus::try_from(request.status) {
@@ -201,7 +210,7 @@ impl DeploymentService for Deployments {
         let page = self
             .0
             .blocking(move |context| {
-                let project = context.project(&project_id)?;
+                let project = context.project_for(&caller, &project_id)?;
                 if let Some(environment) = &filter.environment
                     && project.environment(environment).is_none()
                 {
@@ -237,7 +246,9 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::WatchDeploymentRequest>,
     ) -> Result<Response<Self::WatchDeploymentStream>, Status> {
+        let caller = auth::caller(&request)?;
         let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
+        self.0.deployment_for(&caller, &id, "deployment")?;
         let connection = request.extensions().get::<ConnInfo>().cloned();
         let stream = watch::stream(self.0.clone(), id, connection)?;
         Ok(Response::new(Box::pin(stream)))
@@ -252,6 +263,7 @@ impl DeploymentService for Deployments {
             |r| &r.idempotency_key,
             |r| r.idempotency_key.clear(),
         )?;
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         if request.source_deployment_id.is_empty() || request.target_deployment_id.is_empty() {
             return Err(Error::invalid(
@@ -264,12 +276,17 @@ impl DeploymentService for Deployments {
         if source == target {
             return Err(Error::invalid("source and target are the same deployment").into());
         }
-        self.0.deployment(&source, "source deployment")?;
-        let project = self.0.deployment(&target, "target deployment")?.project_id;
+        self.0
+            .deployment_for(&caller, &source, "source deployment")?;
+        let project = self
+            .0
+            .deployment_for(&caller, &target, "target deployment")?
+            .project_id;
+        let event = auth::audit(&caller, Rpc::Rollback).id(&source).id(&target);
         let outcome = self
             .0
             .projects
-            .rollback(&project, source, target, idempotency)
+            .rollback(&project, source, target, auth::origin(idempotency, event))
             .await?;
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::RollbackResponse { project, routes }))
@@ -284,15 +301,20 @@ impl DeploymentService for Deployments {
             |r| &r.idempotency_key,
             |r| r.idempotency_key.clear(),
         )?;
+        let caller = auth::caller(&request)?;
         let target = DeploymentId::parse(
             &request.get_ref().target_deployment_id,
             "target_deployment_id",
         )?;
-        let project = self.0.deployment(&target, "target deployment")?.project_id;
+        let project = self
+            .0
+            .deployment_for(&caller, &target, "target deployment")?
+            .project_id;
+        let event = auth::audit(&caller, Rpc::Promote).id(&target);
         let outcome = self
             .0
             .projects
-            .promote(&project, target, idempotency)
+            .promote(&project, target, auth::origin(idempotency, event))
             .await?;
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::PromoteResponse { project, routes }))

@@ -57,7 +57,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
     let shutdown = shutdown_signal()?;
-    let daemon = crate::serve(listener, config, shutdown);
+    let daemon = crate::serve_observed(listener, config, shutdown, |handle| {
+        if let Some(token) = &handle.bootstrap_token {
+            // Its only appearance: the store keeps a hash, the log nothing.
+            let _ = emit(&format!(
+                "deployd bootstrap admin token (shown once; keep it, it is stored nowhere): {token}"
+            ));
+        }
+    });
     tokio::pin!(daemon);
     tokio::select! {
         result = &mut daemon => return result,
