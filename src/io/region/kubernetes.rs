@@ -377,3 +377,67 @@ fn instance(pod: &Pod, port: u16, settled: bool) -> Instance {
         address,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> WorkloadSpec {
+        WorkloadSpec {
+            deployment_id: DeploymentId::parse("dep_0000000000000001", "d").unwrap(),
+            project_id: ProjectId::parse("prj_0000000000000001", "p").unwrap(),
+            environment: "production".into(),
+            image: "nginx:1".into(),
+            command: vec![],
+            port: 3000,
+            replicas: 2,
+            running: true,
+            sentinel_replicas: 3,
+        }
+    }
+
+    fn replica_set(generation: i64, observed: i64, ready: i32) -> ReplicaSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "dep-0000000000000001", "generation": generation },
+            "spec": { "selector": {} },
+            "status": { "replicas": 2, "readyReplicas": ready, "observedGeneration": observed },
+        }))
+        .unwrap()
+    }
+
+    fn pod(ip: &str, ready: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p" },
+            "status": {
+                "podIP": ip,
+                "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ready_needs_the_current_generation_and_enough_ready_replicas() {
+        assert!(is_settled(&replica_set(2, 2, 2), &spec()));
+        // A status from before the last apply says nothing about it.
+        assert!(!is_settled(&replica_set(3, 2, 2), &spec()));
+        assert!(!is_settled(&replica_set(2, 2, 1), &spec()));
+    }
+
+    #[test]
+    fn an_instance_runs_at_its_pod_address_only_once_ready_and_settled() {
+        let ready = instance(&pod("10.0.0.7", true), 3000, true);
+        assert_eq!(ready.status, "running");
+        assert_eq!(ready.address.as_deref(), Some("10.0.0.7:3000"));
+        assert_eq!(
+            instance(&pod("10.0.0.7", true), 3000, false).status,
+            "pending"
+        );
+        assert_eq!(
+            instance(&pod("10.0.0.7", false), 3000, true).status,
+            "pending"
+        );
+        let v6 = instance(&pod("fd00::7", true), 3000, true);
+        assert_eq!(v6.address.as_deref(), Some("[fd00::7]:3000"));
+    }
+}

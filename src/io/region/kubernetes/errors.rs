@@ -76,4 +76,25 @@ mod tests {
             assert!(!retryable(code), "{code}");
         }
     }
+
+    fn waiting(reason: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "web-0" },
+            "status": { "containerStatuses": [{
+                "name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": { "waiting": { "reason": reason, "message": "details" } },
+            }] },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_waiting_reasons_that_do_not_pass_by_themselves_are_permanent() {
+        assert_eq!(
+            permanent_failure(&waiting("ImagePullBackOff")).as_deref(),
+            Some("pod web-0: container app: ImagePullBackOff: details")
+        );
+        assert!(permanent_failure(&waiting("CrashLoopBackOff")).is_some());
+        assert_eq!(permanent_failure(&waiting("ContainerCreating")), None);
+    }
 }
