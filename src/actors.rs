@@ -7,6 +7,7 @@
 //!     └── ReadinessActor (one per (deployment, region))
 //! Reconciler (tasks, one per deployment with driver calls to make)
 //! StatusReporter (one task: GitHub commit statuses from the outbox)
+//! Resync (one task: orphans and drift in regions that keep objects)
 //! ```
 //!
 //! Project actors decide; children and `io` do the slow work and report back
@@ -24,6 +25,7 @@ pub mod project;
 mod projects;
 pub mod readiness;
 pub mod reconciler;
+pub mod resync;
 mod supervisor;
 
 pub use deps::Deps;

@@ -114,6 +114,8 @@ pub struct DaemonHandle {
     pub projects: Projects,
     pub regions: Regions,
     pub reconciler: Reconciler,
+    /// Counters of the periodic resync (orphans, drift).
+    pub resync: Arc<crate::actors::resync::ResyncStats>,
     /// Where the edge serves HTTP, when it is enabled.
     pub edge: Option<std::net::SocketAddr>,
     /// The admin token generated at this data file's first start (none
@@ -224,6 +226,7 @@ pub async fn serve_observed(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let edge = start_edge(&context).await?;
+    let resync = crate::actors::resync::Resync::start(context.deps.clone());
     tokio::spawn(audit::prune_periodically(
         context.deps.store.clone(),
         context.deps.config.audit.retention(),
@@ -250,6 +253,7 @@ pub async fn serve_observed(
         projects: projects.clone(),
         regions: context.deps.regions.clone(),
         reconciler: context.deps.reconciler.clone(),
+        resync: resync.stats.clone(),
         edge,
         bootstrap_token,
         webhook,
@@ -293,6 +297,7 @@ pub async fn serve_observed(
             .max(MIN_STEP)
     };
     set_health(&health, tonic_health::ServingStatus::NotServing).await;
+    resync.stop().await;
     projects.shutdown(budget(ACTORS_BY)).await;
     context.deps.reconciler.stop();
     // The reporter holds the store open; what it had not settled stays in

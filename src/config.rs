@@ -92,6 +92,12 @@ pub struct Config {
     /// A watch whose client has not taken the next event for this long is
     /// ended, and its connection closed.
     pub watch_send_timeout_ms: u64,
+    /// How often the resync asks regions that keep objects of their own
+    /// (kubernetes) what they hold, to remove orphans and re-apply drift.
+    pub resync_interval_ms: u64,
+    /// How long a workload must have been an orphan (its deployment
+    /// unknown, archived or not in that region) before a resync removes it.
+    pub orphan_grace_ms: u64,
     /// One entry per region, each with the driver that reaches it.
     pub regions: BTreeMap<String, RegionConfig>,
     pub builder: BuilderConfig,
@@ -143,6 +149,24 @@ pub enum RegionConfig {
         #[serde(default = "default_podman")]
         podman: PathBuf,
     },
+    /// A Kubernetes cluster (see `io::region::kubernetes`).
+    Kubernetes {
+        /// The kubeconfig file to reach the cluster with. Without it, the
+        /// in-cluster service account (`KUBERNETES_SERVICE_HOST`, the
+        /// mounted token and CA).
+        #[serde(default)]
+        kubeconfig: Option<PathBuf>,
+        /// A context of that file; its current context without one.
+        #[serde(default)]
+        context: Option<String>,
+        /// The image of each environment's sentinel (gateway) Deployment.
+        #[serde(default = "default_sentinel_image")]
+        sentinel_image: String,
+    },
+}
+
+fn default_sentinel_image() -> String {
+    "registry.deployd.local/sentinel:1".to_string()
 }
 
 fn default_podman() -> PathBuf {
@@ -317,6 +341,8 @@ impl Default for Config {
             max_watchers: 20_000,
             max_watchers_per_deployment: 1_000,
             watch_send_timeout_ms: 30_000,
+            resync_interval_ms: 60_000,
+            orphan_grace_ms: 10 * 60 * 1000,
             regions: BTreeMap::from([
                 ("us-east-1".to_string(), simulated(300)),
                 ("eu-central-1".to_string(), simulated(400)),
@@ -361,6 +387,7 @@ impl Config {
         for (name, value) in [
             ("region_timeout_ms", self.region_timeout_ms),
             ("readiness_poll_ms", self.readiness_poll_ms),
+            ("resync_interval_ms", self.resync_interval_ms),
             ("call_timeout_ms", self.call_timeout_ms),
             ("restart_window_ms", self.restart_window_ms),
             ("max_queued_per_project", self.max_queued_per_project as u64),

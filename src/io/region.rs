@@ -8,6 +8,7 @@
 //! project actors decide and `actors::reconciler` makes the calls, after the
 //! commit that holds the decision, until the driver confirms.
 
+pub mod kubernetes;
 pub mod podman;
 pub mod simulated;
 
@@ -101,6 +102,38 @@ pub trait RegionDriver: Send + Sync + 'static {
 
     /// What runs for the workload now.
     async fn observe(&self, spec: &WorkloadSpec) -> Result<Observed, DriverError>;
+
+    /// Every deployment the region holds objects of, for the periodic
+    /// resync (`actors::resync` decides what to remove and re-apply).
+    /// `None`: this driver holds nothing that outlives what `apply`
+    /// re-creates, and has nothing to resync.
+    async fn held(&self) -> Result<Option<Vec<Held>>, DriverError> {
+        Ok(None)
+    }
+
+    /// Removes every object of `deployment` (not its environment's
+    /// sentinel, nor the project's namespace). Idempotent.
+    async fn remove(
+        &self,
+        _project: &ProjectId,
+        _deployment: &DeploymentId,
+    ) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+/// What a region holds of one deployment, as a resync sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub deployment_id: DeploymentId,
+    pub project_id: ProjectId,
+    /// Replicas and image of its workload object, if that exists.
+    pub replicas: Option<u32>,
+    pub image: Option<String>,
+    /// How many of its objects exist, of the `complete_at` that `apply`
+    /// writes for it.
+    pub objects: usize,
+    pub complete_at: usize,
 }
 
 /// The driver of every configured region.
@@ -152,6 +185,19 @@ impl Regions {
                         &owned,
                         podman,
                         insecure_registries.to_vec(),
+                    );
+                    drivers.insert(name.clone(), Arc::new(region));
+                }
+                RegionConfig::Kubernetes {
+                    kubeconfig,
+                    context,
+                    sentinel_image,
+                } => {
+                    let region = kubernetes::KubernetesRegion::new(
+                        name,
+                        kubeconfig.clone(),
+                        context.clone(),
+                        sentinel_image.clone(),
                     );
                     drivers.insert(name.clone(), Arc::new(region));
                 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_kube;
 pub mod github;
 pub mod http;
 pub mod podman;

@@ -1,0 +1,628 @@
+//! A fake Kubernetes API server for the kubernetes driver's tests: plain
+//! HTTP/1.1 on 127.0.0.1 port 0, reached by the real kube client through a
+//! kubeconfig file the fake writes.
+//!
+//! It serves what the driver uses: server-side apply (`PATCH` with
+//! `application/apply-patch+yaml`, `fieldManager`, `force`), `GET`, `LIST`
+//! with label selectors (in a namespace and across all), `DELETE`, and
+//! enough discovery for `kubectl get` by hand. Objects are JSON values;
+//! an apply that changes nothing keeps `resourceVersion`, one that changes
+//! `spec` bumps `generation`.
+//!
+//! A toy controller and kubelet run one step on every request (no timers,
+//! so nothing in a test depends on time): a ReplicaSet or Deployment whose
+//! generation is not yet observed gets its pods created or removed, the
+//! next step makes pods ready (or, by image, fails them: an image with
+//! `pull-fail` in its name never pulls, `crash` crash-loops, `never-ready`
+//! runs and never gets ready), and the status follows.
+//!
+//! Faults: [`FakeKube::fail`] answers matching requests with a status code
+//! (the next N, or every Nth), and every request is logged.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+mod cluster;
+use cluster::{controller_step, discovery};
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    /// The status the fake answered with.
+    pub status: u16,
+}
+
+/// Answers requests whose method and path match with `status`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: Option<Method>,
+    pub path_contains: String,
+    pub status: u16,
+    /// How many more times it fires (`u32::MAX`: for ever).
+    pub remaining: u32,
+    /// Fires on every `every`-th matching request (1: each one).
+    pub every: u32,
+    /// Or, when set, on this percentage of matching requests, drawn from a
+    /// fixed-seed generator (the same run every time).
+    pub percent: Option<u32>,
+    seen: u32,
+}
+
+/// A stored object, by (resource, namespace, name); cluster-scoped
+/// objects have an empty namespace.
+type Key = (String, String, String);
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<Key, Value>,
+    next_version: u64,
+    next_ip: u32,
+    log: Vec<Logged>,
+    faults: Vec<Fault>,
+    random: u64,
+    /// While set, the kubelet leaves pods as they are (a slow cluster).
+    held: bool,
+}
+
+pub struct FakeKube {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeKube {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(Mutex::new(State {
+            next_version: 1000,
+            random: 0x9E37_79B9_7F4A_7C15,
+            ..State::default()
+        }));
+        let served = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = served.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fake = Self {
+            addr,
+            state,
+            dir,
+            task,
+        };
+        std::fs::write(fake.kubeconfig(), fake.kubeconfig_text()).expect("write kubeconfig");
+        fake
+    }
+
+    /// A kubeconfig whose context `fake` (the current one) reaches this
+    /// server.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn kubeconfig_text(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\nusers:\n- name: fake\n  user:\n    token: fake-token\n",
+            self.addr
+        )
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake state")
+    }
+
+    /// The stored object, if any.
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.lock()
+            .objects
+            .get(&(resource.into(), namespace.into(), name.into()))
+            .cloned()
+    }
+
+    /// Every stored object of `resource`, by (namespace, name).
+    pub fn all(&self, resource: &str) -> BTreeMap<(String, String), Value> {
+        self.lock()
+            .objects
+            .iter()
+            .filter(|((r, _, _), _)| r == resource)
+            .map(|((_, ns, name), v)| ((ns.clone(), name.clone()), v.clone()))
+            .collect()
+    }
+
+    /// Changes an object behind deployd's back (someone's `kubectl edit`).
+    pub fn edit(&self, resource: &str, namespace: &str, name: &str, edit: impl FnOnce(&mut Value)) {
+        let mut state = self.lock();
+        let version = state.bump();
+        let object = state
+            .objects
+            .get_mut(&(resource.into(), namespace.into(), name.into()))
+            .expect("the object to edit exists");
+        edit(object);
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+        object["metadata"]["generation"] = json!(generation + 1);
+    }
+
+    /// Stores an object as if someone else had created it.
+    pub fn insert(&self, resource: &str, object: Value) {
+        let mut state = self.lock();
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("a name")
+            .to_string();
+        state
+            .objects
+            .insert((resource.into(), namespace, name), object);
+    }
+
+    /// Deletes an object behind deployd's back; whether it existed.
+    pub fn remove(&self, resource: &str, namespace: &str, name: &str) -> bool {
+        self.lock()
+            .objects
+            .remove(&(resource.into(), namespace.into(), name.into()))
+            .is_some()
+    }
+
+    pub fn fail(&self, method: Option<Method>, path_contains: &str, status: u16, times: u32) {
+        self.fail_every(method, path_contains, status, times, 1);
+    }
+
+    pub fn fail_every(
+        &self,
+        method: Option<Method>,
+        path_contains: &str,
+        status: u16,
+        times: u32,
+        every: u32,
+    ) {
+        self.lock().faults.push(Fault {
+            method,
+            path_contains: path_contains.into(),
+            status,
+            remaining: times,
+            every: every.max(1),
+            percent: None,
+            seen: 0,
+        });
+    }
+
+    /// Fails `percent` % of all requests with `status`, at random (a fixed
+    /// seed: every run draws the same).
+    pub fn fail_percent(&self, status: u16, percent: u32) {
+        self.lock().faults.push(Fault {
+            method: None,
+            path_contains: "/".into(),
+            status,
+            remaining: u32::MAX,
+            every: 1,
+            percent: Some(percent),
+            seen: 0,
+        });
+    }
+
+    /// Stops (`true`) or resumes the kubelet: while stopped, no pod
+    /// changes state.
+    pub fn hold_pods(&self, held: bool) {
+        self.lock().held = held;
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.lock().log.clone()
+    }
+
+    /// Requests that changed or removed something.
+    pub fn writes(&self) -> Vec<Logged> {
+        self.log()
+            .into_iter()
+            .filter(|r| r.method == Method::PATCH || r.method == Method::DELETE)
+            .collect()
+    }
+}
+
+impl State {
+    fn bump(&mut self) -> u64 {
+        self.next_version += 1;
+        self.next_version
+    }
+
+    fn fault(&mut self, method: &Method, path: &str) -> Option<u16> {
+        let State { faults, random, .. } = self;
+        for fault in faults {
+            let matches = fault.method.as_ref().is_none_or(|m| m == method)
+                && path.contains(&fault.path_contains)
+                && fault.remaining > 0;
+            if matches {
+                fault.seen += 1;
+                let fires = match fault.percent {
+                    Some(percent) => {
+                        // xorshift64: a cheap, fixed sequence.
+                        *random ^= *random << 13;
+                        *random ^= *random >> 7;
+                        *random ^= *random << 17;
+                        *random % 100 < u64::from(percent)
+                    }
+                    None => fault.seen % fault.every == 0,
+                };
+                if fires {
+                    if fault.remaining != u32::MAX {
+                        fault.remaining -= 1;
+                    }
+                    return Some(fault.status);
+                }
+            }
+        }
+        None
+    }
+}
+
+async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let content_type = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let Ok(mut state) = state.lock() else {
+        return respond(
+            500,
+            status_body(500, "InternalError", "fake state poisoned"),
+        );
+    };
+    let (status, answer) = match state.fault(&method, &path) {
+        Some(code) => (code, status_body(code, "Injected", "injected by the test")),
+        None => {
+            controller_step(&mut state);
+            serve(&mut state, &method, &path, &query, &content_type, &body)
+        }
+    };
+    state.log.push(Logged {
+        method,
+        path,
+        query,
+        content_type,
+        status,
+    });
+    respond(status, answer)
+}
+
+fn respond(status: u16, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_default()
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    })
+}
+
+/// What a path names: a resource, its namespace (or none), and an object
+/// name (or none, for a list).
+struct Target {
+    resource: String,
+    namespace: Option<String>,
+    name: Option<String>,
+    kind: &'static str,
+    api_version: &'static str,
+}
+
+fn kind_of(resource: &str) -> Option<(&'static str, &'static str)> {
+    Some(match resource {
+        "namespaces" => ("Namespace", "v1"),
+        "services" => ("Service", "v1"),
+        "pods" => ("Pod", "v1"),
+        "replicasets" => ("ReplicaSet", "apps/v1"),
+        "deployments" => ("Deployment", "apps/v1"),
+        "networkpolicies" => ("NetworkPolicy", "networking.k8s.io/v1"),
+        _ => return None,
+    })
+}
+
+fn parse_target(path: &str) -> Option<Target> {
+    let rest = path.strip_prefix("/api/v1/").or_else(|| {
+        let rest = path.strip_prefix("/apis/")?;
+        let mut parts = rest.splitn(3, '/');
+        parts.next()?;
+        parts.next()?;
+        parts.next()
+    })?;
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    let (resource, namespace, name) = match parts.as_slice() {
+        ["namespaces"] => ("namespaces", None, None),
+        ["namespaces", name] => ("namespaces", None, Some(*name)),
+        ["namespaces", ns, resource] => (*resource, Some(*ns), None),
+        ["namespaces", ns, resource, name] => (*resource, Some(*ns), Some(*name)),
+        [resource] => (*resource, None, None),
+        _ => return None,
+    };
+    let (kind, api_version) = kind_of(resource)?;
+    Some(Target {
+        resource: resource.to_string(),
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+        kind,
+        api_version,
+    })
+}
+
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => out.push(b),
+                    Err(_) => out.push(b'%'),
+                }
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `k=v,k2=v2` (equality terms only: what the driver sends).
+fn matches_selector(object: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let Some((key, value)) = term.split_once('=') else {
+            return false;
+        };
+        object["metadata"]["labels"][key].as_str() == Some(value)
+    })
+}
+
+fn serve(
+    state: &mut State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Value) {
+    if let Some(discovery) = discovery(path) {
+        return (200, discovery);
+    }
+    let Some(target) = parse_target(path) else {
+        return (
+            404,
+            status_body(404, "NotFound", &format!("no route {path}")),
+        );
+    };
+    let namespace = target.namespace.clone().unwrap_or_default();
+    match (method.clone(), &target.name) {
+        (Method::GET, Some(name)) => {
+            let key = (target.resource.clone(), namespace, name.clone());
+            match state.objects.get(&key) {
+                Some(object) => (200, object.clone()),
+                None => not_found(&target, name),
+            }
+        }
+        (Method::GET, None) => {
+            let selector = query_param(query, "labelSelector").unwrap_or_default();
+            let items: Vec<Value> = state
+                .objects
+                .iter()
+                .filter(|((r, ns, _), _)| {
+                    *r == target.resource && (target.namespace.is_none() || *ns == namespace)
+                })
+                .map(|(_, v)| v)
+                .filter(|v| matches_selector(v, &selector))
+                .cloned()
+                .collect();
+            let version = state.next_version.to_string();
+            (
+                200,
+                json!({
+                    "kind": format!("{}List", target.kind),
+                    "apiVersion": target.api_version,
+                    "metadata": { "resourceVersion": version },
+                    "items": items,
+                }),
+            )
+        }
+        (Method::PATCH, Some(name)) => {
+            if content_type != "application/apply-patch+yaml" {
+                return (415, status_body(415, "UnsupportedMediaType", content_type));
+            }
+            if query_param(query, "fieldManager").as_deref() != Some("deployd") {
+                return (
+                    400,
+                    status_body(400, "BadRequest", "fieldManager is required"),
+                );
+            }
+            // JSON is YAML; kube sends JSON.
+            let Ok(applied) = serde_json::from_slice::<Value>(body) else {
+                return (400, status_body(400, "BadRequest", "body is not JSON"));
+            };
+            if applied["metadata"]["name"].as_str() != Some(name.as_str())
+                || applied["kind"].as_str() != Some(target.kind)
+            {
+                return (
+                    422,
+                    status_body(
+                        422,
+                        "Invalid",
+                        "metadata.name or kind does not match the path",
+                    ),
+                );
+            }
+            let key = (target.resource.clone(), namespace, name.clone());
+            (200, server_side_apply(state, key, applied))
+        }
+        (Method::DELETE, Some(name)) => {
+            let key = (target.resource.clone(), namespace.clone(), name.clone());
+            match state.objects.remove(&key) {
+                Some(object) => {
+                    // Garbage collection of the pods it owned.
+                    state.objects.retain(|(r, ns, pod), _| {
+                        !(r == "pods" && *ns == namespace && owner_of(pod) == Some(name.as_str()))
+                    });
+                    (200, object)
+                }
+                None => not_found(&target, name),
+            }
+        }
+        _ => (405, status_body(405, "MethodNotAllowed", method.as_str())),
+    }
+}
+
+fn not_found(target: &Target, name: &str) -> (u16, Value) {
+    (
+        404,
+        status_body(
+            404,
+            "NotFound",
+            &format!("{} \"{name}\" not found", target.resource),
+        ),
+    )
+}
+
+/// Stores `applied` as the object's desired fields: a forced apply of a
+/// whole object takes every field it names, and keeps what the server
+/// owns (status, uid, creation time). Nothing changed: nothing is written.
+fn server_side_apply(state: &mut State, key: Key, mut applied: Value) -> Value {
+    let existing = state.objects.get(&key).cloned();
+    let Some(mut object) = existing else {
+        let version = state.bump();
+        applied["metadata"]["uid"] = json!(format!("uid-{version}"));
+        applied["metadata"]["resourceVersion"] = json!(version.to_string());
+        applied["metadata"]["generation"] = json!(1);
+        applied["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        applied["metadata"]["managedFields"] =
+            json!([{ "manager": "deployd", "operation": "Apply" }]);
+        state.objects.insert(key, applied.clone());
+        return applied;
+    };
+    let mut changed = false;
+    let mut spec_changed = false;
+    if let Some(fields) = applied.as_object() {
+        for (field, value) in fields {
+            match field.as_str() {
+                "metadata" => {
+                    if object["metadata"]["labels"] != value["labels"] {
+                        object["metadata"]["labels"] = value["labels"].clone();
+                        changed = true;
+                    }
+                }
+                "status" | "apiVersion" | "kind" => {}
+                _ => {
+                    // Deep-merge: fields another manager set and deployd
+                    // does not name stay.
+                    let mut merged = object[field].clone();
+                    merge(&mut merged, value);
+                    if merged != object[field] {
+                        object[field] = merged;
+                        changed = true;
+                        spec_changed |= field == "spec";
+                    }
+                }
+            }
+        }
+    }
+    if changed {
+        let version = state.bump();
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        if spec_changed {
+            let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+            object["metadata"]["generation"] = json!(generation + 1);
+        }
+        state.objects.insert(key, object.clone());
+    }
+    object
+}
+
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (k, v) in from {
+                merge(into.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (into, from) => *into = from.clone(),
+    }
+}
+
+/// Pods are named `{owner}-{index}`.
+fn owner_of(pod: &str) -> Option<&str> {
+    pod.rsplit_once('-').map(|(owner, _)| owner)
+}
