@@ -66,7 +66,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        command => runtime(false)?.block_on(client::run(&cli.addr, cli.json, command)),
+        command => {
+            runtime(false)?.block_on(client::run(&cli.addr, &cli.tls, cli.json, command))
+        }
     }
 }
 

@@ -13,3 +13,4 @@ pub mod backends;
 pub mod builder;
 pub mod region;
 pub mod store;
+pub mod tls;

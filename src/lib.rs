@@ -32,6 +32,7 @@ pub mod error;
 #[cfg(feature = "fail-points")]
 pub mod fail_points;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod pb;
 

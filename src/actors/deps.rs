@@ -11,6 +11,7 @@ use crate::io::backends::Backends;
 use crate::io::builder::Builder;
 use crate::io::region::Regions;
 use crate::io::store::Store;
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct Deps {
@@ -23,6 +24,8 @@ pub struct Deps {
     pub builder: Arc<dyn Builder>,
     pub config: Arc<Config>,
     pub events: DeploymentEvents,
+    /// This daemon's Prometheus figures (served only with `[metrics]`).
+    pub metrics: Arc<Metrics>,
     #[cfg(feature = "fail-points")]
     pub fail_points: crate::fail_points::FailPoints,
 }
@@ -33,8 +36,18 @@ impl Deps {
     pub fn new(config: Config, store: Store) -> Self {
         let regions = Regions::from_config(&config.regions, &config.data_dir);
         let backends = Backends::default();
+        let metrics = Arc::new(Metrics::new(
+            config.regions.keys().map(String::as_str),
+            store.stats().metrics.clone(),
+        ));
         Self {
-            reconciler: Reconciler::new(regions.clone(), store.clone(), backends.clone()),
+            reconciler: Reconciler::new(
+                regions.clone(),
+                store.clone(),
+                backends.clone(),
+                metrics.clone(),
+            ),
+            metrics,
             backends,
             regions,
             builder: crate::io::builder::from_config(&config.builder),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status};
 
-use crate::api::{Context, convert, idempotency};
+use crate::api::{Context, convert, idempotency, record_id};
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::names::Hostnames;
@@ -35,6 +35,7 @@ impl ProjectService for Projects {
     ) -> Result<Response<pb::CreateProjectResponse>, Status> {
         let request = request.into_inner();
         let workspace_id = WorkspaceId::parse(&request.workspace_id, "workspace_id")?;
+        record_id("workspace_id", &workspace_id);
         validate::slug(&request.slug, "slug")?;
         validate::display_name(&request.name, "name")?;
         let workspace = self
@@ -68,6 +69,7 @@ impl ProjectService for Projects {
         request: Request<pb::GetProjectRequest>,
     ) -> Result<Response<pb::GetProjectResponse>, Status> {
         let id = ProjectId::parse(&request.get_ref().project_id, "project_id")?;
+        record_id("project_id", &id);
         let project = self.0.project(&id)?;
         Ok(Response::new(pb::GetProjectResponse {
             project: Some(self.to_pb(&project)),
@@ -80,6 +82,7 @@ impl ProjectService for Projects {
     ) -> Result<Response<pb::ListProjectsResponse>, Status> {
         let request = request.into_inner();
         let id = WorkspaceId::parse(&request.workspace_id, "workspace_id")?;
+        record_id("workspace_id", &id);
         let page_size = convert::page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = if request.page_token.is_empty() {
             None
@@ -122,7 +125,9 @@ impl ProjectService for Projects {
         )?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
+        record_id("project_id", &id);
         validate::slug(&request.environment_slug, "environment_slug")?;
+        validate::region_count(request.regions.len())?;
         let mut regions = BTreeMap::new();
         for (region, replicas) in request.regions {
             validate::region(&region)?;
@@ -150,6 +155,7 @@ impl ProjectService for Projects {
         )?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
+        record_id("project_id", &id);
         validate::fqdn(&request.fqdn, "fqdn")?;
         let added = self
             .0

@@ -41,6 +41,7 @@ impl WorkspaceService for Workspaces {
         request: Request<pb::GetWorkspaceRequest>,
     ) -> Result<Response<pb::GetWorkspaceResponse>, Status> {
         let id = WorkspaceId::parse(&request.get_ref().workspace_id, "workspace_id")?;
+        crate::api::record_id("workspace_id", &id);
         let workspace = self
             .0
             .deps

@@ -60,6 +60,7 @@ pub fn fast_config() -> Config {
         edge: deployd::config::EdgeConfig {
             enabled: true,
             listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
         },
         ..Config::default()
     }

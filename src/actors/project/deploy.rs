@@ -78,7 +78,8 @@ pub(super) fn create(
     let mut effects = Effects::new();
     effects
         .write(Mutation::PutProject(core.project.clone()))
-        .write(Mutation::PutDeployment(deployment.clone()));
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .observe(&deployment, DeploymentStatus::Pending, None);
     let stored = StoredReply::Deployment {
         id: created.id.clone(),
         status: created.status,
@@ -168,7 +169,9 @@ fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
         source: git,
     };
     let mut effects = Effects::new();
-    effects.write(Mutation::PutDeployment(deployment.clone()));
+    effects
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .observe(deployment, DeploymentStatus::Building, None);
     effects.children.push(Child::Build {
         deployment: id.clone(),
         ticket,
@@ -253,7 +256,12 @@ fn start_deploying(core: &mut ProjectCore, id: &DeploymentId) {
     let mut effects = Effects::new();
     effects
         .write(Mutation::PutDeployment(deployment.clone()))
-        .write(track);
+        .write(track)
+        .observe(
+            &deployment,
+            DeploymentStatus::Deploying,
+            Some(StepName::Build),
+        );
     effects.drivers.push(intent);
     effects.children = readiness_children(core, &deployment, ticket);
     core.push(effects);
@@ -322,7 +330,13 @@ fn regions_ready(core: &mut ProjectCore, id: &DeploymentId) {
     deployment.status = DeploymentStatus::Network;
     deployment.start_step(StepName::Network, now);
     let mut effects = Effects::new();
-    effects.write(Mutation::PutDeployment(deployment.clone()));
+    effects
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .observe(
+            deployment,
+            DeploymentStatus::Network,
+            Some(StepName::Deploy),
+        );
     core.push(effects);
 }
 
@@ -362,7 +376,9 @@ fn switch_routes(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), Error>
     deployment.status = DeploymentStatus::Ready;
 
     let mut effects = Effects::new();
-    effects.write(Mutation::PutDeployment(deployment.clone()));
+    effects
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .observe(deployment, DeploymentStatus::Ready, Some(StepName::Network));
     for route in &plan.routes {
         if matches!(route.kind, RouteKind::Environment | RouteKind::Live) {
             core.fixed_routes.insert(route.fqdn.clone(), route.clone());
@@ -438,10 +454,13 @@ pub(super) fn fail(core: &mut ProjectCore, id: &DeploymentId, reason: String) {
         return;
     };
     tracing::info!(deployment = %id, %reason, "deployment failed");
+    let failed_step = in_flight.deployment.running_step().map(|s| s.name);
     in_flight.deployment.fail(reason, now_millis());
     let mut effects = Effects::new();
     effects.stop_children.push(id.clone());
-    effects.write(Mutation::PutDeployment(in_flight.deployment.clone()));
+    effects
+        .write(Mutation::PutDeployment(in_flight.deployment.clone()))
+        .observe(&in_flight.deployment, DeploymentStatus::Failed, failed_step);
     if !in_flight.deployment.regions.is_empty() {
         let (track, intent) = core.intent(&in_flight.deployment);
         effects.write(track);

@@ -8,7 +8,7 @@
 
 use crate::actors::project::core::{PendingSwitch, ProjectCore, Wake};
 use crate::actors::project::deploy::readiness_children;
-use crate::actors::project::effects::Effects;
+use crate::actors::project::effects::{Effects, Observation};
 use crate::actors::project::switch::{Check, check_promote, check_rollback, switch};
 use crate::actors::readiness::RegionOutcome;
 use crate::error::Error;
@@ -113,6 +113,12 @@ fn finish(core: &mut ProjectCore, id: &DeploymentId) {
         return;
     };
     wake.target.finish_step(StepName::Wake, now_millis(), None);
+    // The wake itself is not stored; its duration is counted now.
+    if let Some(step) = Observation::step(&wake.target, StepName::Wake) {
+        let mut effects = Effects::new();
+        effects.observations.push(step);
+        core.push(effects);
+    }
     let mut switched = false;
     for waiter in wake.waiters {
         if waiter.is_abandoned() {
