@@ -160,8 +160,11 @@ pub async fn serve_observed(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let local = listener.local_addr().ok();
-    let (connections, incoming) =
-        Connections::start(listener, &deps.config, api_tls.as_ref().map(|t| t.acceptor()));
+    let (connections, incoming) = Connections::start(
+        listener,
+        &deps.config,
+        api_tls.as_ref().map(|t| t.acceptor()),
+    );
     for (name, tls) in [("api", &api_tls), ("edge", &edge_tls)] {
         if let Some(tls) = tls {
             Arc::clone(tls).watch(name, shutdown_rx.clone());

@@ -66,9 +66,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        command => {
-            runtime(false)?.block_on(client::run(&cli.addr, &cli.tls, cli.json, command))
-        }
+        command => runtime(false)?.block_on(client::run(&cli.addr, &cli.tls, cli.json, command)),
     }
 }
 

@@ -392,8 +392,15 @@ impl Config {
                 anyhow::bail!("config: {name}.reload_poll_ms must be greater than 0");
             }
         }
-        if self.edge.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()) {
-            anyhow::bail!("config: edge.tls.client_ca_file is not supported: the edge serves the public");
+        if self
+            .edge
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some())
+        {
+            anyhow::bail!(
+                "config: edge.tls.client_ca_file is not supported: the edge serves the public"
+            );
         }
         self.check_plaintext()
     }

@@ -134,7 +134,10 @@ impl Metrics {
         );
         let statuses = STATUSES
             .iter()
-            .map(|s| (*s, status_vec.with_label_values(&[s.as_str()])))
+            .map(|s| {
+                let label = s.as_str().to_ascii_lowercase();
+                (*s, status_vec.with_label_values(&[label.as_str()]))
+            })
             .collect();
         let step_vec = histogram_vec(
             "deployd_deployment_step_seconds",
@@ -270,8 +273,11 @@ fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
 }
 
 fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
-        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"))
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .unwrap_or_else(|e| unreachable!("metric {name}: {e}"))
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -315,7 +321,10 @@ mod tests {
             "deployd_mailbox_refusals_total 0",
             "deployd_store_commit_seconds_count 0",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing in:\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
         }
     }
 }

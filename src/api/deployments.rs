@@ -82,8 +82,16 @@ fn parse_create(
                 "git_commit.message",
                 MAX_COMMIT_MESSAGE_LEN,
             )?;
-            validate::free_text(&commit.author_name, "git_commit.author_name", MAX_AUTHOR_LEN)?;
-            validate::free_text(&commit.author_email, "git_commit.author_email", MAX_AUTHOR_LEN)?;
+            validate::free_text(
+                &commit.author_name,
+                "git_commit.author_name",
+                MAX_AUTHOR_LEN,
+            )?;
+            validate::free_text(
+                &commit.author_email,
+                "git_commit.author_email",
+                MAX_AUTHOR_LEN,
+            )?;
             let committed_at = match &commit.committed_at {
                 None => None,
                 Some(ts) => Some(validate::timestamp(

@@ -104,7 +104,8 @@ impl Connections {
                     };
                     let (tls, tx) = (tls.clone(), tx.clone());
                     tokio::spawn(async move {
-                        let handshake = tokio::time::timeout(timeouts.handshake, tls.accept(stream));
+                        let handshake =
+                            tokio::time::timeout(timeouts.handshake, tls.accept(stream));
                         let stream = match handshake.await {
                             Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
                             Ok(Err(e)) => {

@@ -58,7 +58,11 @@ pub async fn start(context: &Context, address: SocketAddr) -> anyhow::Result<Soc
 
 fn answer<B>(context: &Context, request: &Request<B>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET || request.uri().path() != "/metrics" {
-        return reply(StatusCode::NOT_FOUND, "text/plain", "try GET /metrics\n".into());
+        return reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try GET /metrics\n".into(),
+        );
     }
     let metrics = &context.deps.metrics;
     let projects = &context.projects;

@@ -12,8 +12,8 @@ use serde::Serialize;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::cli::args::{
-    Command, TlsArgs, DeploymentCommand, DeploymentsArgs, DomainCommand, ProjectCommand, RegionsArgs,
-    WorkspaceCommand,
+    Command, DeploymentCommand, DeploymentsArgs, DomainCommand, ProjectCommand, RegionsArgs,
+    TlsArgs, WorkspaceCommand,
 };
 use crate::cli::output::{self, emit};
 use crate::cli::{deploy, render};

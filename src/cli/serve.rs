@@ -12,9 +12,9 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::Config;
-use crate::config::LogFormat;
 use crate::cli::args::ConfigArgs;
 use crate::cli::output::emit;
+use crate::config::LogFormat;
 use crate::io::store::check::check_file;
 
 /// The exit code of `check` when the file has problems, distinct from 1

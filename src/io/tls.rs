@@ -121,14 +121,15 @@ impl ServerTls {
     /// Reloads on SIGHUP and when a file changes, until `stop` turns true.
     pub fn watch(self: Arc<Self>, name: &'static str, mut stop: watch::Receiver<bool>) {
         tokio::spawn(async move {
-            let mut hangup =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                    Ok(signal) => Some(signal),
-                    Err(e) => {
-                        tracing::warn!(listener = name, error = %e, "cannot handle SIGHUP; TLS files are reloaded when they change only");
-                        None
-                    }
-                };
+            let mut hangup = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::hangup(),
+            ) {
+                Ok(signal) => Some(signal),
+                Err(e) => {
+                    tracing::warn!(listener = name, error = %e, "cannot handle SIGHUP; TLS files are reloaded when they change only");
+                    None
+                }
+            };
             let mut seen = self.stamps();
             loop {
                 let hung_up = async {
@@ -152,8 +153,15 @@ impl ServerTls {
                 // retried when its other file changes, not every poll.
                 seen = self.stamps();
                 match self.reload() {
-                    Ok(()) => tracing::info!(listener = name, reason = why, "TLS certificate reloaded"),
-                    Err(e) => tracing::error!(listener = name, reason = why, error = format!("{e:#}"), "TLS certificate not reloaded; the previous one stays"),
+                    Ok(()) => {
+                        tracing::info!(listener = name, reason = why, "TLS certificate reloaded")
+                    }
+                    Err(e) => tracing::error!(
+                        listener = name,
+                        reason = why,
+                        error = format!("{e:#}"),
+                        "TLS certificate not reloaded; the previous one stays"
+                    ),
                 }
             }
         });

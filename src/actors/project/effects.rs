@@ -17,8 +17,8 @@ use crate::error::Error;
 use crate::io::builder::BuildRequest;
 use crate::io::region::WorkloadSpec;
 use crate::io::store::Mutation;
-use crate::model::project::Project;
 use crate::model::deployment::StepName;
+use crate::model::project::Project;
 use crate::model::{Deployment, DeploymentId, DeploymentStatus, Idempotency, SwitchOutcome};
 
 /// What one decision asks for, in the order it must happen.
