@@ -26,7 +26,7 @@ use deployd::pb::project_service_client::ProjectServiceClient;
 use deployd::pb::routing_service_client::RoutingServiceClient;
 use deployd::pb::workspace_service_client::WorkspaceServiceClient;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 pub const SHA_A: &str = "aaaaaaa111111111111111111111111111111111";
 pub const SHA_B: &str = "bbbbbbb222222222222222222222222222222222";
@@ -112,6 +112,8 @@ pub struct TestDaemon {
     data: DataDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// How clients reach a daemon with `[tls]` (`addr` is `https://`).
+    client_tls: Option<ClientTlsConfig>,
 }
 
 enum DataDir {
@@ -135,20 +137,40 @@ impl TestDaemon {
 
     pub async fn start_with(config: Config) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(config, DataDir::Owned(dir)).await
+        Self::start_in(config, DataDir::Owned(dir), None).await
+    }
+
+    /// A daemon with `[tls]`, reached with `client_tls`.
+    pub async fn start_tls(config: Config, client_tls: ClientTlsConfig) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(config, DataDir::Owned(dir), Some(client_tls)).await
+    }
+
+    /// A new connection to the daemon (over TLS when it has `[tls]`).
+    pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        connect(&self.addr, self.client_tls.clone()).await
     }
 
     /// A daemon on a data directory the test owns (a prepared file).
     pub async fn start_on(config: Config, data_dir: &Path) -> Self {
-        Self::start_in(config, DataDir::Borrowed(data_dir.to_path_buf())).await
+        Self::start_in(config, DataDir::Borrowed(data_dir.to_path_buf()), None).await
     }
 
-    async fn start_in(mut config: Config, data: DataDir) -> Self {
+    async fn start_in(
+        mut config: Config,
+        data: DataDir,
+        client_tls: Option<ClientTlsConfig>,
+    ) -> Self {
         config.data_dir = data.path().to_path_buf();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let addr = format!("http://{}", listener.local_addr().expect("addr"));
+        let scheme = if client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let addr = format!("{scheme}://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (observed, handle) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(deployd::serve_observed(
@@ -175,17 +197,18 @@ impl TestDaemon {
             data,
             stop: Some(stop),
             task: Some(task),
+            client_tls,
         };
         daemon.wait_serving().await;
         daemon
     }
 
     async fn wait_serving(&self) {
-        let addr = self.addr.clone();
-        eventually("daemon reports SERVING", Duration::from_secs(10), || {
-            let addr = addr.clone();
-            async move {
-                let channel = Channel::from_shared(addr).ok()?.connect().await.ok()?;
+        eventually(
+            "daemon reports SERVING",
+            Duration::from_secs(10),
+            || async move {
+                let channel = self.channel().await.ok()?;
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 let reply = health
                     .check(tonic_health::pb::HealthCheckRequest::default())
@@ -194,8 +217,8 @@ impl TestDaemon {
                 (reply.into_inner().status
                     == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
                     .then_some(())
-            }
-        })
+            },
+        )
         .await;
     }
 
@@ -235,27 +258,19 @@ impl TestDaemon {
     }
 
     pub async fn workspaces(&self) -> WorkspaceServiceClient<Channel> {
-        WorkspaceServiceClient::connect(self.addr.clone())
-            .await
-            .expect("connect")
+        WorkspaceServiceClient::new(self.channel().await.expect("connect"))
     }
 
     pub async fn projects(&self) -> ProjectServiceClient<Channel> {
-        ProjectServiceClient::connect(self.addr.clone())
-            .await
-            .expect("connect")
+        ProjectServiceClient::new(self.channel().await.expect("connect"))
     }
 
     pub async fn deployments(&self) -> DeploymentServiceClient<Channel> {
-        DeploymentServiceClient::connect(self.addr.clone())
-            .await
-            .expect("connect")
+        DeploymentServiceClient::new(self.channel().await.expect("connect"))
     }
 
     pub async fn routing(&self) -> RoutingServiceClient<Channel> {
-        RoutingServiceClient::connect(self.addr.clone())
-            .await
-            .expect("connect")
+        RoutingServiceClient::new(self.channel().await.expect("connect"))
     }
 
     /// Creates a workspace and a project in it; returns the project.
@@ -363,13 +378,13 @@ impl TestDaemon {
     }
 
     pub async fn stats(&self) -> pb::GetStatsResponse {
-        deployd::pb::admin_service_client::AdminServiceClient::connect(self.addr.clone())
-            .await
-            .expect("connect")
-            .get_stats(pb::GetStatsRequest {})
-            .await
-            .expect("stats")
-            .into_inner()
+        deployd::pb::admin_service_client::AdminServiceClient::new(
+            self.channel().await.expect("connect"),
+        )
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner()
     }
 
     /// Every route of the project (all pages).
@@ -590,11 +605,11 @@ impl StoppedDaemon {
     }
 
     pub async fn start(self) -> TestDaemon {
-        TestDaemon::start_in(self.config, self.data).await
+        TestDaemon::start_in(self.config, self.data, None).await
     }
 
     pub async fn start_with(self, config: Config) -> TestDaemon {
-        TestDaemon::start_in(config, self.data).await
+        TestDaemon::start_in(config, self.data, None).await
     }
 }
 
@@ -643,6 +658,18 @@ pub async fn refused_start(data_dir: &Path) -> anyhow::Error {
     deployd::serve(listener, config, std::future::pending())
         .await
         .expect_err("refuses to start")
+}
+
+/// Connects to `addr`, over TLS with `tls`.
+pub async fn connect(
+    addr: &str,
+    tls: Option<ClientTlsConfig>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut endpoint = Channel::from_shared(addr.to_string()).expect("address");
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    endpoint.connect().await
 }
 
 /// Polls `probe` every 10 ms until it yields a value or `deadline` passes.
