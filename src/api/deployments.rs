@@ -293,6 +293,8 @@ impl DeploymentService for Deployments {
         metrics
             .rollback_seconds
             .observe(started.elapsed().as_secs_f64());
+        // In the request's span: the RPC, the project and both ids.
+        tracing::info!("rolled back");
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::RollbackResponse { project, routes }))
     }
@@ -323,6 +325,7 @@ impl DeploymentService for Deployments {
         metrics
             .promote_seconds
             .observe(started.elapsed().as_secs_f64());
+        tracing::info!("promoted");
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::PromoteResponse { project, routes }))
     }

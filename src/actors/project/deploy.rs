@@ -90,13 +90,7 @@ pub(super) fn create(
     effects.answer(reply, Ok(created));
     core.push(effects);
     let id = deployment.id.clone();
-    core.in_flight.insert(
-        id.clone(),
-        InFlight {
-            deployment,
-            ticket: 0,
-        },
-    );
+    core.in_flight.insert(id.clone(), InFlight::new(deployment));
     advance(core, &id)
 }
 
@@ -121,6 +115,7 @@ pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), E
             let mut effects = Effects::new();
             if let Some(in_flight) = core.in_flight.get_mut(id) {
                 in_flight.ticket = ticket;
+                in_flight.enter(StepName::Deploy);
             }
             let deployment = in_flight_deployment(core, id);
             if let Some(deployment) = deployment {
@@ -136,7 +131,12 @@ pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), E
                 }
             }
         }
-        DeploymentStatus::Network => return switch_routes(core, id),
+        DeploymentStatus::Network => {
+            if let Some(in_flight) = core.in_flight.get_mut(id) {
+                in_flight.enter(StepName::Network);
+            }
+            return switch_routes(core, id);
+        }
         DeploymentStatus::Ready | DeploymentStatus::Failed => {
             core.in_flight.remove(id);
         }
@@ -157,6 +157,7 @@ fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
         return;
     };
     in_flight.ticket = ticket;
+    in_flight.enter(StepName::Build);
     let deployment = &mut in_flight.deployment;
     if deployment.status != DeploymentStatus::Building {
         deployment.status = DeploymentStatus::Building;
@@ -212,6 +213,7 @@ pub(super) fn build_finished(
             deployment.image = Some(output.image);
             deployment.build_id = Some(output.build_id);
             deployment.finish_step(StepName::Build, now_millis(), None);
+            in_flight.ended(StepName::Build);
             start_deploying(core, id);
         }
         // The failed step is `build`; the builder's words say why.
@@ -236,6 +238,7 @@ fn start_deploying(core: &mut ProjectCore, id: &DeploymentId) {
         return;
     };
     in_flight.ticket = ticket;
+    in_flight.enter(StepName::Deploy);
     let deployment = &mut in_flight.deployment;
     deployment.status = DeploymentStatus::Deploying;
     deployment.start_step(StepName::Deploy, now_millis());
@@ -324,9 +327,13 @@ fn regions_ready(core: &mut ProjectCore, id: &DeploymentId) {
     let Some(in_flight) = core.in_flight.get_mut(id) else {
         return;
     };
-    let deployment = &mut in_flight.deployment;
     let now = now_millis();
-    deployment.finish_step(StepName::Deploy, now, None);
+    in_flight
+        .deployment
+        .finish_step(StepName::Deploy, now, None);
+    in_flight.ended(StepName::Deploy);
+    in_flight.enter(StepName::Network);
+    let deployment = &mut in_flight.deployment;
     deployment.status = DeploymentStatus::Network;
     deployment.start_step(StepName::Network, now);
     let mut effects = Effects::new();
@@ -374,6 +381,8 @@ fn switch_routes(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), Error>
     }
     deployment.finish_step(StepName::Network, now, None);
     deployment.status = DeploymentStatus::Ready;
+    in_flight.ended(StepName::Network);
+    let deployment = &mut in_flight.deployment;
 
     let mut effects = Effects::new();
     effects
@@ -453,9 +462,14 @@ pub(super) fn fail(core: &mut ProjectCore, id: &DeploymentId, reason: String) {
     let Some(mut in_flight) = core.in_flight.remove(id) else {
         return;
     };
-    tracing::info!(deployment = %id, %reason, "deployment failed");
+    in_flight
+        .step
+        .in_scope(|| tracing::info!(deployment = %id, %reason, "deployment failed"));
     let failed_step = in_flight.deployment.running_step().map(|s| s.name);
     in_flight.deployment.fail(reason, now_millis());
+    if let Some(step) = failed_step {
+        in_flight.ended(step);
+    }
     let mut effects = Effects::new();
     effects.stop_children.push(id.clone());
     effects
