@@ -113,12 +113,6 @@ fn finish(core: &mut ProjectCore, id: &DeploymentId) {
         return;
     };
     wake.target.finish_step(StepName::Wake, now_millis(), None);
-    // The wake itself is not stored; its duration is counted now.
-    if let Some(step) = Observation::step(&wake.target, StepName::Wake) {
-        let mut effects = Effects::new();
-        effects.observations.push(step);
-        core.push(effects);
-    }
     let mut switched = false;
     for waiter in wake.waiters {
         if waiter.is_abandoned() {
@@ -139,6 +133,13 @@ fn finish(core: &mut ProjectCore, id: &DeploymentId) {
     }
     if !switched {
         scale_back_down(core, &wake.target);
+    }
+    // The wake itself is not stored; its duration is counted last, after
+    // the decisions above.
+    if let Some(step) = Observation::step(&wake.target, StepName::Wake) {
+        let mut effects = Effects::new();
+        effects.observations.push(step);
+        core.push(effects);
     }
 }
 
