@@ -325,8 +325,10 @@ impl Default for Config {
     }
 }
 
-/// The gRPC default (4 MiB) is far above any valid request.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// gRPC's usual 4 MiB, stated: far above any valid request (about
+/// 300 KiB), and room for an oversize field to get its own clear
+/// `INVALID_ARGUMENT` rather than a size refusal.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Config {
     /// Reads a TOML file over the embedded defaults and validates the result.
