@@ -49,9 +49,11 @@ impl Ca {
         self.issuer.pem()
     }
 
-    /// A certificate for `localhost` (servers) or named `name` (clients).
+    /// A certificate for `name` (a server name, or a client's), and for
+    /// 127.0.0.1 (an IP address as the CLI is given it).
     fn leaf(&self, name: &str) -> Leaf {
-        let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
+        let names = vec![name.to_string(), "127.0.0.1".to_string()];
+        let mut params = CertificateParams::new(names).expect("params");
         params.distinguished_name.push(DnType::CommonName, name);
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
@@ -355,4 +357,66 @@ async fn https_get(edge: std::net::SocketAddr, ca: &Ca, host: &str) -> (u16, Str
         .expect("body")
         .to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn the_cli_speaks_tls_with_a_ca_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("cli ca");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write");
+    let mut config = fast_config();
+    config.tls = Some(install(&ca.leaf("localhost"), dir.path()));
+    let daemon = TestDaemon::start_tls(config, trusting(&ca)).await;
+    // The daemon runs on this test's runtime: the CLI must not block it.
+    let cli = async |args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))
+            .args(args)
+            .env_remove("DEPLOYD_CA_FILE")
+            .output()
+            .await
+            .expect("run the cli")
+    };
+    let ca_path = ca_file.to_str().expect("utf-8 path");
+    let created = cli(&[
+        "--addr",
+        &daemon.addr,
+        "--ca-file",
+        ca_path,
+        "--json",
+        "workspace",
+        "create",
+        "--slug",
+        "cli",
+        "--name",
+        "Cli",
+    ])
+    .await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&created.stdout).expect("json");
+    assert_eq!(
+        json.pointer("/workspace/slug").and_then(|s| s.as_str()),
+        Some("cli")
+    );
+
+    // Without the CA the daemon's certificate is not trusted; plain text
+    // to a TLS port does not work either.
+    let untrusted = cli(&[
+        "--addr",
+        &daemon.addr,
+        "workspace",
+        "get",
+        "ws_0000000000000000",
+    ])
+    .await;
+    assert!(!untrusted.status.success());
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    let plain = daemon.addr.replace("https://", "http://");
+    let plain = cli(&["--addr", &plain, "workspace", "get", "ws_0000000000000000"]).await;
+    assert!(!plain.status.success());
 }
