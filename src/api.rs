@@ -2,6 +2,8 @@
 //! [`serve`], which wires the daemon together and runs it until shutdown.
 
 mod admin;
+mod audit;
+pub mod auth;
 mod convert;
 mod deployments;
 mod idempotency;
@@ -11,6 +13,7 @@ mod projects;
 mod routing;
 mod spans;
 mod status;
+mod tokens;
 mod watch;
 mod workspaces;
 
@@ -33,9 +36,11 @@ use crate::model::routes::{candidate_hostnames, fixed_hostnames};
 use crate::model::{Deployment, DeploymentId, ProjectId, project::Project};
 use crate::pb;
 use crate::pb::admin_service_server::AdminServiceServer;
+use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::deployment_service_server::DeploymentServiceServer;
 use crate::pb::project_service_server::ProjectServiceServer;
 use crate::pb::routing_service_server::RoutingServiceServer;
+use crate::pb::token_service_server::TokenServiceServer;
 use crate::pb::workspace_service_server::WorkspaceServiceServer;
 
 use spans::record_id;
@@ -48,6 +53,8 @@ pub struct Context {
     /// Flips to `true` when shutdown starts, so long streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub connections: Arc<Connections>,
+    /// The tokens requests are checked against (in memory).
+    pub tokens: auth::tokens::Tokens,
 }
 
 impl Context {
@@ -114,6 +121,9 @@ pub struct DaemonHandle {
     pub edge: Option<std::net::SocketAddr>,
     /// Where Prometheus scrapes `/metrics`, when `[metrics] listen` is set.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The admin token generated at this data file's first start (none
+    /// configured): its only appearance. `deployd serve` prints it.
+    pub bootstrap_token: Option<String>,
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves: opens the store,
@@ -155,6 +165,7 @@ pub async fn serve_observed(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let deps = Deps::new(config, store);
     reserve_fixed_hostnames(&deps).await?;
+    let (tokens, bootstrap_token) = load_tokens(&deps).await?;
     let projects = Projects::start(deps.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -176,6 +187,7 @@ pub async fn serve_observed(
         projects: projects.clone(),
         shutdown: shutdown_rx,
         connections: Arc::clone(&connections),
+        tokens,
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -194,6 +206,10 @@ pub async fn serve_observed(
         .http2_keepalive_timeout(Some(config.keepalive_timeout()))
         .trace_fn(spans::rpc_span)
         .layer(CountStreams)
+        .layer(auth::layer::Authenticate {
+            tokens: context.tokens.clone(),
+            open_reflection: config.auth.open_reflection,
+        })
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -215,6 +231,12 @@ pub async fn serve_observed(
         )
         .add_service(
             AdminServiceServer::new(admin::Admin(context.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            TokenServiceServer::new(tokens::Tokens(context.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            AuditServiceServer::new(audit::Audit(context.clone())).max_decoding_message_size(max),
         );
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let draining_connections = Arc::clone(&connections);
@@ -242,6 +264,11 @@ pub async fn serve_observed(
         Some(address) => Some(metrics::start(&context, address).await?),
         None => None,
     };
+    tokio::spawn(audit::prune_periodically(
+        context.deps.store.clone(),
+        context.deps.config.audit.retention(),
+        context.shutdown.clone(),
+    ));
     // SERVING before anyone is told the daemon serves (`observe`); the
     // follower keeps it in step with the store from then on.
     if context.deps.store.state().is_writable() {
@@ -267,6 +294,7 @@ pub async fn serve_observed(
         reconciler: context.deps.reconciler.clone(),
         edge,
         metrics,
+        bootstrap_token,
     });
 
     // After the shutdown signal, in-flight requests get `shutdown_timeout`
@@ -376,6 +404,27 @@ const WRITER_BY: Duration = Duration::from_millis(900);
 /// Every step gets at least this, even when earlier ones used its share.
 const MIN_STEP: Duration = Duration::from_millis(50);
 
+/// The token table: every stored token, and the bootstrap admin token,
+/// from the configured file or, at a data file's first start without one,
+/// generated (its text returned, to be shown once).
+async fn load_tokens(deps: &Deps) -> anyhow::Result<(auth::tokens::Tokens, Option<String>)> {
+    let store = deps.store.clone();
+    let tokens = tokio::task::spawn_blocking(move || auth::tokens::Tokens::load(&store))
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot read the tokens: {e}"))?;
+    if let Some(path) = &deps.config.auth.bootstrap_token_file {
+        tokens.insert(&auth::tokens::from_file(path)?);
+        return Ok((tokens, None));
+    }
+    match auth::tokens::generate_once(&deps.store).await? {
+        Some((record, text)) => {
+            tokens.insert(&record);
+            Ok((tokens, Some(text)))
+        }
+        None => Ok((tokens, None)),
+    }
+}
+
 /// Reserves the fixed hostnames of projects made before reservations
 /// existed, or before the apex domain changed (a no-op scan otherwise).
 async fn reserve_fixed_hostnames(deps: &Deps) -> anyhow::Result<()> {
@@ -433,6 +482,8 @@ async fn set_health(
         "deployd.v1.DeploymentService",
         "deployd.v1.RoutingService",
         "deployd.v1.AdminService",
+        "deployd.v1.TokenService",
+        "deployd.v1.AuditService",
     ] {
         health.set_service_status(service, status).await;
     }

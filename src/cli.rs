@@ -3,6 +3,7 @@
 //! [`run`] executes a parsed [`Cli`] and reports errors as
 //! `error: <message>` on stderr.
 
+mod admin;
 mod args;
 pub mod bench;
 mod client;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 
 pub use args::Cli;
 use args::Command;
+pub use client::{AuthChannel, Bearer, with_token};
 
 /// Runs the command and returns the process exit code: 0 on success, 1 on
 /// any error, 2 when a followed deployment ended `FAILED` or `check` found
@@ -58,7 +60,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => serve::check(&args.config),
         Command::Bench(args) => {
-            let report = runtime(true)?.block_on(bench::run(*args))?;
+            let report = runtime(true)?.block_on(bench::run(*args, cli.token))?;
             if cli.json {
                 output::json_pretty(&report)?;
             } else {
@@ -66,7 +68,17 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        command => runtime(false)?.block_on(client::run(&cli.addr, &cli.tls, cli.json, command)),
+        Command::Token(args::TokenCommand::Generate) => {
+            output::emit(&crate::model::auth::NewToken::generate().text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        command => runtime(false)?.block_on(client::run(
+            &cli.addr,
+            &cli.tls,
+            cli.token.as_deref(),
+            cli.json,
+            command,
+        )),
     }
 }
 

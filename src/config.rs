@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::validate;
 
+mod auth;
+pub use auth::{AuditConfig, AuthConfig};
+
 /// Everything the daemon can be told. Durations are milliseconds so the file
 /// format needs no duration syntax.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +115,10 @@ pub struct Config {
     /// valid request (64 command arguments of 4 KiB, a 16 KiB commit
     /// message and the longest other fields) is about 300 KiB.
     pub max_message_bytes: usize,
+    /// Bearer tokens: the bootstrap admin token, open reflection.
+    pub auth: AuthConfig,
+    /// The audit log's retention.
+    pub audit: AuditConfig,
     /// Test-only fault injection, compiled in only with the `fail-points`
     /// feature. Keys are fail point names (see `actors::fail_points`).
     #[cfg(feature = "fail-points")]
@@ -319,6 +326,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log_format: LogFormat::Text,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
             #[cfg(feature = "fail-points")]
             fail_points: BTreeMap::new(),
         }
@@ -384,6 +393,7 @@ impl Config {
             ),
             ("watch_send_timeout_ms", self.watch_send_timeout_ms),
             ("max_message_bytes", self.max_message_bytes as u64),
+            ("audit.retention_days", self.audit.retention_days),
         ] {
             if value == 0 {
                 anyhow::bail!("config: {name} must be greater than 0");

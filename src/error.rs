@@ -30,6 +30,12 @@ pub enum Error {
     /// retrying may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// No valid bearer token came with the request.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The token is valid but its role may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The data file cannot be used right now (see [`StorageFault`]);
     /// nothing was changed.
     #[error("{0}")]
@@ -50,6 +56,23 @@ impl Error {
 
     pub fn precondition(msg: impl fmt::Display) -> Self {
         Self::FailedPrecondition(msg.to_string())
+    }
+
+    /// The gRPC name of the code this error maps to (`NOT_FOUND`, ...), as
+    /// the audit log records it.
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::AlreadyExists(_) => "ALREADY_EXISTS",
+            Self::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            Self::Aborted(_) => "ABORTED",
+            Self::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
+            Self::Unavailable(_) | Self::Storage(_) => "UNAVAILABLE",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::PermissionDenied(_) => "PERMISSION_DENIED",
+            Self::Internal(_) => "INTERNAL",
+        }
     }
 
     pub fn internal(msg: impl fmt::Display) -> Self {

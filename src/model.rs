@@ -5,6 +5,8 @@
 //! Types that derive `serde` here are stored in redb (see `io::store::codec`):
 //! changing one is a change of the on-disk format.
 
+pub mod audit;
+pub mod auth;
 pub mod deployment;
 pub mod idempotency;
 pub mod ids;
@@ -15,12 +17,14 @@ pub mod routes;
 pub mod schedule;
 pub mod validate;
 
+pub use audit::{AuditEvent, AuditOutcome, Origin};
+pub use auth::{Caller, Role, TokenRecord};
 pub use deployment::{
     Deployment, DeploymentStatus, DesiredState, GitCommit, GitSource, Instance, NewDeployment,
     RegionTopology, Source, Step, StepName,
 };
 pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredReply, SwitchOutcome};
-pub use ids::{DeploymentId, ProjectId, WorkspaceId};
+pub use ids::{AuditEventId, DeploymentId, ProjectId, TokenId, WorkspaceId};
 pub use project::{Environment, Project, Workspace};
 pub use routes::{Route, RouteKind};
 pub use schedule::{ScheduledAction, ScheduledChange};

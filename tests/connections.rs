@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::process::DaemonProcess;
 use common::{STUCK_REGION, TestDaemon, config_with_stuck_region, eventually, fast_config};
+use deployd::cli::AuthChannel;
 use deployd::config::RegionConfig;
 use deployd::pb;
 use deployd::pb::admin_service_client::AdminServiceClient;
@@ -26,7 +27,12 @@ fn socket_addr(daemon_addr: &str) -> String {
     daemon_addr.trim_start_matches("http://").to_string()
 }
 
-async fn stats_on(channel: Channel) -> Result<pb::GetStatsResponse, tonic::Status> {
+/// `channel` with `token` on every call.
+fn authed(channel: Channel, token: &str) -> AuthChannel {
+    deployd::cli::with_token(channel, Some(token)).unwrap()
+}
+
+async fn stats_on(channel: AuthChannel) -> Result<pb::GetStatsResponse, tonic::Status> {
     AdminServiceClient::new(channel)
         .get_stats(pb::GetStatsRequest {})
         .await
@@ -62,6 +68,7 @@ async fn a_client_over_max_connections_waits_until_one_closes() {
             .connect()
             .await
             .unwrap();
+        let channel = authed(channel, &daemon.token);
         // A call proves the daemon serves this connection (and holds it).
         stats_on(channel.clone()).await.expect("served");
         open.push(channel);
@@ -69,9 +76,12 @@ async fn a_client_over_max_connections_waits_until_one_closes() {
     let stats = stats_on(open[0].clone()).await.unwrap();
     assert_eq!(stats.open_connections, 3);
 
-    let extra = Endpoint::from_shared(daemon.addr.clone())
-        .unwrap()
-        .connect_lazy();
+    let extra = authed(
+        Endpoint::from_shared(daemon.addr.clone())
+            .unwrap()
+            .connect_lazy(),
+        &daemon.token,
+    );
     let mut waiting = tokio::spawn(stats_on(extra));
     assert!(
         tokio::time::timeout(Duration::from_millis(500), &mut waiting)
@@ -101,6 +111,7 @@ async fn a_call_over_max_streams_per_connection_waits_for_a_stream_to_end() {
         .connect()
         .await
         .unwrap();
+    let channel = authed(channel, &daemon.token);
     let mut client = DeploymentServiceClient::new(channel.clone());
     let first = watch(&mut client, &ids[0]).await.expect("first watch");
     let _second = watch(&mut client, &ids[0]).await.expect("second watch");
@@ -133,6 +144,7 @@ async fn a_connection_that_never_speaks_http2_is_closed_after_the_handshake_time
         .connect()
         .await
         .unwrap();
+    let probe = authed(probe, &daemon.token);
     let open = || {
         let probe = probe.clone();
         async move { stats_on(probe).await.ok().map(|s| s.open_connections) }
@@ -241,7 +253,7 @@ async fn stuck_deployments(daemon: &TestDaemon, count: usize) -> Vec<String> {
 }
 
 async fn watch(
-    client: &mut DeploymentServiceClient<Channel>,
+    client: &mut DeploymentServiceClient<AuthChannel>,
     id: &str,
 ) -> Result<tonic::Streaming<pb::WatchDeploymentResponse>, tonic::Status> {
     client
@@ -329,6 +341,7 @@ async fn a_watch_whose_client_never_reads_is_ended_and_its_connection_closed() {
         .connect()
         .await
         .unwrap();
+    let stingy = authed(stingy, &daemon.token);
     let mut unread = watch(&mut DeploymentServiceClient::new(stingy), &id)
         .await
         .expect("watch");
@@ -358,7 +371,7 @@ async fn a_watch_whose_client_never_reads_is_ended_and_its_connection_closed() {
     assert!(ended.is_err(), "{ended:?}");
 }
 
-async fn create_project(channel: Channel) -> pb::Project {
+async fn create_project(channel: AuthChannel) -> pb::Project {
     use deployd::pb::project_service_client::ProjectServiceClient;
     use deployd::pb::workspace_service_client::WorkspaceServiceClient;
     let workspace = WorkspaceServiceClient::new(channel.clone())
@@ -509,6 +522,7 @@ async fn figures_watch_memory_and_sigterm_time() {
             .connect()
             .await
             .unwrap();
+        let channel = authed(channel, &daemon.token);
         let ids = ids.clone();
         tasks.push(tokio::spawn(async move {
             let mut client = DeploymentServiceClient::new(channel.clone());

@@ -29,6 +29,7 @@ use std::time::Duration;
 mod common;
 
 use common::process::DaemonProcess;
+use deployd::cli::AuthChannel;
 use deployd::pb;
 use deployd::pb::deployment_service_client::DeploymentServiceClient;
 use deployd::pb::project_service_client::ProjectServiceClient;
@@ -37,7 +38,6 @@ use deployd::pb::workspace_service_client::WorkspaceServiceClient;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::Code;
-use tonic::transport::Channel;
 
 const FAIL_POINTS: [&str; 8] = [
     "build.started",
@@ -176,7 +176,7 @@ impl Harness {
     }
 
     async fn setup(&mut self, daemon: &Daemon) {
-        let channel = connect(&daemon.addr).await;
+        let channel = daemon.channel().await;
         let workspace = WorkspaceServiceClient::new(channel.clone())
             .create_workspace(pb::CreateWorkspaceRequest {
                 slug: "crash".into(),
@@ -206,7 +206,7 @@ impl Harness {
     /// Runs clients against `daemon` until it dies: by itself at an armed
     /// fail point, or by SIGKILL after `kill_after`.
     async fn round(&self, mut daemon: Daemon, seed: u64, round: u64, kill_after: Option<Duration>) {
-        let channel = connect(&daemon.addr).await;
+        let channel = daemon.channel().await;
         let mut clients = Vec::new();
         for task in 0..CLIENTS {
             let rng = StdRng::seed_from_u64(seed * 1_000_003 + round * 101 + task as u64);
@@ -274,7 +274,7 @@ impl Harness {
 
     /// Everything the API must say after a restart.
     async fn verify(&self, daemon: &Daemon) {
-        let channel = connect(&daemon.addr).await;
+        let channel = daemon.channel().await;
         let mut deployments = DeploymentServiceClient::new(channel.clone());
         let ops: Vec<Op> = self.ledger.lock().expect("ledger").clone();
         let mut resolved = Vec::with_capacity(ops.len());
@@ -415,7 +415,7 @@ impl Harness {
     /// The regions run exactly what the stored desired states say, once
     /// the restarted daemon has re-applied them. Both are read afresh on
     /// every look: schedules keep firing meanwhile.
-    async fn check_regions(&self, client: &mut DeploymentServiceClient<Channel>) {
+    async fn check_regions(&self, client: &mut DeploymentServiceClient<AuthChannel>) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let mut deployments = BTreeMap::new();
@@ -479,7 +479,7 @@ impl Harness {
 }
 
 struct Worker {
-    channel: Channel,
+    channel: AuthChannel,
     projects: Vec<String>,
     ledger: Ledger,
     key_prefix: String,
@@ -570,8 +570,8 @@ impl Worker {
 /// The live deployment and the READY production deployments of a project;
 /// `None` once the daemon is gone.
 async fn production_state(
-    client: &mut DeploymentServiceClient<Channel>,
-    projects: &mut ProjectServiceClient<Channel>,
+    client: &mut DeploymentServiceClient<AuthChannel>,
+    projects: &mut ProjectServiceClient<AuthChannel>,
     project_id: &str,
 ) -> Option<(String, Vec<String>)> {
     let project = projects
@@ -600,7 +600,7 @@ async fn production_state(
     Some((project.live_deployment_id, ready))
 }
 
-async fn send(client: &mut DeploymentServiceClient<Channel>, request: &Request) -> Outcome {
+async fn send(client: &mut DeploymentServiceClient<AuthChannel>, request: &Request) -> Outcome {
     let result = match request {
         Request::Deploy(r) => client
             .create_deployment(r.clone())
@@ -630,7 +630,7 @@ async fn send(client: &mut DeploymentServiceClient<Channel>, request: &Request) 
 /// Invariant 3, from the outside: every read of a project's routes shows
 /// all its LIVE routes on one deployment.
 async fn read_routes_until_error(
-    channel: Channel,
+    channel: AuthChannel,
     projects: Vec<String>,
     torn: Arc<Mutex<Vec<String>>>,
 ) {
@@ -664,7 +664,7 @@ async fn read_routes_until_error(
 }
 
 async fn list_all(
-    client: &mut DeploymentServiceClient<Channel>,
+    client: &mut DeploymentServiceClient<AuthChannel>,
     project: &str,
 ) -> Vec<pb::Deployment> {
     let mut all = Vec::new();
@@ -689,7 +689,7 @@ async fn list_all(
 }
 
 async fn all_routes(
-    client: &mut RoutingServiceClient<Channel>,
+    client: &mut RoutingServiceClient<AuthChannel>,
     project_id: &str,
 ) -> Vec<pb::Route> {
     let mut routes = Vec::new();
@@ -714,14 +714,6 @@ async fn all_routes(
 
 fn is_terminal(status: i32) -> bool {
     status == pb::DeploymentStatus::Ready as i32 || status == pb::DeploymentStatus::Failed as i32
-}
-
-async fn connect(addr: &str) -> Channel {
-    Channel::from_shared(addr.to_string())
-        .expect("address")
-        .connect()
-        .await
-        .expect("connect")
 }
 
 async fn run_seed(seed: u64) {

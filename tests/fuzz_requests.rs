@@ -14,6 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use deployd::cli::AuthChannel;
 use deployd::pb;
 use deployd::pb::create_deployment_request::Source;
 use proptest::collection::{btree_map, vec};
@@ -23,7 +24,6 @@ use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::Bytes;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::Channel;
 
 /// Codes a refusal may have (README, "Errors"). `OUT_OF_RANGE` is tonic's
 /// answer to a message over `max_message_bytes`.
@@ -74,7 +74,7 @@ fn runner() -> TestRunner {
 /// The daemon under test and the ids that make requests get further.
 struct Target {
     daemon: TestDaemon,
-    channel: Channel,
+    channel: AuthChannel,
     workspace: String,
     project: String,
     live: String,
@@ -94,11 +94,9 @@ impl Target {
             .deploy_ready(&project.id, "production", "nginx:1")
             .await;
         daemon.drivers_settled().await;
-        let channel = Channel::from_shared(daemon.addr.clone())
-            .expect("address")
-            .connect()
-            .await
-            .expect("connect");
+        // Every call carries the admin token: what is fuzzed here is the
+        // request, not the caller.
+        let channel = daemon.channel().await;
         Self {
             channel,
             workspace: project.workspace_id.clone(),

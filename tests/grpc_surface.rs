@@ -5,27 +5,25 @@
 mod common;
 
 use common::*;
+use deployd::cli::AuthChannel;
 use prost::Message;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::{v1, v1alpha};
 
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 7] = [
     "deployd.v1.AdminService",
+    "deployd.v1.AuditService",
     "deployd.v1.DeploymentService",
     "deployd.v1.ProjectService",
     "deployd.v1.RoutingService",
+    "deployd.v1.TokenService",
     "deployd.v1.WorkspaceService",
 ];
 
-async fn channel(daemon: &TestDaemon) -> Channel {
-    Channel::from_shared(daemon.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+async fn channel(daemon: &TestDaemon) -> AuthChannel {
+    daemon.channel().await
 }
 
 #[tokio::test]
@@ -122,7 +120,10 @@ async fn reflection_v1_lists_and_describes_every_service() {
         assert!(methods.contains(&method), "{method}");
     }
     let enums: Vec<&str> = deployd.enum_type.iter().map(|e| e.name()).collect();
-    assert_eq!(enums, ["DeploymentStatus", "DesiredState", "RouteKind"]);
+    assert_eq!(
+        enums,
+        ["DeploymentStatus", "DesiredState", "RouteKind", "Role"]
+    );
     // Clients fetch imports by file name, as grpcurl does: every dependency
     // must be served too.
     assert_eq!(deployd.dependency, ["google/protobuf/timestamp.proto"]);

@@ -48,22 +48,29 @@ async fn json_lines_carry_the_request_span_and_the_step_spans() {
         .spawn()
         .expect("spawn deployd");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
-        .await
-        .expect("in time")
-        .expect("read")
-        .expect("a line");
-    let addr = format!(
-        "http://{}",
-        line.split("listening on ").nth(1).expect("address").trim()
-    );
+    // First the bootstrap admin token (none is configured), then the address.
+    let (mut token, mut addr) = (None, None);
+    while addr.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+            .await
+            .expect("in time")
+            .expect("read")
+            .expect("a line");
+        if let Some((_, shown)) = line.split_once("): ") {
+            token = Some(shown.trim().to_string());
+        }
+        if let Some(at) = line.split("listening on ").nth(1) {
+            addr = Some(format!("http://{}", at.trim()));
+        }
+    }
+    let addr = addr.expect("address");
     assert!(serving(&addr).await);
-
     let channel = Channel::from_shared(addr)
         .expect("addr")
         .connect()
         .await
         .expect("connect");
+    let channel = deployd::cli::with_token(channel, token.as_deref()).expect("token");
     let workspace = WorkspaceServiceClient::new(channel.clone())
         .create_workspace(pb::CreateWorkspaceRequest {
             slug: "acme".into(),

@@ -261,15 +261,11 @@ async fn a_wake_wins_over_a_scale_down_still_in_flight() {
     assert_eq!(daemon.handle().reconciler.stats().pending, 1);
 
     let rollback = {
-        let daemon_addr = daemon.addr.clone();
+        let channel = daemon.channel().await;
         let (second, first) = (second.clone(), first.clone());
         tokio::spawn(async move {
             let mut client =
-                deployd::pb::deployment_service_client::DeploymentServiceClient::connect(
-                    daemon_addr,
-                )
-                .await
-                .unwrap();
+                deployd::pb::deployment_service_client::DeploymentServiceClient::new(channel);
             client
                 .rollback(deployd::pb::RollbackRequest {
                     source_deployment_id: second,
@@ -317,13 +313,11 @@ async fn a_wake_refused_at_the_recheck_is_aborted_and_scaled_back_down() {
         .await;
 
     let rollback = {
-        let addr = daemon.addr.clone();
+        let channel = daemon.channel().await;
         let (third, first) = (third.clone(), first.clone());
         tokio::spawn(async move {
             let mut client =
-                deployd::pb::deployment_service_client::DeploymentServiceClient::connect(addr)
-                    .await
-                    .unwrap();
+                deployd::pb::deployment_service_client::DeploymentServiceClient::new(channel);
             client
                 .rollback(deployd::pb::RollbackRequest {
                     source_deployment_id: third,

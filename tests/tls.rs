@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use deployd::cli::{AuthChannel, with_token};
 use deployd::config::TlsConfig;
 use deployd::pb;
 use deployd::pb::workspace_service_client::WorkspaceServiceClient;
@@ -87,7 +88,7 @@ fn trusting(ca: &Ca) -> ClientTlsConfig {
         .domain_name("localhost")
 }
 
-async fn create_workspace(channel: Channel, slug: &str) -> Result<(), tonic::Status> {
+async fn create_workspace(channel: AuthChannel, slug: &str) -> Result<(), tonic::Status> {
     WorkspaceServiceClient::new(channel)
         .create_workspace(pb::CreateWorkspaceRequest {
             slug: slug.into(),
@@ -97,10 +98,17 @@ async fn create_workspace(channel: Channel, slug: &str) -> Result<(), tonic::Sta
         .map(drop)
 }
 
+/// `channel` with the daemon's admin token.
+fn authorized(daemon: &TestDaemon, channel: Channel) -> AuthChannel {
+    with_token(channel, Some(&daemon.token)).expect("token")
+}
+
 /// Whether a fresh connection trusting only `ca` gets a call through.
 async fn new_connection_trusts(daemon: &TestDaemon, ca: &Ca, slug: &str) -> bool {
     match connect(&daemon.addr, Some(trusting(ca))).await {
-        Ok(channel) => create_workspace(channel, slug).await.is_ok(),
+        Ok(channel) => create_workspace(authorized(daemon, channel), slug)
+            .await
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -114,7 +122,7 @@ async fn the_api_speaks_tls_and_refuses_plain_text() {
     let daemon = TestDaemon::start_tls(config, trusting(&ca)).await;
     assert!(daemon.addr.starts_with("https://"));
 
-    create_workspace(daemon.channel().await.expect("TLS connection"), "acme")
+    create_workspace(daemon.channel().await, "acme")
         .await
         .expect("a call over TLS");
     let project = daemon.project("other", "web").await;
@@ -129,7 +137,9 @@ async fn the_api_speaks_tls_and_refuses_plain_text() {
     // A plain-text client gets nowhere.
     let plain = daemon.addr.replace("https://", "http://");
     let refused = match connect(&plain, None).await {
-        Ok(channel) => create_workspace(channel, "plain").await.is_err(),
+        Ok(channel) => create_workspace(authorized(&daemon, channel), "plain")
+            .await
+            .is_err(),
         Err(_) => true,
     };
     assert!(refused, "a plain-text call went through");
@@ -144,7 +154,7 @@ async fn a_changed_certificate_file_is_served_to_new_connections_while_open_ones
     let mut config = fast_config();
     config.tls = Some(install(&first.leaf("localhost"), dir.path()));
     let daemon = TestDaemon::start_tls(config, trusting(&first)).await;
-    let open = daemon.channel().await.expect("connect");
+    let open = daemon.channel().await;
     create_workspace(open.clone(), "before")
         .await
         .expect("call");
@@ -186,7 +196,7 @@ async fn sighup_reloads_the_certificate() {
     files.reload_poll_ms = 3_600_000;
     config.tls = Some(files);
     let daemon = TestDaemon::start_tls(config, trusting(&first)).await;
-    let open = daemon.channel().await.expect("connect");
+    let open = daemon.channel().await;
     create_workspace(open.clone(), "before")
         .await
         .expect("call");
@@ -232,7 +242,7 @@ async fn a_required_client_certificate_that_is_missing_or_foreign_is_refused() {
         |leaf: &Leaf| trusting(&server_ca).identity(Identity::from_pem(&leaf.cert, &leaf.key));
     let daemon = TestDaemon::start_tls(config, with(&client_ca.leaf("operator"))).await;
 
-    create_workspace(daemon.channel().await.expect("connect"), "acme")
+    create_workspace(daemon.channel().await, "acme")
         .await
         .expect("a client with a certificate of the client CA");
     for (what, tls) in [
@@ -243,7 +253,9 @@ async fn a_required_client_certificate_that_is_missing_or_foreign_is_refused() {
         ),
     ] {
         let refused = match connect(&daemon.addr, Some(tls)).await {
-            Ok(channel) => create_workspace(channel, "refused").await.is_err(),
+            Ok(channel) => create_workspace(authorized(&daemon, channel), "refused")
+                .await
+                .is_err(),
             Err(_) => true,
         };
         assert!(refused, "{what}: the call went through");
@@ -373,6 +385,7 @@ async fn the_cli_speaks_tls_with_a_ca_file() {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))
             .args(args)
             .env_remove("DEPLOYD_CA_FILE")
+            .env("DEPLOYD_TOKEN", &daemon.token)
             .output()
             .await
             .expect("run the cli")

@@ -982,11 +982,7 @@ impl Decoder for RawDecoder {
 async fn an_undecodable_request_is_invalid_argument_and_changes_nothing() {
     let daemon = TestDaemon::start().await;
     let project = daemon.project("acme", "web").await;
-    let channel = tonic::transport::Channel::from_shared(daemon.addr.clone())
-        .expect("address")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = daemon.channel().await;
     // Wire type 7 does not exist; a truncated length-delimited field; a
     // string field holding invalid UTF-8.
     let garbage: [&'static [u8]; 3] = [b"\xff\xff\xff\xff", b"\x0a\x50ab", b"\x0a\x02\xc3\x28"];
@@ -1041,6 +1037,7 @@ async fn the_cli_shows_terminal_escapes_in_stored_strings_as_text() {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))
             .arg("--addr")
             .arg(&daemon.addr)
+            .env("DEPLOYD_TOKEN", &daemon.token)
             .args(&args)
             .output()
             .await
@@ -1065,7 +1062,8 @@ async fn the_cli_shows_terminal_escapes_in_stored_strings_as_text() {
     }
     // JSON stays JSON: the author reads back exactly.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_deployd"))
-        .args(["--addr", &daemon.addr, "--json", "deployment", "get", &id])
+        .args(["--addr", &daemon.addr, "--token", &daemon.token])
+        .args(["--json", "deployment", "get", &id])
         .output()
         .await
         .expect("run the cli");

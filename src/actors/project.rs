@@ -124,31 +124,31 @@ impl Actor for ProjectActor {
         match message {
             ProjectMsg::Deploy {
                 request,
-                idempotency,
+                origin,
                 reply,
-            } => deploy::create(core, *request, idempotency, reply)?,
+            } => deploy::create(core, *request, origin, reply)?,
             ProjectMsg::Rollback {
                 source,
                 target,
-                idempotency,
+                origin,
                 reply,
-            } => switch::rollback(core, source, target, idempotency, reply),
+            } => switch::rollback(core, source, target, origin, reply),
             ProjectMsg::Promote {
                 target,
-                idempotency,
+                origin,
                 reply,
-            } => switch::promote(core, target, idempotency, reply),
+            } => switch::promote(core, target, origin, reply),
             ProjectMsg::SetEnvironmentRegions {
                 environment,
                 regions,
-                idempotency,
+                origin,
                 reply,
-            } => settings::set_environment_regions(core, environment, regions, idempotency, reply),
+            } => settings::set_environment_regions(core, environment, regions, origin, reply),
             ProjectMsg::AddCustomDomain {
                 fqdn,
-                idempotency,
+                origin,
                 reply,
-            } => settings::add_custom_domain(core, fqdn, idempotency, reply),
+            } => settings::add_custom_domain(core, fqdn, origin, reply),
             ProjectMsg::Ping { reply } => core.answer(reply, Ok(())),
             ProjectMsg::BuildProgress {
                 deployment,
@@ -326,9 +326,9 @@ fn continue_with(core: &mut ProjectCore, follow_up: FollowUp, outcome: Result<()
     match follow_up {
         FollowUp::DomainClaimed {
             fqdn,
-            idempotency,
+            origin,
             reply,
-        } => settings::domain_claimed(core, fqdn, idempotency, reply, outcome),
+        } => settings::domain_claimed(core, fqdn, origin, reply, outcome),
     }
 }
 

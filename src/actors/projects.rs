@@ -20,7 +20,7 @@ use crate::actors::supervisor::{
 };
 use crate::error::Error;
 use crate::model::project::Project;
-use crate::model::{DeploymentId, Idempotency, ProjectId};
+use crate::model::{DeploymentId, Origin, ProjectId};
 
 #[derive(Clone)]
 pub struct Projects {
@@ -174,12 +174,12 @@ impl Projects {
         &self,
         project: &ProjectId,
         request: NewDeployment,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
     ) -> Result<Created, Error> {
         let timeout = self.deps.config.call_timeout();
         self.call(project, timeout, |reply| ProjectMsg::Deploy {
             request: Box::new(request),
-            idempotency,
+            origin,
             reply,
         })
         .await
@@ -190,13 +190,13 @@ impl Projects {
         project: &ProjectId,
         source: DeploymentId,
         target: DeploymentId,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
     ) -> Result<SwitchOutcome, Error> {
         let timeout = self.deps.config.switch_timeout();
         self.call(project, timeout, |reply| ProjectMsg::Rollback {
             source,
             target,
-            idempotency,
+            origin,
             reply,
         })
         .await
@@ -206,12 +206,12 @@ impl Projects {
         &self,
         project: &ProjectId,
         target: DeploymentId,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
     ) -> Result<SwitchOutcome, Error> {
         let timeout = self.deps.config.switch_timeout();
         self.call(project, timeout, |reply| ProjectMsg::Promote {
             target,
-            idempotency,
+            origin,
             reply,
         })
         .await
@@ -222,14 +222,14 @@ impl Projects {
         project: &ProjectId,
         environment: String,
         regions: BTreeMap<String, u32>,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
     ) -> Result<Project, Error> {
         let timeout = self.deps.config.call_timeout();
         self.call(project, timeout, |reply| {
             ProjectMsg::SetEnvironmentRegions {
                 environment,
                 regions,
-                idempotency,
+                origin,
                 reply,
             }
         })
@@ -240,12 +240,12 @@ impl Projects {
         &self,
         project: &ProjectId,
         fqdn: String,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
     ) -> Result<DomainAdded, Error> {
         let timeout = self.deps.config.call_timeout();
         self.call(project, timeout, |reply| ProjectMsg::AddCustomDomain {
             fqdn,
-            idempotency,
+            origin,
             reply,
         })
         .await

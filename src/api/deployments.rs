@@ -8,6 +8,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
+use crate::api::auth::{self, Rpc};
 use crate::api::listener::ConnInfo;
 use crate::api::{Context, convert, idempotency, record_id, watch};
 use crate::error::Error;
@@ -139,13 +140,16 @@ impl DeploymentService for Deployments {
             |r| &r.idempotency_key,
             |r| r.idempotency_key.clear(),
         )?;
+        let caller = auth::caller(&request)?;
         let (project_id, new) =
             parse_create(request.into_inner(), self.0.deps.config.repository_rules())?;
         record_id("project_id", &project_id);
+        self.0.reach_project(&caller, &project_id)?;
+        let event = auth::audit(&caller, Rpc::CreateDeployment);
         let created = self
             .0
             .projects
-            .deploy(&project_id, new, idempotency)
+            .deploy(&project_id, new, auth::origin(idempotency, event))
             .await?;
         record_id("deployment_id", &created.id);
         Ok(Response::new(pb::CreateDeploymentResponse {
@@ -158,6 +162,7 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::GetDeploymentRequest>,
     ) -> Result<Response<pb::GetDeploymentResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
         record_id("deployment_id", &id);
         let deployment = self
@@ -165,6 +170,9 @@ impl DeploymentService for Deployments {
             .blocking(move |context| {
                 let deployment = context.deployment(&id, "deployment")?;
                 let project = context.project(&deployment.project_id)?;
+                if !caller.reaches(&project.workspace_id) {
+                    return Err(Error::not_found(format!("deployment {id} not found")));
+                }
                 let hostnames = context.hostnames(&project, &deployment)?;
                 Ok(convert::deployment(&deployment, hostnames))
             })
@@ -178,6 +186,7 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::ListDeploymentsRequest>,
     ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let project_id = ProjectId::parse(&request.project_id, "project_id")?;
         record_id("project_id", &project_id);
@@ -214,7 +223,7 @@ impl DeploymentService for Deployments {
         let page = self
             .0
             .blocking(move |context| {
-                let project = context.project(&project_id)?;
+                let project = context.project_for(&caller, &project_id)?;
                 if let Some(environment) = &filter.environment
                     && project.environment(environment).is_none()
                 {
@@ -250,8 +259,10 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::WatchDeploymentRequest>,
     ) -> Result<Response<Self::WatchDeploymentStream>, Status> {
+        let caller = auth::caller(&request)?;
         let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
         record_id("deployment_id", &id);
+        self.0.deployment_for(&caller, &id, "deployment")?;
         let connection = request.extensions().get::<ConnInfo>().cloned();
         let stream = watch::stream(self.0.clone(), id, connection)?;
         Ok(Response::new(Box::pin(stream)))
@@ -267,6 +278,7 @@ impl DeploymentService for Deployments {
             |r| &r.idempotency_key,
             |r| r.idempotency_key.clear(),
         )?;
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         if request.source_deployment_id.is_empty() || request.target_deployment_id.is_empty() {
             return Err(Error::invalid(
@@ -281,13 +293,18 @@ impl DeploymentService for Deployments {
         if source == target {
             return Err(Error::invalid("source and target are the same deployment").into());
         }
-        self.0.deployment(&source, "source deployment")?;
-        let project = self.0.deployment(&target, "target deployment")?.project_id;
+        self.0
+            .deployment_for(&caller, &source, "source deployment")?;
+        let project = self
+            .0
+            .deployment_for(&caller, &target, "target deployment")?
+            .project_id;
+        let event = auth::audit(&caller, Rpc::Rollback).id(&source).id(&target);
         record_id("project_id", &project);
         let outcome = self
             .0
             .projects
-            .rollback(&project, source, target, idempotency)
+            .rollback(&project, source, target, auth::origin(idempotency, event))
             .await?;
         let metrics = &self.0.deps.metrics;
         metrics
@@ -309,17 +326,22 @@ impl DeploymentService for Deployments {
             |r| &r.idempotency_key,
             |r| r.idempotency_key.clear(),
         )?;
+        let caller = auth::caller(&request)?;
         let target = DeploymentId::parse(
             &request.get_ref().target_deployment_id,
             "target_deployment_id",
         )?;
         record_id("deployment_id", &target);
-        let project = self.0.deployment(&target, "target deployment")?.project_id;
+        let project = self
+            .0
+            .deployment_for(&caller, &target, "target deployment")?
+            .project_id;
+        let event = auth::audit(&caller, Rpc::Promote).id(&target);
         record_id("project_id", &project);
         let outcome = self
             .0
             .projects
-            .promote(&project, target, idempotency)
+            .promote(&project, target, auth::origin(idempotency, event))
             .await?;
         let metrics = &self.0.deps.metrics;
         metrics

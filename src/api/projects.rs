@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status};
 
+use crate::api::auth::{self, Rpc};
 use crate::api::{Context, convert, idempotency, record_id};
 use crate::error::Error;
 use crate::io::store::Mutation;
@@ -33,17 +34,13 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::CreateProjectRequest>,
     ) -> Result<Response<pb::CreateProjectResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let workspace_id = WorkspaceId::parse(&request.workspace_id, "workspace_id")?;
         record_id("workspace_id", &workspace_id);
         validate::slug(&request.slug, "slug")?;
         validate::display_name(&request.name, "name")?;
-        let workspace = self
-            .0
-            .deps
-            .store
-            .workspace(&workspace_id)?
-            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id} not found")))?;
+        let workspace = self.0.workspace_for(&caller, &workspace_id)?;
         let project = Project::new(&workspace, request.slug, request.name, now_millis());
         let names = Hostnames {
             apex: &self.0.deps.config.apex_domain,
@@ -51,13 +48,19 @@ impl ProjectService for Projects {
             workspace_slug: &project.workspace_slug,
         };
         let reserve = fixed_hostnames(&project, names);
+        let event = auth::audit(&caller, Rpc::CreateProject)
+            .workspace(&workspace.id)
+            .project(&project.id);
         self.0
             .deps
             .store
-            .commit(vec![Mutation::CreateProject {
-                project: project.clone(),
-                reserve,
-            }])
+            .commit(vec![
+                Mutation::CreateProject {
+                    project: project.clone(),
+                    reserve,
+                },
+                Mutation::Audit(Box::new(event)),
+            ])
             .await?;
         Ok(Response::new(pb::CreateProjectResponse {
             project: Some(self.to_pb(&project)),
@@ -68,9 +71,10 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::GetProjectRequest>,
     ) -> Result<Response<pb::GetProjectResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let id = ProjectId::parse(&request.get_ref().project_id, "project_id")?;
         record_id("project_id", &id);
-        let project = self.0.project(&id)?;
+        let project = self.0.project_for(&caller, &id)?;
         Ok(Response::new(pb::GetProjectResponse {
             project: Some(self.to_pb(&project)),
         }))
@@ -80,6 +84,7 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::ListProjectsRequest>,
     ) -> Result<Response<pb::ListProjectsResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let id = WorkspaceId::parse(&request.workspace_id, "workspace_id")?;
         record_id("workspace_id", &id);
@@ -94,9 +99,7 @@ impl ProjectService for Projects {
         let (projects, more) = self
             .0
             .blocking(move |context| {
-                if context.deps.store.workspace(&id)?.is_none() {
-                    return Err(Error::not_found(format!("workspace {id} not found")));
-                }
+                context.workspace_for(&caller, &id)?;
                 context
                     .deps
                     .store
@@ -123,6 +126,7 @@ impl ProjectService for Projects {
             |r| &r.idempotency_key,
             |r| r.idempotency_key.clear(),
         )?;
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
         record_id("project_id", &id);
@@ -134,10 +138,17 @@ impl ProjectService for Projects {
             validate::replicas(&region, replicas)?;
             regions.insert(region, replicas);
         }
+        self.0.reach_project(&caller, &id)?;
+        let event = auth::audit(&caller, Rpc::SetEnvironmentRegions);
         let project = self
             .0
             .projects
-            .set_environment_regions(&id, request.environment_slug, regions, idempotency)
+            .set_environment_regions(
+                &id,
+                request.environment_slug,
+                regions,
+                auth::origin(idempotency, event),
+            )
             .await?;
         Ok(Response::new(pb::SetEnvironmentRegionsResponse {
             project: Some(self.to_pb(&project)),
@@ -153,14 +164,17 @@ impl ProjectService for Projects {
             |r| &r.idempotency_key,
             |r| r.idempotency_key.clear(),
         )?;
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
         record_id("project_id", &id);
         validate::fqdn(&request.fqdn, "fqdn")?;
+        self.0.reach_project(&caller, &id)?;
+        let event = auth::audit(&caller, Rpc::AddCustomDomain).id(&request.fqdn);
         let added = self
             .0
             .projects
-            .add_custom_domain(&id, request.fqdn, idempotency)
+            .add_custom_domain(&id, request.fqdn, auth::origin(idempotency, event))
             .await?;
         Ok(Response::new(pb::AddCustomDomainResponse {
             project: Some(self.to_pb(&added.project)),

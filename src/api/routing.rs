@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::api::auth;
 use crate::api::{Context, convert};
 use crate::error::Error;
 use crate::model::{ProjectId, RouteKind};
@@ -19,6 +20,7 @@ impl RoutingService for Routing {
         &self,
         request: Request<pb::ListRoutesRequest>,
     ) -> Result<Response<pb::ListRoutesResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
         crate::api::record_id("project_id", &id);
@@ -43,7 +45,7 @@ impl RoutingService for Routing {
         let page = self
             .0
             .blocking(move |context| {
-                context.project(&id)?;
+                context.project_for(&caller, &id)?;
                 context
                     .deps
                     .store

@@ -15,6 +15,8 @@ impl From<Error> for Status {
             Error::Aborted(m) => Status::aborted(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             Error::Unavailable(m) => Status::unavailable(m),
+            Error::Unauthenticated(m) => Status::unauthenticated(m),
+            Error::PermissionDenied(m) => Status::permission_denied(m),
             Error::Storage(fault) => Status::unavailable(fault.to_string()),
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");

@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::api::auth::{self, Rpc};
 use crate::api::{Context, convert};
-use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::{Workspace, WorkspaceId, now_millis, validate};
 use crate::pb;
@@ -17,6 +17,7 @@ impl WorkspaceService for Workspaces {
         &self,
         request: Request<pb::CreateWorkspaceRequest>,
     ) -> Result<Response<pb::CreateWorkspaceResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let request = request.into_inner();
         validate::slug(&request.slug, "slug")?;
         validate::display_name(&request.name, "name")?;
@@ -29,7 +30,12 @@ impl WorkspaceService for Workspaces {
         self.0
             .deps
             .store
-            .commit(vec![Mutation::CreateWorkspace(workspace.clone())])
+            .commit(vec![
+                Mutation::CreateWorkspace(workspace.clone()),
+                Mutation::Audit(Box::new(
+                    auth::audit(&caller, Rpc::CreateWorkspace).workspace(&workspace.id),
+                )),
+            ])
             .await?;
         Ok(Response::new(pb::CreateWorkspaceResponse {
             workspace: Some(convert::workspace(&workspace)),
@@ -40,14 +46,10 @@ impl WorkspaceService for Workspaces {
         &self,
         request: Request<pb::GetWorkspaceRequest>,
     ) -> Result<Response<pb::GetWorkspaceResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let id = WorkspaceId::parse(&request.get_ref().workspace_id, "workspace_id")?;
         crate::api::record_id("workspace_id", &id);
-        let workspace = self
-            .0
-            .deps
-            .store
-            .workspace(&id)?
-            .ok_or_else(|| Error::not_found(format!("workspace {id} not found")))?;
+        let workspace = self.0.workspace_for(&caller, &id)?;
         Ok(Response::new(pb::GetWorkspaceResponse {
             workspace: Some(convert::workspace(&workspace)),
         }))

@@ -23,6 +23,17 @@ pub struct Cli {
     )]
     pub addr: String,
 
+    /// Bearer token for the daemon (`tok_....`); every call but health
+    /// needs one.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
     /// Print responses as proto3 JSON (one object per line for streams).
     #[arg(long, global = true)]
     pub json: bool,
@@ -70,6 +81,12 @@ pub enum Command {
     Routes(RoutesArgs),
     /// Show the daemon's counters (commits, operations per commit, actors).
     Stats,
+    /// Create, revoke and list bearer tokens (admin), or generate one for a
+    /// bootstrap file.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List the audit log: every change, who made it and how it ended.
+    Audit(AuditArgs),
     /// Run the load generator (see the README's Performance section).
     Bench(Box<crate::cli::bench::BenchArgs>),
 }
@@ -342,6 +359,65 @@ pub struct PromoteArgs {
     pub idempotency_key: Option<String>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create {
+        /// The workspace a deployer or viewer token reaches.
+        #[arg(long, value_name = "WORKSPACE_ID", required_unless_present = "admin")]
+        workspace: Option<String>,
+        /// What the token may do in its workspace.
+        #[arg(
+            long,
+            value_enum,
+            required_unless_present = "admin",
+            conflicts_with = "admin"
+        )]
+        role: Option<RoleArg>,
+        /// An admin token (no workspace): workspaces, tokens, everything.
+        #[arg(long, conflicts_with = "workspace")]
+        admin: bool,
+        /// What the token is for, shown in lists.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Revoke a token: it is refused from the answer on.
+    Revoke {
+        #[arg(value_name = "TOKEN_ID")]
+        id: String,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long, value_name = "WORKSPACE_ID")]
+        workspace: Option<String>,
+    },
+    /// Print a new random token, for `[auth] bootstrap_token_file`; talks
+    /// to no daemon.
+    Generate,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Deployer,
+    Viewer,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this workspace's events.
+    #[arg(long, value_name = "WORKSPACE_ID")]
+    pub workspace: Option<String>,
+    /// Only this project's events.
+    #[arg(long, value_name = "PROJECT_ID")]
+    pub project: Option<String>,
+    /// Page size (the daemon's default is 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: Option<u32>,
+    /// Continue from a previous page.
+    #[arg(long, value_name = "TOKEN")]
+    pub page_token: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct RoutesArgs {
     #[arg(long, value_name = "PROJECT_ID")]
@@ -396,6 +472,24 @@ mod tests {
     #[test]
     fn grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn token_create_needs_a_workspace_and_role_or_admin() {
+        let parses = |args: &[&str]| {
+            let mut argv = vec!["deployd", "token", "create"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).is_ok()
+        };
+        assert!(parses(&["--workspace", "ws_x", "--role", "deployer"]));
+        assert!(parses(&["--workspace", "ws_x", "--role", "viewer"]));
+        assert!(parses(&["--admin"]));
+        assert!(!parses(&[]));
+        assert!(!parses(&["--role", "viewer"]));
+        assert!(!parses(&["--workspace", "ws_x"]));
+        assert!(!parses(&["--admin", "--role", "viewer"]));
+        assert!(!parses(&["--admin", "--workspace", "ws_x"]));
+        assert!(!parses(&["--workspace", "ws_x", "--role", "admin"]));
     }
 
     #[test]

@@ -32,10 +32,12 @@ pub struct BenchArgs {
     /// Projects to create and spread the load over.
     #[arg(long, default_value_t = 100)]
     pub projects: usize,
-    /// Concurrent deploying clients.
-    #[arg(long, default_value_t = 64)]
-    pub clients: usize,
-    /// How long the deploy load runs (at most).
+    /// Concurrent deploying clients. A list (`64,256`) runs the deploy load
+    /// once per count, one after the other on the same daemon, so switch
+    /// latencies under different loads come from one run.
+    #[arg(long, value_delimiter = ',', default_value = "64", num_args = 1..)]
+    pub clients: Vec<usize>,
+    /// How long each deploy load runs (at most).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
     /// Stop the deploy load after this many deployments have been created,
@@ -78,18 +80,10 @@ pub struct BenchArgs {
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub projects: usize,
-    pub clients: usize,
-    pub seconds: f64,
-    pub deploys_completed: u64,
-    pub deploys_failed: u64,
-    pub deploys_per_second: f64,
-    pub deploy_latency: Percentiles,
     pub rollback_alone: Percentiles,
     pub promote_alone: Percentiles,
-    pub rollback_under_load: Percentiles,
-    pub promote_under_load: Percentiles,
-    pub commits_per_second: Option<f64>,
-    pub operations_per_commit: Option<f64>,
+    /// One per `--clients` count, in order.
+    pub loads: Vec<workload::LoadFigures>,
     pub rss_mib: f64,
     pub peak_rss_mib: f64,
     pub rss_per_project_kib: f64,
@@ -141,9 +135,25 @@ pub fn zero_latency_config() -> Config {
     }
 }
 
+/// A daemon to drive: its address and the token its calls carry.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: String,
+    pub token: Option<String>,
+}
+
+impl Target {
+    async fn connect(&self) -> anyhow::Result<crate::cli::AuthChannel> {
+        let channel = tonic::transport::Channel::from_shared(self.addr.clone())?
+            .connect()
+            .await?;
+        crate::cli::with_token(channel, self.token.as_deref())
+    }
+}
+
 /// An in-process daemon and how to stop it.
 struct Local {
-    addr: String,
+    target: Target,
     /// The edge's address, when it is enabled.
     edge: Option<std::net::SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -151,7 +161,14 @@ struct Local {
     serving_after: Duration,
 }
 
-async fn start_local(config: Config) -> anyhow::Result<Local> {
+/// Starts a daemon with an admin token of its own, minted here and handed
+/// over through `[auth] bootstrap_token_file`.
+async fn start_local(mut config: Config) -> anyhow::Result<Local> {
+    let token = crate::model::auth::NewToken::generate().text;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let token_file = config.data_dir.join("bench-admin.token");
+    std::fs::write(&token_file, &token)?;
+    config.auth.bootstrap_token_file = Some(token_file);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -174,7 +191,10 @@ async fn start_local(config: Config) -> anyhow::Result<Local> {
         anyhow::bail!("the daemon stopped before serving");
     };
     Ok(Local {
-        addr,
+        target: Target {
+            addr,
+            token: Some(token),
+        },
         edge,
         stop,
         task,
@@ -190,9 +210,9 @@ impl Local {
     }
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+pub async fn run(args: BenchArgs, token: Option<String>) -> anyhow::Result<Report> {
     let dir = data_dir(&args)?;
-    let result = run_in(&args, &dir).await;
+    let result = run_in(&args, token, &dir).await;
     // A temporary data directory goes with the run; one the user named stays.
     if args.data_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -200,8 +220,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     result
 }
 
-async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Report> {
-    if args.projects == 0 || args.clients == 0 {
+async fn run_in(
+    args: &BenchArgs,
+    token: Option<String>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Report> {
+    if args.projects == 0 || args.clients.is_empty() || args.clients.contains(&0) {
         anyhow::bail!("--projects and --clients must be at least 1");
     }
     if args.prepare_deployments.is_some() && args.prepare_projects == 0 {
@@ -212,17 +236,21 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
     config.store_cache_mib = args.cache_mib;
     let mut report = Report {
         projects: args.projects,
-        clients: args.clients,
         ..Report::default()
     };
 
     if let Some(target) = &args.target {
-        return workload::drive(target, args, report).await;
+        let target = Target {
+            addr: target.clone(),
+            token,
+        };
+        return workload::drive(&target, args, report, false).await;
     }
 
     if args.flood {
         let local = start_local(flood::config(config.clone())).await?;
-        report.flood = Some(flood::run(&local.addr, args.clients, args.seconds).await?);
+        report.flood =
+            Some(flood::run(&local.target, args.one_client_count()?, args.seconds).await?);
         local.stop().await?;
         return Ok(report);
     }
@@ -243,7 +271,8 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
         let edge_addr = local
             .edge
             .ok_or_else(|| anyhow::anyhow!("the daemon started without its edge"))?;
-        let result = edge::run(&local.addr, edge_addr, args.clients, args.seconds).await;
+        let clients = args.one_client_count()?;
+        let result = edge::run(&local.target, edge_addr, clients, args.seconds).await;
         local.stop().await?;
         report.edge = Some(result?);
         return Ok(report);
@@ -271,7 +300,7 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
         .await?;
         let prepare_seconds = began.elapsed().as_secs_f64();
         let local = start_local(config.clone()).await?;
-        let to_resumed = workload::wait_ready(&local.addr, &prepared.unfinished).await?;
+        let to_resumed = workload::wait_ready(&local.target, &prepared.unfinished).await?;
         report.startup = Some(Startup {
             deployments_on_file: deployments,
             projects_on_file: args.prepare_projects,
@@ -280,13 +309,13 @@ async fn run_in(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repor
             to_resumed_ms: (local.serving_after + to_resumed).as_secs_f64() * 1000.0,
             rss_after_start_mib: rss_mib().0,
         });
-        let report = workload::drive(&local.addr, args, report).await?;
+        let report = workload::drive(&local.target, args, report, true).await?;
         local.stop().await?;
         return finish(report, &config);
     }
 
     let local = start_local(config.clone()).await?;
-    let report = workload::drive(&local.addr, args, report).await?;
+    let report = workload::drive(&local.target, args, report, true).await?;
     local.stop().await?;
     finish(report, &config)
 }
@@ -313,6 +342,16 @@ fn data_dir(args: &BenchArgs) -> anyhow::Result<PathBuf> {
     }
 }
 
+impl BenchArgs {
+    /// The modes other than the deploy load take one client count.
+    fn one_client_count(&self) -> anyhow::Result<usize> {
+        match self.clients.as_slice() {
+            [clients] => Ok(*clients),
+            _ => anyhow::bail!("this mode takes one --clients count"),
+        }
+    }
+}
+
 impl Report {
     /// The human-readable table.
     pub fn table(&self) -> String {
@@ -329,36 +368,11 @@ impl Report {
         let mut line = |label: &str, value: String| {
             out.push_str(&format!("{label:<34} {value}\n"));
         };
-        line(
-            "load",
-            format!(
-                "{} projects, {} clients, {:.1} s",
-                self.projects, self.clients, self.seconds
-            ),
-        );
-        line(
-            "deploys completed (to READY)",
-            format!(
-                "{} ({} failed), {:.0}/s",
-                self.deploys_completed, self.deploys_failed, self.deploys_per_second
-            ),
-        );
-        line("deploy latency", self.deploy_latency.row());
+        line("projects", format!("{}", self.projects));
         line("rollback ack, alone", self.rollback_alone.row());
         line("promote ack, alone", self.promote_alone.row());
-        line(
-            "rollback ack, under deploy load",
-            self.rollback_under_load.row(),
-        );
-        line(
-            "promote ack, under deploy load",
-            self.promote_under_load.row(),
-        );
-        if let (Some(commits), Some(per)) = (self.commits_per_second, self.operations_per_commit) {
-            line(
-                "durable commits",
-                format!("{commits:.0}/s, {per:.1} operations per commit"),
-            );
+        for load in &self.loads {
+            load.rows(&mut line);
         }
         line(
             "memory (whole process)",

@@ -9,19 +9,24 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::cli::args::{
     Command, DeploymentCommand, DeploymentsArgs, DomainCommand, ProjectCommand, RegionsArgs,
-    TlsArgs, WorkspaceCommand,
+    TlsArgs, TokenCommand, WorkspaceCommand,
 };
 use crate::cli::output::{self, emit};
 use crate::cli::{deploy, render};
 use crate::pb;
 use crate::pb::admin_service_client::AdminServiceClient;
+use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::deployment_service_client::DeploymentServiceClient;
 use crate::pb::project_service_client::ProjectServiceClient;
 use crate::pb::routing_service_client::RoutingServiceClient;
+use crate::pb::token_service_client::TokenServiceClient;
 use crate::pb::workspace_service_client::WorkspaceServiceClient;
 
 /// A failed call, printed as `CODE: message` (e.g. `NOT_FOUND: project
@@ -60,16 +65,58 @@ pub fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Resu
         .map_err(|status| RpcError(status).into())
 }
 
+/// Sends `authorization: Bearer <token>` with every call (nothing without
+/// a token: the daemon then answers `UNAUTHENTICATED`, which says what is
+/// missing).
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
+        let value = match token {
+            None => None,
+            Some(token) => Some(
+                format!("Bearer {}", token.trim())
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("the token holds characters a header cannot"))?,
+            ),
+        };
+        Ok(Self(value))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry the token.
+pub type AuthChannel = InterceptedService<Channel, Bearer>;
+
+/// `channel` with `token` on every call.
+pub fn with_token(channel: Channel, token: Option<&str>) -> anyhow::Result<AuthChannel> {
+    Ok(InterceptedService::new(channel, Bearer::new(token)?))
+}
+
 /// Typed clients over one HTTP/2 connection.
 #[derive(Clone)]
 pub struct Clients {
-    channel: Channel,
+    channel: AuthChannel,
 }
 
 impl Clients {
     /// Connects eagerly so an unreachable daemon is reported as such, with
     /// the address, instead of as the first call's `UNAVAILABLE`.
-    pub async fn connect(addr: &str, tls: &TlsArgs) -> anyhow::Result<Self> {
+    pub async fn connect(addr: &str, tls: &TlsArgs, token: Option<&str>) -> anyhow::Result<Self> {
         let uri = endpoint_uri(addr)?;
         let mut endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| anyhow::anyhow!("invalid --addr {addr:?}: {e}"))?
@@ -87,27 +134,37 @@ impl Clients {
             .connect()
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to deployd at {addr}: {}", chain(&e)))?;
-        Ok(Self { channel })
+        Ok(Self {
+            channel: with_token(channel, token)?,
+        })
     }
 
-    pub fn workspaces(&self) -> WorkspaceServiceClient<Channel> {
+    pub fn workspaces(&self) -> WorkspaceServiceClient<AuthChannel> {
         WorkspaceServiceClient::new(self.channel.clone())
     }
 
-    pub fn projects(&self) -> ProjectServiceClient<Channel> {
+    pub fn projects(&self) -> ProjectServiceClient<AuthChannel> {
         ProjectServiceClient::new(self.channel.clone())
     }
 
-    pub fn deployments(&self) -> DeploymentServiceClient<Channel> {
+    pub fn deployments(&self) -> DeploymentServiceClient<AuthChannel> {
         DeploymentServiceClient::new(self.channel.clone())
     }
 
-    pub fn routing(&self) -> RoutingServiceClient<Channel> {
+    pub fn routing(&self) -> RoutingServiceClient<AuthChannel> {
         RoutingServiceClient::new(self.channel.clone())
     }
 
-    pub fn admin(&self) -> AdminServiceClient<Channel> {
+    pub fn admin(&self) -> AdminServiceClient<AuthChannel> {
         AdminServiceClient::new(self.channel.clone())
+    }
+
+    pub fn tokens(&self) -> TokenServiceClient<AuthChannel> {
+        TokenServiceClient::new(self.channel.clone())
+    }
+
+    pub fn audit(&self) -> AuditServiceClient<AuthChannel> {
+        AuditServiceClient::new(self.channel.clone())
     }
 }
 
@@ -157,7 +214,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Prints `value` as JSON, or as the text `human` renders from it.
-fn show<T: Serialize>(
+pub(crate) fn show<T: Serialize>(
     json: bool,
     value: &T,
     human: impl FnOnce(&T) -> String,
@@ -175,14 +232,20 @@ fn show<T: Serialize>(
 pub async fn run(
     addr: &str,
     tls: &TlsArgs,
+    token: Option<&str>,
     json: bool,
     command: Command,
 ) -> anyhow::Result<ExitCode> {
-    let clients = Clients::connect(addr, tls).await?;
+    let clients = Clients::connect(addr, tls, token).await?;
     match command {
         Command::Serve(_) | Command::Check(_) | Command::Bench(_) => {
             anyhow::bail!("serve, check and bench are not client subcommands")
         }
+        Command::Token(TokenCommand::Generate) => {
+            anyhow::bail!("token generate is not a client subcommand")
+        }
+        Command::Token(cmd) => crate::cli::admin::token(&clients, json, cmd).await?,
+        Command::Audit(args) => crate::cli::admin::audit(&clients, json, args).await?,
         Command::Workspace(cmd) => workspace(&clients, json, cmd).await?,
         Command::Project(cmd) => project(&clients, json, cmd).await?,
         Command::Projects(args) => {

@@ -59,7 +59,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // supervisor or test wait for one stdout line, and learn the port when
     // `--listen` asked for port 0.
     let (serving, announced) = tokio::sync::oneshot::channel();
-    let daemon = crate::serve_observed(listener, config, shutdown, move |_| {
+    let daemon = crate::serve_observed(listener, config, shutdown, move |handle| {
+        if let Some(token) = &handle.bootstrap_token {
+            // Its only appearance: the store keeps a hash, the log nothing.
+            let _ = emit(&format!(
+                "deployd bootstrap admin token (shown once; keep it, it is stored nowhere): {token}"
+            ));
+        }
         let _ = serving.send(());
     });
     tokio::pin!(daemon);

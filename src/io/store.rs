@@ -4,6 +4,7 @@
 //! ([`writer`]); reads open their own MVCC read transaction and never wait
 //! for the writer. See `ARCHITECTURE.md` for the tables.
 
+mod audit;
 pub mod check;
 mod codec;
 pub mod guarded;
@@ -23,6 +24,7 @@ use std::thread::JoinHandle;
 
 use redb::{Database, ReadableTable};
 
+pub use audit::{AuditFilter, AuditPage};
 pub use guarded::DiskFaults;
 pub use mutation::Mutation;
 pub use reads::{
@@ -280,6 +282,12 @@ fn init_schema(db: &Database) -> Result<(), Error> {
         txn.open_table(IDEMPOTENCY).map_err(storage)?;
         txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
         txn.open_table(WORKLOADS).map_err(storage)?;
+        // New tables, not a new schema: an older build opens this file and
+        // never looks at them, and no existing record changed shape.
+        txn.open_table(TOKENS).map_err(storage)?;
+        txn.open_table(AUDIT).map_err(storage)?;
+        txn.open_table(AUDIT_BY_WORKSPACE).map_err(storage)?;
+        txn.open_table(AUDIT_BY_PROJECT).map_err(storage)?;
         if migrate_from_v1 {
             migrate::from_v1(&txn)?;
         }

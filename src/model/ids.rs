@@ -57,6 +57,8 @@ macro_rules! id_type {
 id_type!(WorkspaceId, "ws_", "workspace");
 id_type!(ProjectId, "prj_", "project");
 id_type!(DeploymentId, "dep_", "deployment");
+id_type!(TokenId, "tok_", "token");
+id_type!(AuditEventId, "aud_", "audit event");
 
 const TIME_LEN: usize = 9;
 

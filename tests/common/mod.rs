@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use deployd::Config;
+use deployd::cli::AuthChannel;
 use deployd::config::{BuilderConfig, RegionConfig, SimulatedBuildRule};
 use deployd::io::region::simulated::SimulatedRegion;
 use deployd::io::store::{Mutation, Store};
@@ -106,6 +107,9 @@ pub const HEALTHY_REGIONS: [&str; 2] = ["eu-central-1", "us-east-1"];
 pub struct TestDaemon {
     pub addr: String,
     pub config: Config,
+    /// An admin token (the bootstrap token of `config`), which every client
+    /// accessor below sends.
+    pub token: String,
     /// The daemon's insides, for tests that look past the API. Holds the
     /// store open, so it is dropped before the daemon stops.
     handle: Option<deployd::DaemonHandle>,
@@ -146,8 +150,9 @@ impl TestDaemon {
         Self::start_in(config, DataDir::Owned(dir), Some(client_tls)).await
     }
 
-    /// A new connection to the daemon (over TLS when it has `[tls]`).
-    pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+    /// A new connection to the daemon (over TLS when it has `[tls]`),
+    /// without a token.
+    pub async fn raw_channel(&self) -> Result<Channel, tonic::transport::Error> {
         connect(&self.addr, self.client_tls.clone()).await
     }
 
@@ -162,6 +167,7 @@ impl TestDaemon {
         client_tls: Option<ClientTlsConfig>,
     ) -> Self {
         config.data_dir = data.path().to_path_buf();
+        let token = admin_token(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -193,6 +199,7 @@ impl TestDaemon {
         let daemon = Self {
             addr,
             config,
+            token,
             handle: Some(handle),
             data,
             stop: Some(stop),
@@ -208,7 +215,7 @@ impl TestDaemon {
             "daemon reports SERVING",
             Duration::from_secs(10),
             || async move {
-                let channel = self.channel().await.ok()?;
+                let channel = self.raw_channel().await.ok()?;
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 let reply = health
                     .check(tonic_health::pb::HealthCheckRequest::default())
@@ -257,20 +264,31 @@ impl TestDaemon {
         }
     }
 
-    pub async fn workspaces(&self) -> WorkspaceServiceClient<Channel> {
-        WorkspaceServiceClient::new(self.channel().await.expect("connect"))
+    pub async fn workspaces(&self) -> WorkspaceServiceClient<AuthChannel> {
+        WorkspaceServiceClient::new(self.channel().await)
     }
 
-    pub async fn projects(&self) -> ProjectServiceClient<Channel> {
-        ProjectServiceClient::new(self.channel().await.expect("connect"))
+    pub async fn projects(&self) -> ProjectServiceClient<AuthChannel> {
+        ProjectServiceClient::new(self.channel().await)
     }
 
-    pub async fn deployments(&self) -> DeploymentServiceClient<Channel> {
-        DeploymentServiceClient::new(self.channel().await.expect("connect"))
+    pub async fn deployments(&self) -> DeploymentServiceClient<AuthChannel> {
+        DeploymentServiceClient::new(self.channel().await)
     }
 
-    pub async fn routing(&self) -> RoutingServiceClient<Channel> {
-        RoutingServiceClient::new(self.channel().await.expect("connect"))
+    pub async fn routing(&self) -> RoutingServiceClient<AuthChannel> {
+        RoutingServiceClient::new(self.channel().await)
+    }
+
+    /// A connection whose calls carry the admin token.
+    pub async fn channel(&self) -> AuthChannel {
+        self.channel_with(Some(&self.token)).await
+    }
+
+    /// A connection whose calls carry `token` (or none).
+    pub async fn channel_with(&self, token: Option<&str>) -> AuthChannel {
+        let channel = self.raw_channel().await.expect("connect");
+        deployd::cli::with_token(channel, token).expect("token")
     }
 
     /// Creates a workspace and a project in it; returns the project.
@@ -378,13 +396,11 @@ impl TestDaemon {
     }
 
     pub async fn stats(&self) -> pb::GetStatsResponse {
-        deployd::pb::admin_service_client::AdminServiceClient::new(
-            self.channel().await.expect("connect"),
-        )
-        .get_stats(pb::GetStatsRequest {})
-        .await
-        .expect("stats")
-        .into_inner()
+        deployd::pb::admin_service_client::AdminServiceClient::new(self.channel().await)
+            .get_stats(pb::GetStatsRequest {})
+            .await
+            .expect("stats")
+            .into_inner()
     }
 
     /// Every route of the project (all pages).
@@ -645,6 +661,24 @@ pub fn git_request(
         })),
         ..Default::default()
     }
+}
+
+/// The admin token of `config`: read from its bootstrap token file, or
+/// generated and written to a file in its data directory that the config
+/// then names (so a restart with the same config accepts it again).
+pub fn admin_token(config: &mut Config) -> String {
+    if let Some(path) = &config.auth.bootstrap_token_file {
+        return std::fs::read_to_string(path)
+            .expect("bootstrap token file")
+            .trim()
+            .to_string();
+    }
+    let token = deployd::model::auth::NewToken::generate().text;
+    std::fs::create_dir_all(&config.data_dir).expect("data dir");
+    let path = config.data_dir.join("test-admin.token");
+    std::fs::write(&path, &token).expect("token file");
+    config.auth.bootstrap_token_file = Some(path);
+    token
 }
 
 /// Runs the daemon on a data directory that should make it refuse to

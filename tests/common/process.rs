@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use deployd::cli::AuthChannel;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
@@ -12,12 +13,15 @@ use tonic::transport::Channel;
 pub struct DaemonProcess {
     pub child: Child,
     pub addr: String,
+    /// The admin token the config names (see [`admin_token_for`]).
+    pub token: String,
 }
 
 impl DaemonProcess {
     /// Runs `deployd serve --config CONFIG` and waits until it serves.
     /// `None` if it died first (a fail point armed for recovery, say).
     pub async fn spawn(config: &Path) -> Option<Self> {
+        let token = admin_token_for(config);
         let mut child = Command::new(env!("CARGO_BIN_EXE_deployd"))
             .arg("serve")
             .arg("--config")
@@ -54,7 +58,7 @@ impl DaemonProcess {
             serving(&addr).await,
             "deployd printed its address but is not SERVING"
         );
-        Some(Self { child, addr })
+        Some(Self { child, addr, token })
     }
 
     /// SIGTERM through the `kill` program: an argv list, no shell.
@@ -67,12 +71,14 @@ impl DaemonProcess {
         }
     }
 
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.addr.clone())
+    /// A connection whose calls carry the admin token.
+    pub async fn channel(&self) -> AuthChannel {
+        let channel = Channel::from_shared(self.addr.clone())
             .expect("address")
             .connect()
             .await
-            .expect("connect")
+            .expect("connect");
+        deployd::cli::with_token(channel, Some(&self.token)).expect("token")
     }
 }
 
@@ -89,4 +95,35 @@ pub async fn serving(addr: &str) -> bool {
         Ok(r) if r.get_ref().status
             == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     )
+}
+
+/// Gives the config file at `config` an admin token: unless it names a
+/// bootstrap token file already, one is made beside it (kept across
+/// restarts) and an `[auth]` table naming it is appended. Returns the token.
+pub fn admin_token_for(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).expect("read config");
+    if let Some(line) = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("bootstrap_token_file"))
+    {
+        let path = line.split('"').nth(1).expect("a quoted path");
+        return std::fs::read_to_string(path)
+            .expect("bootstrap token file")
+            .trim()
+            .to_string();
+    }
+    let path = config.with_extension("admin-token");
+    if !path.exists() {
+        let token = deployd::model::auth::NewToken::generate().text;
+        std::fs::write(&path, token).expect("write token file");
+    }
+    let appended = format!(
+        "{text}\n[auth]\nbootstrap_token_file = \"{}\"\n",
+        path.display()
+    );
+    std::fs::write(config, appended).expect("write config");
+    std::fs::read_to_string(&path)
+        .expect("token file")
+        .trim()
+        .to_string()
 }

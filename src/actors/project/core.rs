@@ -24,8 +24,8 @@ use crate::model::names::Hostnames;
 use crate::model::project::Project;
 use crate::model::routes::Holder;
 use crate::model::{
-    Deployment, DeploymentId, Idempotency, IdempotencyKey, IdempotencyRecord, ProjectId, Route,
-    ScheduledChange, SwitchOutcome, now_millis,
+    Deployment, DeploymentId, Idempotency, IdempotencyKey, IdempotencyRecord, Origin, ProjectId,
+    Route, ScheduledChange, SwitchOutcome, now_millis,
 };
 
 pub struct ProjectCore {
@@ -123,11 +123,11 @@ pub struct Wake {
 pub enum PendingSwitch {
     Rollback {
         source: DeploymentId,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
         reply: Reply<SwitchOutcome>,
     },
     Promote {
-        idempotency: Option<Idempotency>,
+        origin: Origin,
         reply: Reply<SwitchOutcome>,
     },
 }
@@ -135,8 +135,9 @@ pub enum PendingSwitch {
 impl PendingSwitch {
     pub fn idempotency(&self) -> Option<&Idempotency> {
         match self {
-            PendingSwitch::Rollback { idempotency, .. }
-            | PendingSwitch::Promote { idempotency, .. } => idempotency.as_ref(),
+            PendingSwitch::Rollback { origin, .. } | PendingSwitch::Promote { origin, .. } => {
+                origin.idempotency.as_ref()
+            }
         }
     }
 

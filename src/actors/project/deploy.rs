@@ -17,7 +17,7 @@ use crate::model::project::LiveDeployment;
 use crate::model::quote::quoted;
 use crate::model::routes::{Holder, plan_deploy, sticky_hostnames};
 use crate::model::{
-    Deployment, DeploymentId, DeploymentStatus, DesiredState, Idempotency, RegionTopology, Route,
+    Deployment, DeploymentId, DeploymentStatus, DesiredState, Origin, RegionTopology, Route,
     RouteKind, Source, StepName, StoredReply, now_millis,
 };
 
@@ -26,18 +26,20 @@ use crate::model::{
 pub(super) fn create(
     core: &mut ProjectCore,
     request: NewDeployment,
-    idempotency: Option<Idempotency>,
+    origin: Origin,
     reply: Reply<Created>,
 ) -> Result<(), Error> {
-    let Some(reply) = replay::check(
-        core,
-        idempotency.as_ref(),
-        reply,
-        |_, stored| match stored {
-            StoredReply::Deployment { id, status } => Some(Created { id, status }),
-            _ => None,
-        },
-    ) else {
+    let Some(reply) =
+        replay::check(
+            core,
+            origin.idempotency.as_ref(),
+            reply,
+            |_, stored| match stored {
+                StoredReply::Deployment { id, status } => Some(Created { id, status }),
+                _ => None,
+            },
+        )
+    else {
         return Ok(());
     };
     let Some(environment) = core.project.environment(&request.environment) else {
@@ -84,9 +86,7 @@ pub(super) fn create(
         id: created.id.clone(),
         status: created.status,
     };
-    effects
-        .writes
-        .extend(replay::record(core, idempotency.as_ref(), stored));
+    effects.writes.extend(replay::record(core, &origin, stored));
     effects.answer(reply, Ok(created));
     core.push(effects);
     let id = deployment.id.clone();

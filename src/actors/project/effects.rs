@@ -19,7 +19,7 @@ use crate::io::region::WorkloadSpec;
 use crate::io::store::Mutation;
 use crate::model::deployment::StepName;
 use crate::model::project::Project;
-use crate::model::{Deployment, DeploymentId, DeploymentStatus, Idempotency, SwitchOutcome};
+use crate::model::{Deployment, DeploymentId, DeploymentStatus, Origin, SwitchOutcome};
 
 /// What one decision asks for, in the order it must happen.
 #[must_use = "a decision's effects do nothing until the executor runs them"]
@@ -220,7 +220,7 @@ pub enum FollowUp {
     /// The custom domain is claimed (or was refused): attach it.
     DomainClaimed {
         fqdn: String,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
         reply: Reply<DomainAdded>,
     },
 }

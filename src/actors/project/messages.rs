@@ -10,7 +10,7 @@ use crate::actors::readiness::RegionOutcome;
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput};
 use crate::model::project::Project;
-use crate::model::{DeploymentId, DeploymentStatus, Idempotency, Route};
+use crate::model::{DeploymentId, DeploymentStatus, Origin, Route};
 pub use crate::model::{NewDeployment, SwitchOutcome};
 
 /// The answer to `CreateDeployment`: the new deployment as first stored.
@@ -34,29 +34,29 @@ pub enum ProjectMsg {
     // Requests (from the API).
     Deploy {
         request: Box<NewDeployment>,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
         reply: Reply<Created>,
     },
     Rollback {
         source: DeploymentId,
         target: DeploymentId,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
         reply: Reply<SwitchOutcome>,
     },
     Promote {
         target: DeploymentId,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
         reply: Reply<SwitchOutcome>,
     },
     SetEnvironmentRegions {
         environment: String,
         regions: BTreeMap<String, u32>,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
         reply: Reply<Project>,
     },
     AddCustomDomain {
         fqdn: String,
-        idempotency: Option<Idempotency>,
+        origin: Origin,
         reply: Reply<DomainAdded>,
     },
 

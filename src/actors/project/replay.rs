@@ -11,7 +11,7 @@ use crate::actors::project::messages::Reply;
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::quote::quoted;
-use crate::model::{Idempotency, IdempotencyRecord, StoredReply, now_millis};
+use crate::model::{Idempotency, IdempotencyRecord, Origin, StoredReply, now_millis};
 
 /// Looks `idempotency` up. A new key (or none) hands `reply` back: run the
 /// request. A known key answers `reply` (with `rebuild` applied to what was
@@ -77,20 +77,33 @@ pub(super) fn check<T: Answerable>(
     None
 }
 
-/// The mutation that records `reply` as the answer for `idempotency`.
-pub(super) fn record(
-    core: &ProjectCore,
-    idempotency: Option<&Idempotency>,
-    reply: StoredReply,
-) -> Option<Mutation> {
-    let idempotency = idempotency?;
-    Some(Mutation::PutIdempotency {
-        project_id: core.project.id.clone(),
-        key: idempotency.key.clone(),
-        record: IdempotencyRecord {
-            fingerprint: idempotency.fingerprint,
-            reply,
-            expires_at: now_millis() + core.deps.config.idempotency_ttl_ms,
-        },
-    })
+/// The mutations that go with a request's change, once it is decided:
+/// `reply` recorded as the answer to its idempotency key, and its audit
+/// event (naming a deployment it created). Both land in the change's own
+/// submission, so neither exists without the change.
+pub(super) fn record(core: &ProjectCore, origin: &Origin, reply: StoredReply) -> Vec<Mutation> {
+    let mut writes = Vec::new();
+    if let Some(audit) = &origin.audit {
+        let mut event = audit.clone();
+        event.project_id = Some(core.project.id.clone());
+        event.workspace_id = Some(core.project.workspace_id.clone());
+        if let StoredReply::Deployment { id, .. } = &reply
+            && !event.ids.contains(&id.to_string())
+        {
+            event.ids.push(id.to_string());
+        }
+        writes.push(Mutation::Audit(event));
+    }
+    if let Some(idempotency) = &origin.idempotency {
+        writes.push(Mutation::PutIdempotency {
+            project_id: core.project.id.clone(),
+            key: idempotency.key.clone(),
+            record: IdempotencyRecord {
+                fingerprint: idempotency.fingerprint,
+                reply,
+                expires_at: now_millis() + core.deps.config.idempotency_ttl_ms,
+            },
+        });
+    }
+    writes
 }

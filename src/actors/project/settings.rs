@@ -17,16 +17,16 @@ use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::project::{PRODUCTION, Project};
 use crate::model::quote::quoted;
-use crate::model::{Idempotency, Route, RouteKind, StoredReply};
+use crate::model::{Origin, Route, RouteKind, StoredReply};
 
 pub(super) fn set_environment_regions(
     core: &mut ProjectCore,
     environment: String,
     regions: BTreeMap<String, u32>,
-    idempotency: Option<Idempotency>,
+    origin: Origin,
     reply: Reply<Project>,
 ) {
-    let Some(reply) = replay::check(core, idempotency.as_ref(), reply, |core, stored| {
+    let Some(reply) = replay::check(core, origin.idempotency.as_ref(), reply, |core, stored| {
         matches!(stored, StoredReply::Project).then(|| core.project.clone())
     }) else {
         return;
@@ -53,11 +53,9 @@ pub(super) fn set_environment_regions(
     let project = core.project.clone();
     let mut effects = Effects::new();
     effects.write(Mutation::PutProject(project.clone()));
-    effects.writes.extend(replay::record(
-        core,
-        idempotency.as_ref(),
-        StoredReply::Project,
-    ));
+    effects
+        .writes
+        .extend(replay::record(core, &origin, StoredReply::Project));
     effects.answer(reply, Ok(project));
     core.push(effects);
 }
@@ -76,10 +74,11 @@ fn rebuild_domain(core: &ProjectCore, stored: StoredReply) -> Option<DomainAdded
 pub(super) fn add_custom_domain(
     core: &mut ProjectCore,
     fqdn: String,
-    idempotency: Option<Idempotency>,
+    origin: Origin,
     reply: Reply<DomainAdded>,
 ) {
-    let Some(reply) = replay::check(core, idempotency.as_ref(), reply, rebuild_domain) else {
+    let Some(reply) = replay::check(core, origin.idempotency.as_ref(), reply, rebuild_domain)
+    else {
         return;
     };
     let apex = &core.deps.config.apex_domain;
@@ -124,7 +123,7 @@ pub(super) fn add_custom_domain(
     });
     effects.follow_up = Some(FollowUp::DomainClaimed {
         fqdn,
-        idempotency,
+        origin,
         reply,
     });
     // Memory is untouched until the claim is ours: a lost race is only an
@@ -139,7 +138,7 @@ pub(super) fn add_custom_domain(
 pub(super) fn domain_claimed(
     core: &mut ProjectCore,
     fqdn: String,
-    idempotency: Option<Idempotency>,
+    origin: Origin,
     reply: Reply<DomainAdded>,
     claimed: Result<(), Error>,
 ) {
@@ -164,9 +163,7 @@ pub(super) fn domain_claimed(
         effects.write(Mutation::PutRoute(route.clone()));
     }
     let stored = StoredReply::Domain { fqdn };
-    effects
-        .writes
-        .extend(replay::record(core, idempotency.as_ref(), stored));
+    effects.writes.extend(replay::record(core, &origin, stored));
     let added = DomainAdded {
         project: core.project.clone(),
         route,

@@ -12,7 +12,7 @@ use crate::io::store::Mutation;
 use crate::model::project::LiveDeployment;
 use crate::model::routes::plan_switch;
 use crate::model::{
-    Deployment, DeploymentId, DeploymentStatus, DesiredState, Idempotency, Route, RouteKind,
+    Deployment, DeploymentId, DeploymentStatus, DesiredState, Origin, Route, RouteKind,
     StoredReply, now_millis,
 };
 
@@ -68,18 +68,18 @@ pub(super) fn rollback(
     core: &mut ProjectCore,
     source: DeploymentId,
     target: DeploymentId,
-    idempotency: Option<Idempotency>,
+    origin: Origin,
     reply: Reply<SwitchOutcome>,
 ) {
     core.fail_point("project.rollback");
-    let Some(reply) = replay::check(core, idempotency.as_ref(), reply, rebuild) else {
+    let Some(reply) = replay::check(core, origin.idempotency.as_ref(), reply, rebuild) else {
         return;
     };
     match check_rollback(core, &source, &target) {
         Ok(target) => {
             let request = PendingSwitch::Rollback {
                 source,
-                idempotency,
+                origin,
                 reply,
             };
             if target.desired_state == DesiredState::Running {
@@ -95,17 +95,17 @@ pub(super) fn rollback(
 pub(super) fn promote(
     core: &mut ProjectCore,
     target: DeploymentId,
-    idempotency: Option<Idempotency>,
+    origin: Origin,
     reply: Reply<SwitchOutcome>,
 ) {
     core.fail_point("project.promote");
-    let Some(reply) = replay::check(core, idempotency.as_ref(), reply, rebuild) else {
+    let Some(reply) = replay::check(core, origin.idempotency.as_ref(), reply, rebuild) else {
         return;
     };
     match check_promote(core, &target) {
-        Ok(Check::Confirm(live)) => confirm(core, &live, idempotency, reply),
+        Ok(Check::Confirm(live)) => confirm(core, &live, origin, reply),
         Ok(Check::Switch(target)) => {
-            let request = PendingSwitch::Promote { idempotency, reply };
+            let request = PendingSwitch::Promote { origin, reply };
             if target.desired_state == DesiredState::Running {
                 switch(core, *target, request);
             } else {
@@ -119,12 +119,7 @@ pub(super) fn promote(
 /// Promoting the live deployment of a rolled-back project confirms the
 /// rollback: no route moves, deploys take `LIVE` routes again, and the
 /// deployments rolled back from are scheduled for standby.
-fn confirm(
-    core: &mut ProjectCore,
-    live: &Deployment,
-    idempotency: Option<Idempotency>,
-    reply: Reply<SwitchOutcome>,
-) {
+fn confirm(core: &mut ProjectCore, live: &Deployment, origin: Origin, reply: Reply<SwitchOutcome>) {
     let mut effects = Effects::new();
     core.project.is_rolled_back = false;
     for from in std::mem::take(&mut core.project.rolled_back_from) {
@@ -141,9 +136,7 @@ fn confirm(
         rolled_back: false,
         moved_routes: false,
     };
-    effects
-        .writes
-        .extend(replay::record(core, idempotency.as_ref(), stored));
+    effects.writes.extend(replay::record(core, &origin, stored));
     let outcome = SwitchOutcome {
         project: core.project.clone(),
         routes: Vec::new(),
@@ -274,10 +267,8 @@ pub(super) fn switch(core: &mut ProjectCore, mut target: Deployment, request: Pe
         .map(|p| p.id)
         .filter(|p| *p != target.id);
     let mut to_stand_by = Vec::new();
-    let (idempotency, reply) = match request {
-        PendingSwitch::Rollback {
-            idempotency, reply, ..
-        } => {
+    let (origin, reply) = match request {
+        PendingSwitch::Rollback { origin, reply, .. } => {
             core.project.is_rolled_back = true;
             let from = &mut core.project.rolled_back_from;
             from.retain(|d| *d != target.id);
@@ -289,9 +280,9 @@ pub(super) fn switch(core: &mut ProjectCore, mut target: Deployment, request: Pe
             while from.len() > MAX_ROLLED_BACK_FROM {
                 to_stand_by.push(from.remove(0));
             }
-            (idempotency, reply)
+            (origin, reply)
         }
-        PendingSwitch::Promote { idempotency, reply } => {
+        PendingSwitch::Promote { origin, reply } => {
             core.project.is_rolled_back = false;
             to_stand_by.extend(previous);
             for from in std::mem::take(&mut core.project.rolled_back_from) {
@@ -299,7 +290,7 @@ pub(super) fn switch(core: &mut ProjectCore, mut target: Deployment, request: Pe
                     to_stand_by.push(from);
                 }
             }
-            (idempotency, reply)
+            (origin, reply)
         }
     };
     for id in to_stand_by {
@@ -314,9 +305,7 @@ pub(super) fn switch(core: &mut ProjectCore, mut target: Deployment, request: Pe
         rolled_back: core.project.is_rolled_back,
         moved_routes: true,
     };
-    effects
-        .writes
-        .extend(replay::record(core, idempotency.as_ref(), stored));
+    effects.writes.extend(replay::record(core, &origin, stored));
     let outcome = SwitchOutcome {
         project: core.project.clone(),
         routes,

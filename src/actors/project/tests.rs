@@ -21,8 +21,8 @@ use crate::model::names::Hostnames;
 use crate::model::project::Project;
 use crate::model::routes::fixed_hostnames;
 use crate::model::{
-    DeploymentId, DeploymentStatus, DesiredState, Idempotency, IdempotencyKey, RouteKind, Source,
-    SwitchOutcome, Workspace, WorkspaceId,
+    DeploymentId, DeploymentStatus, DesiredState, Idempotency, IdempotencyKey, Origin, RouteKind,
+    Source, SwitchOutcome, Workspace, WorkspaceId,
 };
 
 struct Harness {
@@ -133,7 +133,7 @@ impl Harness {
 
     async fn create(&mut self, request: NewDeployment) -> (DeploymentId, Vec<Effects>) {
         let (reply, answer) = port::<Created>();
-        deploy::create(&mut self.core, request, None, reply).unwrap();
+        deploy::create(&mut self.core, request, Origin::default(), reply).unwrap();
         let effects = self.run().await;
         let created = answer.await.unwrap().unwrap();
         (created.id, effects)
@@ -170,7 +170,13 @@ impl Harness {
         to: &DeploymentId,
     ) -> tokio::sync::oneshot::Receiver<Result<SwitchOutcome, Error>> {
         let (reply, answer) = port();
-        switch::rollback(&mut self.core, from.clone(), to.clone(), None, reply);
+        switch::rollback(
+            &mut self.core,
+            from.clone(),
+            to.clone(),
+            Origin::default(),
+            reply,
+        );
         answer
     }
 
@@ -179,7 +185,7 @@ impl Harness {
         to: &DeploymentId,
     ) -> tokio::sync::oneshot::Receiver<Result<SwitchOutcome, Error>> {
         let (reply, answer) = port();
-        switch::promote(&mut self.core, to.clone(), None, reply);
+        switch::promote(&mut self.core, to.clone(), Origin::default(), reply);
         answer
     }
 
@@ -516,7 +522,7 @@ async fn a_replay_from_an_unsettled_write_waits_for_it_and_checks_it_landed() {
     deploy::create(
         &mut h.core,
         image("production", "main"),
-        Some(key("k")),
+        Origin::keyed(key("k")),
         reply,
     )
     .unwrap();
@@ -527,7 +533,7 @@ async fn a_replay_from_an_unsettled_write_waits_for_it_and_checks_it_landed() {
     deploy::create(
         &mut h.core,
         image("production", "main"),
-        Some(key("k")),
+        Origin::keyed(key("k")),
         reply,
     )
     .unwrap();
@@ -549,7 +555,7 @@ async fn a_replay_from_an_unsettled_write_waits_for_it_and_checks_it_landed() {
     deploy::create(
         &mut h.core,
         image("production", "main"),
-        Some(key("k")),
+        Origin::keyed(key("k")),
         reply,
     )
     .unwrap();
@@ -560,7 +566,12 @@ async fn a_replay_from_an_unsettled_write_waits_for_it_and_checks_it_landed() {
 async fn a_custom_domain_claim_changes_no_memory_until_it_lands() {
     let mut h = Harness::new().await;
     let (reply, _answer) = port();
-    settings::add_custom_domain(&mut h.core, "www.example.com".into(), None, reply);
+    settings::add_custom_domain(
+        &mut h.core,
+        "www.example.com".into(),
+        Origin::default(),
+        reply,
+    );
     let effects = h.core.take_effects();
     assert_eq!(effects[0].writes.len(), 1);
     assert!(matches!(effects[0].writes[0], Mutation::ClaimDomain { .. }));
@@ -576,7 +587,13 @@ async fn a_deploy_beyond_the_unfinished_bound_is_refused() {
         h.create(image("preview", "main")).await;
     }
     let (reply, answer) = port::<Created>();
-    deploy::create(&mut h.core, image("preview", "main"), None, reply).unwrap();
+    deploy::create(
+        &mut h.core,
+        image("preview", "main"),
+        Origin::default(),
+        reply,
+    )
+    .unwrap();
     let effects = h.run().await;
     assert!(effects.iter().all(|e| e.writes.is_empty()));
     assert!(matches!(

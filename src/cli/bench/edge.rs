@@ -14,12 +14,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cli::client::AuthChannel;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
 
 use super::stats::Percentiles;
 use super::workload::{create_projects, deploy_and_wait};
@@ -93,12 +93,12 @@ struct Sample {
 }
 
 pub async fn run(
-    addr: &str,
+    target: &super::Target,
     edge: SocketAddr,
     clients: usize,
     seconds: u64,
 ) -> anyhow::Result<EdgeReport> {
-    let channel = Channel::from_shared(addr.to_string())?.connect().await?;
+    let channel = target.connect().await?;
     let project = create_projects(&channel, 1)
         .await?
         .pop()
@@ -199,7 +199,7 @@ pub async fn run(
     })
 }
 
-async fn live_host(channel: &Channel, project: &str) -> anyhow::Result<String> {
+async fn live_host(channel: &AuthChannel, project: &str) -> anyhow::Result<String> {
     let routes = crate::pb::routing_service_client::RoutingServiceClient::new(channel.clone())
         .list_routes(pb::ListRoutesRequest {
             project_id: project.to_string(),

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tonic::transport::Channel;
 
-use super::stats::{Percentiles, rss_mib};
+use crate::cli::client::AuthChannel;
+
+use super::stats::{Percentiles, process_cpu_seconds, rss_mib};
 use crate::Config;
 use crate::config::RegionConfig;
 use crate::pb;
@@ -82,26 +83,12 @@ fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T
         .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
 }
 
-/// Process CPU time (user + system) in seconds, from /proc (Linux).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 (1-based), 12 and 13 here.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-pub async fn run(addr: &str, clients: usize, seconds: u64) -> anyhow::Result<FloodReport> {
-    let channel = Channel::from_shared(addr.to_string())?.connect().await?;
+pub async fn run(
+    target: &super::Target,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<FloodReport> {
+    let channel = target.connect().await?;
     let workspace = rpc(WorkspaceServiceClient::new(channel.clone())
         .create_workspace(pb::CreateWorkspaceRequest {
             slug: format!("flood-{}", crate::model::now_millis()),
@@ -144,9 +131,9 @@ pub async fn run(addr: &str, clients: usize, seconds: u64) -> anyhow::Result<Flo
     let flooded = others.remove(0);
     let phase = Duration::from_secs(seconds);
 
-    let cpu = cpu_seconds();
+    let cpu = process_cpu_seconds();
     let (without, rate_without) = deploy_load(&channel, &others, phase).await?;
-    let cpu_without_flood = (cpu_seconds() - cpu) / phase.as_secs_f64();
+    let cpu_without_flood = (process_cpu_seconds() - cpu) / phase.as_secs_f64();
 
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
@@ -164,9 +151,9 @@ pub async fn run(addr: &str, clients: usize, seconds: u64) -> anyhow::Result<Flo
             }
         }));
     }
-    let cpu = cpu_seconds();
+    let cpu = process_cpu_seconds();
     let (during, rate_during) = deploy_load(&channel, &others, phase).await?;
-    let cpu_during_flood = (cpu_seconds() - cpu) / phase.as_secs_f64();
+    let cpu_during_flood = (process_cpu_seconds() - cpu) / phase.as_secs_f64();
     for flooder in flooders {
         flooder.await?;
     }
@@ -200,7 +187,7 @@ fn request(project: &str) -> pb::CreateDeploymentRequest {
 
 /// One client per project deploys and polls until `READY`, for `phase`.
 async fn deploy_load(
-    channel: &Channel,
+    channel: &AuthChannel,
     projects: &[String],
     phase: Duration,
 ) -> anyhow::Result<(Vec<Duration>, f64)> {

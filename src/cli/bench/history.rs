@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cli::client::AuthChannel;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use super::stats::Percentiles;
 use super::workload::{create_projects, deploy_and_wait, switch_pairs};
@@ -133,7 +133,7 @@ async fn phase(
 }
 
 async fn measure(local: &Local, big: &str) -> anyhow::Result<HistoryPhase> {
-    let channel = Channel::from_shared(local.addr.clone())?.connect().await?;
+    let channel = local.target.connect().await?;
     let list = |environment: &str, status: pb::DeploymentStatus| pb::ListDeploymentsRequest {
         project_id: big.to_string(),
         environment_slug: environment.to_string(),
@@ -169,7 +169,7 @@ async fn measure(local: &Local, big: &str) -> anyhow::Result<HistoryPhase> {
 }
 
 async fn time_lists(
-    channel: &Channel,
+    channel: &AuthChannel,
     request: pb::ListDeploymentsRequest,
 ) -> anyhow::Result<Percentiles> {
     let mut client = DeploymentServiceClient::new(channel.clone());

@@ -53,6 +53,32 @@ pub fn rss_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Process CPU time (user + system) in seconds, from /proc (Linux): the
+/// daemon and the load generator's clients together when the daemon runs
+/// in-process.
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf reads a constant of the system and has no
+    // preconditions.
+    let per_second = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        hz if hz > 0 => hz as f64,
+        _ => 100.0,
+    };
+    // utime and stime are fields 14 and 15 (1-based), 12 and 13 here.
+    (ticks(11) + ticks(12)) / per_second
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
-use super::stats::{Percentiles, rss_mib};
+use crate::cli::client::AuthChannel;
+
+use super::stats::{Percentiles, process_cpu_seconds, rss_mib};
 use super::{BenchArgs, Report};
 use crate::model::DeploymentId;
 use crate::pb;
@@ -32,14 +34,82 @@ fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T
         .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
 }
 
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(addr.to_string())?.connect().await?)
+/// What one deploy load (one `--clients` count) measured.
+#[derive(Debug, Default, Serialize)]
+pub struct LoadFigures {
+    pub clients: usize,
+    pub seconds: f64,
+    pub deploys_completed: u64,
+    pub deploys_failed: u64,
+    pub deploys_per_second: f64,
+    pub deploy_latency: Percentiles,
+    pub rollback_under_load: Percentiles,
+    pub promote_under_load: Percentiles,
+    pub commits_per_second: f64,
+    pub operations_per_commit: f64,
+    /// CPU time of this process during the load, and per deploy that
+    /// reached `READY`.
+    pub cpu_seconds: f64,
+    pub cpu_ms_per_deploy: f64,
+    /// Whether that CPU time includes the daemon (it runs in-process) or
+    /// only the load generator (`--target`).
+    pub cpu_includes_daemon: bool,
 }
 
-pub async fn drive(addr: &str, args: &BenchArgs, mut report: Report) -> anyhow::Result<Report> {
+impl LoadFigures {
+    pub(super) fn rows(&self, line: &mut impl FnMut(&str, String)) {
+        line(
+            &format!("-- {} clients", self.clients),
+            format!("{:.1} s", self.seconds),
+        );
+        line(
+            "deploys completed (to READY)",
+            format!(
+                "{} ({} failed), {:.0}/s",
+                self.deploys_completed, self.deploys_failed, self.deploys_per_second
+            ),
+        );
+        line("deploy latency", self.deploy_latency.row());
+        line(
+            "rollback ack, under deploy load",
+            self.rollback_under_load.row(),
+        );
+        line(
+            "promote ack, under deploy load",
+            self.promote_under_load.row(),
+        );
+        line(
+            "durable commits",
+            format!(
+                "{:.0}/s, {:.1} operations per commit",
+                self.commits_per_second, self.operations_per_commit
+            ),
+        );
+        let scope = if self.cpu_includes_daemon {
+            "whole process: daemon and clients"
+        } else {
+            "load generator only"
+        };
+        line(
+            "CPU per completed deploy",
+            format!(
+                "{:.3} ms ({:.1} s of CPU, {scope})",
+                self.cpu_ms_per_deploy, self.cpu_seconds
+            ),
+        );
+    }
+}
+
+/// `local`: the daemon runs in this process, so its CPU time is counted.
+pub async fn drive(
+    target: &super::Target,
+    args: &BenchArgs,
+    mut report: Report,
+    local: bool,
+) -> anyhow::Result<Report> {
     let mut channels = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        channels.push(connect(addr).await?);
+        channels.push(target.connect().await?);
     }
     let rss_before = rss_mib().0;
     let projects = create_projects(&channels[0], args.projects + SWITCH_PROJECTS).await?;
@@ -58,19 +128,42 @@ pub async fn drive(addr: &str, args: &BenchArgs, mut report: Report) -> anyhow::
     report.rollback_alone = Percentiles::of(rollback_alone);
     report.promote_alone = Percentiles::of(promote_alone);
 
+    for &clients in &args.clients {
+        let load = deploy_load(&channels, args, clients, deploy_projects, &pairs, local).await?;
+        report.loads.push(load);
+    }
+    let (rss, peak) = rss_mib();
+    report.rss_mib = rss;
+    report.peak_rss_mib = peak;
+    report.rss_per_project_kib =
+        ((rss - rss_before).max(0.0) * 1024.0) / (args.projects + SWITCH_PROJECTS) as f64;
+    Ok(report)
+}
+
+/// `clients` deploying clients for `--seconds` (or `--deploys`), with one
+/// more client switching `pairs` beside them.
+async fn deploy_load(
+    channels: &[AuthChannel],
+    args: &BenchArgs,
+    clients: usize,
+    deploy_projects: &[String],
+    pairs: &[(String, String)],
+    local: bool,
+) -> anyhow::Result<LoadFigures> {
     let stats_before = stats(&channels[0]).await?;
+    let cpu_before = process_cpu_seconds();
     let began = Instant::now();
     let deadline = began + Duration::from_secs(args.seconds);
     let failed = Arc::new(AtomicU64::new(0));
     let started = Arc::new(AtomicU64::new(0));
     let budget = args.deploys.unwrap_or(u64::MAX);
-    let mut clients = Vec::new();
-    for c in 0..args.clients {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
         let channel = channels[c % CONNECTIONS].clone();
         let mine: Vec<String> = deploy_projects
             .iter()
             .skip(c % deploy_projects.len().max(1))
-            .step_by(args.clients.max(1))
+            .step_by(clients)
             .cloned()
             .collect();
         let mine = if mine.is_empty() {
@@ -80,7 +173,7 @@ pub async fn drive(addr: &str, args: &BenchArgs, mut report: Report) -> anyhow::
         };
         let failed = failed.clone();
         let started = started.clone();
-        clients.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut next = 0;
             while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < budget {
@@ -100,49 +193,50 @@ pub async fn drive(addr: &str, args: &BenchArgs, mut report: Report) -> anyhow::
     let (stop_switching, switching_stopped) = tokio::sync::watch::channel(false);
     let switching = {
         let channel = channels[CONNECTIONS - 1].clone();
-        let pairs = pairs.clone();
+        let pairs = pairs.to_vec();
         tokio::spawn(async move {
             switch_pairs(&channel, &pairs, None, Some((deadline, switching_stopped))).await
         })
     };
     let mut deploy_latencies = Vec::new();
-    for client in clients {
-        deploy_latencies.extend(client.await?);
+    for task in tasks {
+        deploy_latencies.extend(task.await?);
     }
     let _ = stop_switching.send(true);
     let (rollback_loaded, promote_loaded) = switching.await??;
     let elapsed = began.elapsed().as_secs_f64();
-
-    report.seconds = elapsed;
-    report.deploys_completed = deploy_latencies.len() as u64;
-    report.deploys_failed = failed.load(Ordering::Relaxed);
-    report.deploys_per_second = deploy_latencies.len() as f64 / elapsed;
-    report.deploy_latency = Percentiles::of(deploy_latencies);
-    report.rollback_under_load = Percentiles::of(rollback_loaded);
-    report.promote_under_load = Percentiles::of(promote_loaded);
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
     let stats_after = stats(&channels[0]).await?;
     let commits = stats_after.commits.saturating_sub(stats_before.commits);
     let operations = stats_after
         .committed_operations
         .saturating_sub(stats_before.committed_operations);
-    report.commits_per_second = Some(commits as f64 / elapsed);
-    report.operations_per_commit = Some(operations as f64 / commits.max(1) as f64);
-    let (rss, peak) = rss_mib();
-    report.rss_mib = rss;
-    report.peak_rss_mib = peak;
-    report.rss_per_project_kib =
-        ((rss - rss_before).max(0.0) * 1024.0) / (args.projects + SWITCH_PROJECTS) as f64;
-    Ok(report)
+    let completed = deploy_latencies.len() as u64;
+    Ok(LoadFigures {
+        clients,
+        seconds: elapsed,
+        deploys_completed: completed,
+        deploys_failed: failed.load(Ordering::Relaxed),
+        deploys_per_second: completed as f64 / elapsed,
+        deploy_latency: Percentiles::of(deploy_latencies),
+        rollback_under_load: Percentiles::of(rollback_loaded),
+        promote_under_load: Percentiles::of(promote_loaded),
+        commits_per_second: commits as f64 / elapsed,
+        operations_per_commit: operations as f64 / commits.max(1) as f64,
+        cpu_seconds,
+        cpu_ms_per_deploy: cpu_seconds * 1000.0 / completed.max(1) as f64,
+        cpu_includes_daemon: local,
+    })
 }
 
-async fn stats(channel: &Channel) -> anyhow::Result<pb::GetStatsResponse> {
+async fn stats(channel: &AuthChannel) -> anyhow::Result<pb::GetStatsResponse> {
     rpc(AdminServiceClient::new(channel.clone())
         .get_stats(pb::GetStatsRequest {})
         .await)
 }
 
 pub(super) async fn create_projects(
-    channel: &Channel,
+    channel: &AuthChannel,
     count: usize,
 ) -> anyhow::Result<Vec<String>> {
     let workspace = rpc(WorkspaceServiceClient::new(channel.clone())
@@ -200,7 +294,7 @@ where
 /// Creates an image deployment and follows it to the end: (latency from
 /// the create call to the terminal event, id, whether it became READY).
 pub(super) async fn deploy_and_wait(
-    channel: &Channel,
+    channel: &AuthChannel,
     project: &str,
 ) -> anyhow::Result<(Duration, String, bool)> {
     let mut client = DeploymentServiceClient::new(channel.clone());
@@ -242,7 +336,7 @@ pub(super) async fn deploy_and_wait(
 /// each pair in turn, `count` times or until `until` (a deadline, or an
 /// earlier stop signal). Returns the acknowledgement latencies of each.
 pub(super) async fn switch_pairs(
-    channel: &Channel,
+    channel: &AuthChannel,
     pairs: &[(String, String)],
     count: Option<usize>,
     until: Option<(Instant, tokio::sync::watch::Receiver<bool>)>,
@@ -281,9 +375,9 @@ pub(super) async fn switch_pairs(
 }
 
 /// Waits until every listed deployment is READY; returns how long it took.
-pub async fn wait_ready(addr: &str, ids: &[DeploymentId]) -> anyhow::Result<Duration> {
+pub async fn wait_ready(target: &super::Target, ids: &[DeploymentId]) -> anyhow::Result<Duration> {
     let began = Instant::now();
-    let mut client = DeploymentServiceClient::new(connect(addr).await?);
+    let mut client = DeploymentServiceClient::new(target.connect().await?);
     for id in ids {
         loop {
             let deployment = rpc(client

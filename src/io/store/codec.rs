@@ -9,7 +9,10 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, StorageFault};
 use crate::io::store::legacy;
-use crate::model::{Deployment, IdempotencyRecord, Project, Route, ScheduledChange, Workspace};
+use crate::model::{
+    AuditEvent, Deployment, IdempotencyRecord, Project, Route, ScheduledChange, TokenRecord,
+    Workspace,
+};
 
 /// The format every record is written in.
 ///
@@ -45,6 +48,18 @@ impl Record for Route {
 impl Record for ScheduledChange {
     const WHAT: &'static str = "schedule";
     const SAME_SINCE: u8 = 1;
+}
+
+// Tokens and audit events came with format 2 and live in tables of their
+// own, so no older bytes of them exist.
+impl Record for TokenRecord {
+    const WHAT: &'static str = "token";
+    const SAME_SINCE: u8 = 2;
+}
+
+impl Record for AuditEvent {
+    const WHAT: &'static str = "audit event";
+    const SAME_SINCE: u8 = 2;
 }
 
 impl Record for Project {

@@ -9,6 +9,7 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use crate::error::Error;
+use crate::io::store::audit;
 use crate::io::store::codec::{decode, encode};
 use crate::io::store::holders::holder_of;
 use crate::io::store::state::storage;
@@ -16,8 +17,8 @@ use crate::io::store::tables::*;
 use crate::model::quote::quoted;
 use crate::model::routes::Holder;
 use crate::model::{
-    Deployment, DeploymentId, IdempotencyKey, IdempotencyRecord, Project, ProjectId, Route,
-    RouteKind, ScheduledChange, UnixMillis, Workspace,
+    AuditEvent, Deployment, DeploymentId, IdempotencyKey, IdempotencyRecord, Project, ProjectId,
+    Route, RouteKind, ScheduledChange, TokenRecord, UnixMillis, Workspace,
 };
 
 // Mutations live briefly in small Vecs on their way to the writer; boxing the
@@ -89,6 +90,19 @@ pub enum Mutation {
         deployment_id: DeploymentId,
         intent: u64,
     },
+    /// Creates a token, or stores its revocation.
+    PutToken(TokenRecord),
+    /// Records that the generated bootstrap token was issued (and shown).
+    MarkBootstrapIssued,
+    /// An audit event of the change this submission makes. If the
+    /// submission is rejected, the event is still written, with the
+    /// rejection as its outcome, and nothing else is.
+    Audit(Box<AuditEvent>),
+    /// Deletes up to `limit` audit events older than `before`.
+    PruneAudit {
+        before: UnixMillis,
+        limit: usize,
+    },
 }
 
 /// Outcome of one submission inside a commit.
@@ -102,6 +116,11 @@ pub(crate) enum Applied {
 pub(crate) fn apply(txn: &WriteTransaction, mutations: &[Mutation]) -> Result<Applied, Error> {
     for mutation in mutations {
         if let Err(rejection) = check(txn, mutation)? {
+            for mutation in mutations {
+                if let Mutation::Audit(event) = mutation {
+                    audit::put_event(txn, &event.refused(&rejection))?;
+                }
+            }
             return Ok(Applied::Rejected(rejection));
         }
     }
@@ -303,6 +322,10 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
                 .insert(deployment_id.as_str(), *intent)
                 .map_err(storage)?;
         }
+        Mutation::PutToken(token) => audit::put_token(txn, token)?,
+        Mutation::MarkBootstrapIssued => audit::mark_bootstrap_issued(txn)?,
+        Mutation::Audit(event) => audit::put_event(txn, event)?,
+        Mutation::PruneAudit { before, limit } => audit::prune(txn, *before, *limit)?,
         Mutation::ForgetWorkload {
             deployment_id,
             intent,

@@ -65,3 +65,17 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 /// (expires at, project id, key): the expiry order of idempotency keys.
 pub const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("idempotency_expiry");
+/// Token id -> `TokenRecord` (the SHA-256 of the secret, never the secret;
+/// revoked tokens stay, with `revoked_at`, so the audit log can name them).
+pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// `META` key: a bootstrap admin token was generated (and printed) once.
+pub const BOOTSTRAP_ISSUED_KEY: &str = "bootstrap_token_issued";
+/// (at, event id) -> `AuditEvent`, oldest first: pruning by age is a range
+/// from the start.
+pub const AUDIT: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("audit");
+/// (workspace id, at, event id): one workspace's events.
+pub const AUDIT_BY_WORKSPACE: TableDefinition<(&str, u64, &str), ()> =
+    TableDefinition::new("audit_by_workspace");
+/// (project id, at, event id): one project's events.
+pub const AUDIT_BY_PROJECT: TableDefinition<(&str, u64, &str), ()> =
+    TableDefinition::new("audit_by_project");
