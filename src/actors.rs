@@ -15,6 +15,7 @@
 //! the supervisor.
 
 mod build;
+pub mod build_slots;
 mod deps;
 mod events;
 pub mod project;
@@ -24,6 +25,6 @@ pub mod reconciler;
 mod supervisor;
 
 pub use deps::Deps;
-pub use events::{DeploymentEvents, Subscription};
+pub use events::{DeploymentEvents, Subscription, Update};
 pub use projects::Projects;
 pub use reconciler::Reconciler;

@@ -240,6 +240,9 @@ pub enum LogFormat {
 pub enum BuilderConfig {
     /// Pretends to build: waits, then reports an image in `registry`.
     Simulated {
+        /// Builds that run at once; more wait, production first.
+        #[serde(default = "default_slots")]
+        slots: usize,
         #[serde(default)]
         duration_ms: u64,
         #[serde(default = "default_registry")]
@@ -249,6 +252,31 @@ pub enum BuilderConfig {
         #[serde(default)]
         rules: Vec<SimulatedBuildRule>,
     },
+    /// Fetches the commit with git, builds its Dockerfile with podman and
+    /// pushes the image to `registry`; the deployment runs it by digest.
+    Podman {
+        #[serde(default = "default_slots")]
+        slots: usize,
+        /// `HOST:PORT` of the OCI registry images are pushed to, as
+        /// `HOST:PORT/deployd/PROJECT:DEPLOYMENT`.
+        registry: String,
+        /// Push to (and let podman regions pull from) the registry over
+        /// plain HTTP, without TLS: for a registry on this machine.
+        #[serde(default)]
+        insecure_registry: bool,
+        /// `file://` repositories read the daemon's own disk, so they are
+        /// refused (`INVALID_ARGUMENT`) unless this is set.
+        #[serde(default)]
+        allow_file_repositories: bool,
+        #[serde(default = "default_podman")]
+        podman: PathBuf,
+        #[serde(default = "default_git")]
+        git: PathBuf,
+    },
+}
+
+fn default_git() -> PathBuf {
+    PathBuf::from("git")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -264,6 +292,43 @@ pub struct SimulatedBuildRule {
     pub fail: bool,
 }
 
+fn default_slots() -> usize {
+    4
+}
+
+impl BuilderConfig {
+    /// Builds that may run at once (`[builder] slots`).
+    pub fn slots(&self) -> usize {
+        match self {
+            Self::Simulated { slots, .. } | Self::Podman { slots, .. } => *slots,
+        }
+    }
+
+    /// Registries reached without TLS: podman regions pull from them so.
+    pub fn insecure_registries(&self) -> Vec<String> {
+        match self {
+            Self::Podman {
+                registry,
+                insecure_registry: true,
+                ..
+            } => vec![registry.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether `file://` repositories may be deployed: the simulated
+    /// builder reads nothing, the podman builder only when allowed.
+    pub fn allows_file_repositories(&self) -> bool {
+        match self {
+            Self::Simulated { .. } => true,
+            Self::Podman {
+                allow_file_repositories,
+                ..
+            } => *allow_file_repositories,
+        }
+    }
+}
+
 fn default_registry() -> String {
     "registry.deployd.local".to_string()
 }
@@ -271,6 +336,7 @@ fn default_registry() -> String {
 impl Default for BuilderConfig {
     fn default() -> Self {
         Self::Simulated {
+            slots: default_slots(),
             duration_ms: 200,
             registry: default_registry(),
             rules: Vec::new(),
@@ -360,6 +426,10 @@ impl Config {
         }
         validate::apex_domain(&self.apex_domain)
             .map_err(|e| anyhow::anyhow!("config: apex_domain: {e}"))?;
+        if let BuilderConfig::Podman { registry, .. } = &self.builder {
+            validate::registry_address(registry)
+                .map_err(|e| anyhow::anyhow!("config: builder.registry: {e}"))?;
+        }
         for (name, value) in [
             ("region_timeout_ms", self.region_timeout_ms),
             ("readiness_poll_ms", self.readiness_poll_ms),
@@ -394,6 +464,7 @@ impl Config {
             ("watch_send_timeout_ms", self.watch_send_timeout_ms),
             ("max_message_bytes", self.max_message_bytes as u64),
             ("audit.retention_days", self.audit.retention_days),
+            ("builder.slots", self.builder.slots() as u64),
         ] {
             if value == 0 {
                 anyhow::bail!("config: {name} must be greater than 0");
@@ -502,6 +573,7 @@ impl Config {
     pub fn repository_rules(&self) -> validate::RepositoryRules {
         validate::RepositoryRules {
             allow_link_local: self.allow_link_local_repositories,
+            allow_file: self.builder.allows_file_repositories(),
         }
     }
 

@@ -33,13 +33,14 @@ const PER_COMMIT: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
-const STATUSES: [DeploymentStatus; 6] = [
+const STATUSES: [DeploymentStatus; 7] = [
     DeploymentStatus::Pending,
     DeploymentStatus::Building,
     DeploymentStatus::Deploying,
     DeploymentStatus::Network,
     DeploymentStatus::Ready,
     DeploymentStatus::Failed,
+    DeploymentStatus::Cancelled,
 ];
 const STEPS: [StepName; 4] = [
     StepName::Build,

@@ -73,6 +73,9 @@ struct Fixture {
     project_a: String,
     older: String,
     newer: String,
+    /// A preview deployment whose build takes ten minutes: still
+    /// `BUILDING`, so it can be cancelled, and it has a build log.
+    building: String,
     /// A deployer token of A that rows may revoke.
     spare_token: String,
     counter: AtomicU32,
@@ -302,6 +305,28 @@ fn table() -> Vec<Row> {
             TokenServiceClient,
             |c, _fx| { c.list_tokens(pb::ListTokensRequest::default()) }
         ),
+        // Cancel is idempotent: the deployer's call cancels, the admin's
+        // answers the same.
+        row!(
+            "DeploymentService/CancelDeployment",
+            Needs::Write,
+            DeploymentServiceClient,
+            |c, fx| {
+                c.cancel_deployment(pb::CancelDeploymentRequest {
+                    deployment_id: fx.building.clone(),
+                })
+            }
+        ),
+        row!(
+            "DeploymentService/GetBuildLog",
+            Needs::Read,
+            DeploymentServiceClient,
+            |c, fx| {
+                c.get_build_log(pb::GetBuildLogRequest {
+                    deployment_id: fx.building.clone(),
+                })
+            }
+        ),
         row!(
             "AuditService/ListAuditEvents",
             Needs::Read,
@@ -376,13 +401,15 @@ async fn snapshot(daemon: &TestDaemon, fx: &Fixture) -> String {
         .expect("audit")
         .into_inner();
     let project = stable(daemon.get_project(&fx.project_a).await);
-    // Ids only: deployments made by allowed calls go on deploying.
+    // Ids only: deployments made by allowed calls go on deploying. The
+    // building one's status too: a refused cancel must leave it building.
     let deployments: Vec<String> = daemon
         .list(&fx.project_a)
         .await
         .into_iter()
         .map(|d| d.id)
         .collect();
+    let building = daemon.get(&fx.building).await.status;
     let projects = ProjectServiceClient::new(channel.clone())
         .list_projects(pb::ListProjectsRequest {
             workspace_id: fx.workspace_a.clone(),
@@ -400,7 +427,7 @@ async fn snapshot(daemon: &TestDaemon, fx: &Fixture) -> String {
         .await
         .expect("tokens")
         .into_inner();
-    format!("{audit:?}\n{project:?}\n{deployments:?}\n{projects:?}\n{tokens:?}")
+    format!("{audit:?}\n{project:?}\n{deployments:?}\n{building}\n{projects:?}\n{tokens:?}")
 }
 
 #[tokio::test]
@@ -409,7 +436,11 @@ async fn every_rpc_answers_each_caller_as_its_rule_says_and_refusals_change_noth
     let rows: BTreeSet<String> = table.iter().map(|r| r.method.to_string()).collect();
     assert_eq!(rows, every_method(), "the table must have one row per RPC");
 
-    let daemon = TestDaemon::start().await;
+    let mut config = fast_config();
+    if let deployd::config::BuilderConfig::Simulated { rules, .. } = &mut config.builder {
+        rules.push(build_rule(Some("held"), None, Some(600_000), false));
+    }
+    let daemon = TestDaemon::start_with(config).await;
     let project_a = daemon.project("team-a", "web").await;
     let workspace_b = daemon
         .workspaces()
@@ -424,6 +455,17 @@ async fn every_rpc_answers_each_caller_as_its_rule_says_and_refusals_change_noth
         .workspace
         .expect("workspace");
     let (older, newer) = daemon.two_production_deploys(&project_a.id).await;
+    let building = daemon
+        .create(git_request(
+            &project_a.id,
+            "preview",
+            "held",
+            "0123456789abcdef0123456789abcdef01234567",
+        ))
+        .await;
+    daemon
+        .wait_status(&building, pb::DeploymentStatus::Building)
+        .await;
     let a = project_a.workspace_id.clone();
     let viewer = create_token(&daemon, pb::Role::Viewer, &a).await.secret;
     let deployer = create_token(&daemon, pb::Role::Deployer, &a).await.secret;
@@ -437,6 +479,7 @@ async fn every_rpc_answers_each_caller_as_its_rule_says_and_refusals_change_noth
         project_a: project_a.id.clone(),
         older,
         newer,
+        building,
         spare_token: spare.token.expect("token").id,
         counter: AtomicU32::new(0),
     });

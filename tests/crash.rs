@@ -319,7 +319,7 @@ impl Harness {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{unfinished} deployments never reached READY or FAILED"
+                "{unfinished} deployments never reached READY, FAILED or CANCELLED"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -712,8 +712,16 @@ async fn all_routes(
     }
 }
 
+/// Final statuses. `CANCELLED` comes from supersede: the workload deploys
+/// git commits on a few branches, so a newer build cancels an older one.
 fn is_terminal(status: i32) -> bool {
-    status == pb::DeploymentStatus::Ready as i32 || status == pb::DeploymentStatus::Failed as i32
+    [
+        pb::DeploymentStatus::Ready,
+        pb::DeploymentStatus::Failed,
+        pb::DeploymentStatus::Cancelled,
+    ]
+    .map(|s| s as i32)
+    .contains(&status)
 }
 
 async fn run_seed(seed: u64) {

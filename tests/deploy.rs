@@ -46,7 +46,7 @@ async fn git_deploy_goes_through_every_status_and_step() {
                 statuses.push(d.status);
             }
             Event::Status(s) => statuses.push(s.status),
-            Event::Step(_) => {}
+            Event::Step(_) | Event::BuildLog(_) => {}
         }
         first = false;
     }
@@ -196,6 +196,7 @@ async fn watch_reports_each_step_as_it_happens() {
                 }
             }
             Event::Status(s) => last_status = s.status,
+            Event::BuildLog(_) => {}
         }
     }
     assert_eq!(last_status, DeploymentStatus::Ready as i32);
@@ -329,6 +330,7 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
         let mut config = fast_config();
         let slow_sha = if newer_is_slow { SHA_B } else { SHA_A };
         config.builder = deployd::config::BuilderConfig::Simulated {
+            slots: 4,
             duration_ms: 10,
             registry: "registry.test".into(),
             rules: vec![build_rule(None, Some(slow_sha), Some(600), false)],
@@ -338,8 +340,10 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
         let older = daemon
             .create(git_request(&project.id, "production", "main", SHA_A))
             .await;
+        // Another branch: a newer build of the same branch would cancel
+        // the older one while it builds (supersede, tests/cancel.rs).
         let newer = daemon
-            .create(git_request(&project.id, "production", "main", SHA_B))
+            .create(git_request(&project.id, "production", "release", SHA_B))
             .await;
         let (first, second) = if newer_is_slow {
             (&older, &newer)
@@ -350,7 +354,7 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
         daemon.wait_status(second, DeploymentStatus::Ready).await;
 
         let routes = daemon.routes(&project.id).await;
-        for kind in [RouteKind::Live, RouteKind::Environment, RouteKind::Branch] {
+        for kind in [RouteKind::Live, RouteKind::Environment] {
             let sticky = routes_of_kind(&routes, kind);
             assert_eq!(sticky.len(), 1, "{kind:?}");
             assert_eq!(
@@ -358,6 +362,14 @@ async fn racing_deploys_the_newer_wins_whichever_finishes_first() {
                 "{kind:?} (newer_is_slow={newer_is_slow})"
             );
         }
+        let mut branches: Vec<&str> = routes_of_kind(&routes, RouteKind::Branch)
+            .iter()
+            .map(|r| r.deployment_id.as_str())
+            .collect();
+        branches.sort();
+        let mut both = [older.as_str(), newer.as_str()];
+        both.sort();
+        assert_eq!(branches, both, "each branch keeps its own");
         assert_eq!(
             daemon.get_project(&project.id).await.live_deployment_id,
             newer

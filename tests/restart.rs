@@ -117,6 +117,7 @@ async fn a_pending_schedule_survives_a_restart() {
 async fn an_unfinished_deployment_finishes_after_a_restart() {
     let mut config = fast_config();
     config.builder = deployd::config::BuilderConfig::Simulated {
+        slots: 4,
         duration_ms: 10,
         registry: "registry.test".into(),
         rules: vec![build_rule(Some("release"), None, Some(800), false)],

@@ -164,6 +164,7 @@ async fn a_rolled_back_project_keeps_live_until_promote() {
 async fn a_rollback_during_a_build_is_respected_by_that_deploy() {
     let mut config = fast_config();
     config.builder = deployd::config::BuilderConfig::Simulated {
+        slots: 4,
         duration_ms: 10,
         registry: "registry.test".into(),
         rules: vec![build_rule(Some("release"), None, Some(500), false)],

@@ -1,5 +1,6 @@
 //! The watch hub: deployment snapshots published after each durable commit,
-//! for `WatchDeployment` streams. Only deployments somebody watches have a
+//! and build output lines as they are printed, for `WatchDeployment`
+//! streams. Only deployments somebody watches have a
 //! channel, so publishing costs one map lookup otherwise. Watchers are
 //! bounded overall and per deployment, because each one holds a task and
 //! buffers for as long as its client keeps the stream open.
@@ -15,11 +16,21 @@ use crate::model::{Deployment, DeploymentId};
 
 const CHANNEL_CAPACITY: usize = 64;
 
+/// What a watcher hears.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// The deployment as a commit stored it.
+    Stored(Arc<Deployment>),
+    /// A line of build output: not stored with the deployment (the build
+    /// log on disk keeps it), so it is sent as it comes.
+    BuildLine(Arc<str>),
+}
+
 #[derive(Clone)]
 pub struct DeploymentEvents(Arc<Hub>);
 
 struct Hub {
-    channels: DashMap<DeploymentId, broadcast::Sender<Arc<Deployment>>>,
+    channels: DashMap<DeploymentId, broadcast::Sender<Update>>,
     watchers: AtomicUsize,
     max_watchers: usize,
     max_per_deployment: usize,
@@ -29,10 +40,10 @@ struct Hub {
 /// drops the deployment's channel when it was the last watcher, so no path
 /// out of a watch (error, client gone, shutdown, send timeout) can leak it.
 pub struct Subscription {
-    pub updates: broadcast::Receiver<Arc<Deployment>>,
+    pub updates: broadcast::Receiver<Update>,
     /// Tells this deployment's channel from a newer one made after a
     /// terminal publish removed it.
-    channel: broadcast::Sender<Arc<Deployment>>,
+    channel: broadcast::Sender<Update>,
     hub: Arc<Hub>,
     id: DeploymentId,
 }
@@ -102,9 +113,16 @@ impl DeploymentEvents {
         let Some(sender) = self.0.channels.get(&deployment.id).map(|s| s.clone()) else {
             return;
         };
-        let _ = sender.send(Arc::new(deployment.clone()));
+        let _ = sender.send(Update::Stored(Arc::new(deployment.clone())));
         if deployment.status.is_terminal() {
             self.0.channels.remove(&deployment.id);
+        }
+    }
+
+    /// A line of `id`'s build output, for its watchers (if any).
+    pub fn publish_line(&self, id: &DeploymentId, line: &str) {
+        if let Some(sender) = self.0.channels.get(id).map(|s| s.clone()) {
+            let _ = sender.send(Update::BuildLine(Arc::from(line)));
         }
     }
 

@@ -10,6 +10,7 @@
 //! only starts and stops children and arms timers, when the executor says
 //! their commit has landed.
 
+mod cancel;
 mod core;
 mod deploy;
 pub mod effects;
@@ -150,11 +151,16 @@ impl Actor for ProjectActor {
                 reply,
             } => settings::add_custom_domain(core, fqdn, origin, reply),
             ProjectMsg::Ping { reply } => core.answer(reply, Ok(())),
-            ProjectMsg::BuildProgress {
+            ProjectMsg::Cancel {
+                deployment,
+                origin,
+                reply,
+            } => cancel::cancel(core, &deployment, &origin, reply),
+            ProjectMsg::BuildSlot {
                 deployment,
                 ticket,
-                line,
-            } => deploy::build_progress(core, &deployment, ticket, line),
+                queued,
+            } => deploy::build_slot(core, &deployment, ticket, queued),
             ProjectMsg::BuildFinished {
                 deployment,
                 ticket,
@@ -347,11 +353,14 @@ async fn start_child(myself: &ActorRef<ProjectMsg>, state: &mut ProjectState, ch
     }
     let deps = core.deps.clone();
     let spawned = match child {
-        Child::Build { request, .. } => {
+        Child::Build {
+            request, priority, ..
+        } => {
             let args = BuildArgs {
                 builder: deps.builder.clone(),
                 deps,
                 request,
+                priority,
                 parent: myself.clone(),
                 ticket,
             };

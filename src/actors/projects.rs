@@ -20,7 +20,7 @@ use crate::actors::supervisor::{
 };
 use crate::error::Error;
 use crate::model::project::Project;
-use crate::model::{DeploymentId, Origin, ProjectId};
+use crate::model::{Deployment, DeploymentId, Origin, ProjectId};
 
 #[derive(Clone)]
 pub struct Projects {
@@ -232,6 +232,21 @@ impl Projects {
                 origin,
                 reply,
             }
+        })
+        .await
+    }
+
+    pub async fn cancel(
+        &self,
+        project: &ProjectId,
+        deployment: DeploymentId,
+        origin: Origin,
+    ) -> Result<Deployment, Error> {
+        let timeout = self.deps.config.call_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::Cancel {
+            deployment,
+            origin,
+            reply,
         })
         .await
     }

@@ -69,6 +69,7 @@ pub fn status(status: DeploymentStatus) -> pb::DeploymentStatus {
         DeploymentStatus::Network => pb::DeploymentStatus::Network,
         DeploymentStatus::Ready => pb::DeploymentStatus::Ready,
         DeploymentStatus::Failed => pb::DeploymentStatus::Failed,
+        DeploymentStatus::Cancelled => pb::DeploymentStatus::Cancelled,
     }
 }
 
@@ -81,6 +82,7 @@ pub fn status_from_pb(status: pb::DeploymentStatus) -> Option<DeploymentStatus> 
         pb::DeploymentStatus::Network => DeploymentStatus::Network,
         pb::DeploymentStatus::Ready => DeploymentStatus::Ready,
         pb::DeploymentStatus::Failed => DeploymentStatus::Failed,
+        pb::DeploymentStatus::Cancelled => DeploymentStatus::Cancelled,
     })
 }
 
@@ -201,6 +203,11 @@ pub fn deployment(d: &Deployment, hostnames: Vec<String>) -> pb::Deployment {
         hostnames,
         sequence: d.sequence,
         port: u32::from(d.port),
+        superseded_by: d
+            .superseded_by
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         created_at: Some(timestamp(d.created_at)),
         updated_at: Some(timestamp(d.updated_at)),
     }

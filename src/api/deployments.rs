@@ -16,7 +16,7 @@ use crate::io::store::DeploymentFilter;
 use crate::model::deployment::DEFAULT_PORT;
 use crate::model::quote::quoted;
 use crate::model::validate::{self, MAX_AUTHOR_LEN, MAX_COMMIT_MESSAGE_LEN, RepositoryRules};
-use crate::model::{DeploymentId, GitCommit, GitSource, ProjectId, Source};
+use crate::model::{DeploymentId, GitCommit, GitSource, Origin, ProjectId, Source};
 use crate::pb;
 use crate::pb::deployment_service_server::DeploymentService;
 
@@ -350,5 +350,58 @@ impl DeploymentService for Deployments {
         tracing::info!("promoted");
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::PromoteResponse { project, routes }))
+    }
+
+    async fn cancel_deployment(
+        &self,
+        request: Request<pb::CancelDeploymentRequest>,
+    ) -> Result<Response<pb::CancelDeploymentResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
+        let project_id = self
+            .0
+            .deployment_for(&caller, &id, "deployment")?
+            .project_id;
+        let origin = Origin {
+            idempotency: None,
+            audit: Some(Box::new(
+                auth::audit(&caller, Rpc::CancelDeployment).id(&id),
+            )),
+        };
+        let deployment = self.0.projects.cancel(&project_id, id, origin).await?;
+        let deployment = self
+            .0
+            .blocking(move |context| {
+                let project = context.project(&deployment.project_id)?;
+                let hostnames = context.hostnames(&project, &deployment)?;
+                Ok(convert::deployment(&deployment, hostnames))
+            })
+            .await?;
+        Ok(Response::new(pb::CancelDeploymentResponse {
+            deployment: Some(deployment),
+        }))
+    }
+
+    async fn get_build_log(
+        &self,
+        request: Request<pb::GetBuildLogRequest>,
+    ) -> Result<Response<pb::GetBuildLogResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
+        let text = self
+            .0
+            .blocking(move |context| {
+                context.deployment_for(&caller, &id, "deployment")?;
+                context
+                    .deps
+                    .build_logs
+                    .read(&id)?
+                    .ok_or_else(|| Error::not_found(format!("no build log of {id} is kept")))
+            })
+            .await?;
+        Ok(Response::new(pb::GetBuildLogResponse {
+            lines: text.lines,
+            truncated: text.truncated,
+        }))
     }
 }

@@ -1,6 +1,6 @@
 //! `WatchDeployment`: a snapshot first, then the step and status changes
-//! found by comparing each published snapshot with the previous one, until
-//! the deployment is terminal. Snapshots are published only after the commit
+//! found by comparing each published snapshot with the previous one (and
+//! build output lines as they come), until the deployment is terminal. Snapshots are published only after the commit
 //! that holds them, so a watcher never sees a change that could be lost.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::actors::Subscription;
+use crate::actors::{Subscription, Update};
 use crate::api::listener::ConnInfo;
 use crate::api::{Context, convert};
 use crate::error::Error;
@@ -113,7 +113,17 @@ async fn follow(
             () = sender.tx.closed() => return End::ClientGone,
         };
         let next = match next {
-            Ok(next) => next,
+            Ok(Update::Stored(next)) => next,
+            Ok(Update::BuildLine(line)) => {
+                let event = Event::BuildLog(pb::BuildLogEvent {
+                    deployment_id: id.to_string(),
+                    line: line.to_string(),
+                });
+                if let Err(end) = sender.send(event).await {
+                    return end;
+                }
+                continue;
+            }
             // Fell behind: the store has the newest state.
             Err(RecvError::Lagged(_)) => match context.deps.store.deployment(id) {
                 Ok(Some(d)) => Arc::new(d),

@@ -71,12 +71,16 @@ pub enum Command {
     Deployment(DeploymentCommand),
     /// List the deployments of a project, newest first.
     Deployments(DeploymentsArgs),
-    /// Follow a deployment until it is ready or failed.
+    /// Follow a deployment until it is ready, failed or cancelled.
     Watch(WatchArgs),
     /// Point the live routes back at an earlier deployment.
     Rollback(RollbackArgs),
     /// Make a deployment live (and end a rollback).
     Promote(PromoteArgs),
+    /// Stop a deployment that is not yet ready (its build or rollout).
+    Cancel(CancelArgs),
+    /// Print the kept output of a deployment's build.
+    BuildLog(BuildLogArgs),
     /// List the routes of a project.
     Routes(RoutesArgs),
     /// Show the daemon's counters (commits, operations per commit, actors).
@@ -348,6 +352,18 @@ pub struct RollbackArgs {
     /// Makes a retry safe: the same key and request return the first answer.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    #[arg(value_name = "DEPLOYMENT_ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildLogArgs {
+    #[arg(value_name = "DEPLOYMENT_ID")]
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

@@ -123,6 +123,7 @@ pub fn zero_latency_config() -> Config {
             ("ap-southeast-1".to_string(), region()),
         ]),
         builder: BuilderConfig::Simulated {
+            slots: 64,
             duration_ms: 0,
             registry: "registry.bench".into(),
             rules: Vec::new(),

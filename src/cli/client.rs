@@ -311,6 +311,32 @@ pub async fn run(
                 render::switched(r.project.as_ref(), &r.routes)
             })?;
         }
+        Command::Cancel(args) => {
+            let request = pb::CancelDeploymentRequest {
+                deployment_id: args.id,
+            };
+            let response = rpc(clients.deployments().cancel_deployment(request).await)?;
+            show(json, &response, |r| {
+                r.deployment
+                    .as_ref()
+                    .map(render::deployment)
+                    .unwrap_or_default()
+            })?;
+        }
+        Command::BuildLog(args) => {
+            let request = pb::GetBuildLogRequest {
+                deployment_id: args.id,
+            };
+            let response = rpc(clients.deployments().get_build_log(request).await)?;
+            show(json, &response, |r| {
+                let mut text = String::new();
+                if r.truncated {
+                    text.push_str("(older lines were dropped)\n");
+                }
+                text.push_str(&r.lines.join("\n"));
+                text
+            })?;
+        }
         Command::Promote(args) => {
             let request = pb::PromoteRequest {
                 target_deployment_id: args.id,

@@ -101,6 +101,7 @@ async fn follow(clients: &Clients, json: bool, id: String) -> anyhow::Result<Exi
                 error = event.error_message;
                 Vec::new()
             }
+            Some(Event::BuildLog(event)) => vec![step_line("build", &format!("| {}", event.line))],
             None => Vec::new(),
         };
         if !json {
@@ -125,6 +126,12 @@ async fn follow(clients: &Clients, json: bool, id: String) -> anyhow::Result<Exi
                     format!("failed: {error}")
                 };
                 emit(&step_line("status", &text))?;
+            }
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+        Ok(pb::DeploymentStatus::Cancelled) => {
+            if !json {
+                emit(&step_line("status", &error))?;
             }
             Ok(ExitCode::from(EXIT_FAILED))
         }

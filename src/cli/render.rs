@@ -103,6 +103,9 @@ pub fn deployment(d: &pb::Deployment) -> String {
     if !d.error_message.is_empty() {
         pairs.push(("error", d.error_message.clone()));
     }
+    if !d.superseded_by.is_empty() {
+        pairs.push(("superseded by", d.superseded_by.clone()));
+    }
     pairs.push(("hostnames", or_dash(&d.hostnames.join("\n"))));
     pairs.push(("created", output::timestamp(d.created_at.as_ref())));
     pairs.push(("updated", output::timestamp(d.updated_at.as_ref())));

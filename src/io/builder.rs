@@ -1,6 +1,9 @@
 //! Builders turn a git source into an image. The [`simulated`] builder is the
-//! default; a real one (a BuildKit or Depot client) implements the same trait.
+//! default; [`podman`] builds for real (git, podman, an OCI registry). The
+//! build child writes every progress line to the build's [`log`].
 
+pub mod log;
+pub mod podman;
 pub mod simulated;
 
 use std::sync::Arc;
@@ -42,16 +45,32 @@ pub trait Builder: Send + Sync + 'static {
     ) -> Result<BuildOutput, BuildError>;
 }
 
-pub fn from_config(config: &BuilderConfig) -> Arc<dyn Builder> {
+pub fn from_config(config: &BuilderConfig, data_dir: &std::path::Path) -> Arc<dyn Builder> {
     match config {
         BuilderConfig::Simulated {
             duration_ms,
             registry,
             rules,
+            ..
         } => Arc::new(simulated::SimulatedBuilder::new(
             std::time::Duration::from_millis(*duration_ms),
             registry.clone(),
             rules.clone(),
         )),
+        BuilderConfig::Podman {
+            registry,
+            insecure_registry,
+            allow_file_repositories,
+            podman,
+            git,
+            ..
+        } => Arc::new(podman::PodmanBuilder::new(podman::PodmanBuilderConfig {
+            registry,
+            insecure: *insecure_registry,
+            allow_file: *allow_file_repositories,
+            podman,
+            git,
+            data_dir,
+        })),
     }
 }

@@ -114,7 +114,13 @@ pub struct Regions {
 
 impl Regions {
     /// `data_dir` holds the state of simulated regions that persist it.
-    pub fn from_config(regions: &BTreeMap<String, RegionConfig>, data_dir: &Path) -> Self {
+    /// `insecure_registries`: registries (`host:port`) podman regions pull
+    /// from over plain HTTP (the builder's, when it pushes there so).
+    pub fn from_config(
+        regions: &BTreeMap<String, RegionConfig>,
+        data_dir: &Path,
+        insecure_registries: &[String],
+    ) -> Self {
         let mut drivers: BTreeMap<String, Arc<dyn RegionDriver>> = BTreeMap::new();
         let mut simulated = BTreeMap::new();
         for (name, config) in regions {
@@ -140,7 +146,13 @@ impl Regions {
                     // One service per region: two regions on one machine
                     // must not race to start (and unlink) one socket.
                     let owned = data_dir.join("podman").join(format!("{name}.sock"));
-                    let region = podman::PodmanRegion::new(name, socket.as_deref(), &owned, podman);
+                    let region = podman::PodmanRegion::new(
+                        name,
+                        socket.as_deref(),
+                        &owned,
+                        podman,
+                        insecure_registries.to_vec(),
+                    );
                     drivers.insert(name.clone(), Arc::new(region));
                 }
             }

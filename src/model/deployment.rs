@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{DeploymentId, ProjectId, UnixMillis};
 
 /// `PENDING -> BUILDING (git only) -> DEPLOYING -> NETWORK -> READY`, or
-/// `FAILED` from any non-terminal status.
+/// `FAILED` or `CANCELLED` from any non-terminal status. `CANCELLED` (by
+/// `CancelDeployment` or a newer deployment of the same branch) never
+/// takes a route, like `FAILED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeploymentStatus {
     Pending,
@@ -17,11 +19,13 @@ pub enum DeploymentStatus {
     Network,
     Ready,
     Failed,
+    /// Added in record format 3; stays last so older bytes decode as is.
+    Cancelled,
 }
 
 impl DeploymentStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Ready | Self::Failed)
+        matches!(self, Self::Ready | Self::Failed | Self::Cancelled)
     }
 
     /// A stable one-byte code, used in index keys on disk.
@@ -33,6 +37,7 @@ impl DeploymentStatus {
             Self::Network => 4,
             Self::Ready => 5,
             Self::Failed => 6,
+            Self::Cancelled => 7,
         }
     }
 
@@ -45,6 +50,7 @@ impl DeploymentStatus {
             Self::Network => "NETWORK",
             Self::Ready => "READY",
             Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
         }
     }
 }
@@ -167,6 +173,10 @@ pub struct Deployment {
     pub hostnames: Vec<String>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
+    /// The newer deployment of the same project, environment and branch
+    /// that cancelled this one while it was queued or building. Last, so
+    /// format 2 bytes are these bytes without it (`codec.rs`).
+    pub superseded_by: Option<DeploymentId>,
 }
 
 /// A validated `CreateDeployment` request.
@@ -212,6 +222,7 @@ impl Deployment {
             hostnames: Vec::new(),
             created_at: now,
             updated_at: now,
+            superseded_by: None,
         }
     }
 
@@ -279,6 +290,19 @@ impl Deployment {
             topology.running = false;
         }
         self.updated_at = now;
+    }
+
+    /// Marks the deployment cancelled (by a caller, or superseded by a
+    /// newer deployment): like [`Deployment::fail`], the running step ends
+    /// with the reason and nothing started for it runs again.
+    pub fn cancel(&mut self, superseded_by: Option<DeploymentId>, now: UnixMillis) {
+        let message = match &superseded_by {
+            Some(newer) => format!("cancelled: superseded by {newer}"),
+            None => "cancelled".to_string(),
+        };
+        self.fail(message, now);
+        self.status = DeploymentStatus::Cancelled;
+        self.superseded_by = superseded_by;
     }
 
     /// Whether any region is meant to run instances: what the drivers must

@@ -213,6 +213,30 @@ pub fn fqdn(value: &str, field: &str) -> Result<(), Error> {
 }
 
 /// The apex must leave room for a 63-character label in front of it.
+/// An OCI registry address as the builder pushes to it: `HOST[:PORT]`,
+/// a DNS name or IPv4 address, nothing else (no scheme, no path).
+pub fn registry_address(value: &str) -> Result<(), Error> {
+    let (host, port) = match value.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (value, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with(['-', '.'])
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "registry {} is not HOST or HOST:PORT",
+            quoted(value)
+        )))
+    }
+}
+
 pub fn apex_domain(value: &str) -> Result<(), Error> {
     fqdn(value, "apex_domain")?;
     if value.len() > 253 - 64 {

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod podman;
 pub mod process;
+pub mod registry;
 pub mod storage;
 pub mod traffic;
 
@@ -51,6 +52,7 @@ pub fn fast_config() -> Config {
             ("eu-central-1".to_string(), region(10)),
         ]),
         builder: BuilderConfig::Simulated {
+            slots: 4,
             duration_ms: 20,
             registry: "registry.test".into(),
             rules: vec![
@@ -514,9 +516,13 @@ impl TestDaemon {
         let deadline = Duration::from_secs(20);
         eventually(&format!("{id} reaches {status:?}"), deadline, || async {
             let d = self.get(id).await;
-            let terminal = [pb::DeploymentStatus::Ready, pb::DeploymentStatus::Failed]
-                .map(|s| s as i32)
-                .contains(&d.status);
+            let terminal = [
+                pb::DeploymentStatus::Ready,
+                pb::DeploymentStatus::Failed,
+                pb::DeploymentStatus::Cancelled,
+            ]
+            .map(|s| s as i32)
+            .contains(&d.status);
             if d.status == status as i32 {
                 Some(d)
             } else if terminal {

@@ -30,7 +30,7 @@ pub fn available(test: &str) -> bool {
     false
 }
 
-fn busybox() -> Option<&'static str> {
+pub fn busybox() -> Option<&'static str> {
     ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).exists())

@@ -35,7 +35,7 @@ pub struct ProjectCore {
     /// decided. Per-push routes (`BRANCH`, `COMMIT`, `DEPLOYMENT`) grow
     /// with history and are read by point lookups instead.
     pub(super) fixed_routes: BTreeMap<String, Route>,
-    /// Deployments not yet READY or FAILED.
+    /// Deployments not yet READY, FAILED or CANCELLED.
     pub(super) in_flight: HashMap<DeploymentId, InFlight>,
     pub(super) schedules: HashMap<DeploymentId, ArmedSchedule>,
     /// `STANDBY` deployments being woken for a rollback or promote.

@@ -1,14 +1,15 @@
 //! Deploy: `PENDING -> BUILDING -> DEPLOYING -> NETWORK -> READY`, or
-//! `FAILED`. Each transition is decided here; what it stores, the build it
+//! `FAILED` (`CANCELLED` is decided in `cancel.rs`). Each transition is decided here; what it stores, the build it
 //! starts, the driver calls and the readiness watches it needs are effects,
 //! run after its commit.
 
 use std::cell::RefCell;
 
+use crate::actors::build_slots::Priority;
 use crate::actors::project::core::{InFlight, ProjectCore};
 use crate::actors::project::effects::{Child, Effects};
 use crate::actors::project::messages::{Created, NewDeployment, Reply};
-use crate::actors::project::{replay, schedule};
+use crate::actors::project::{cancel, replay, schedule};
 use crate::actors::readiness::RegionOutcome;
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput, BuildRequest};
@@ -90,6 +91,7 @@ pub(super) fn create(
     effects.answer(reply, Ok(created));
     core.push(effects);
     let id = deployment.id.clone();
+    cancel::supersede(core, &deployment);
     core.in_flight.insert(id.clone(), InFlight::new(deployment));
     advance(core, &id)
 }
@@ -137,7 +139,7 @@ pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), E
             }
             return switch_routes(core, id);
         }
-        DeploymentStatus::Ready | DeploymentStatus::Failed => {
+        DeploymentStatus::Ready | DeploymentStatus::Failed | DeploymentStatus::Cancelled => {
             core.in_flight.remove(id);
         }
     }
@@ -162,6 +164,14 @@ fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
     if deployment.status != DeploymentStatus::Building {
         deployment.status = DeploymentStatus::Building;
         deployment.start_step(StepName::Build, now_millis());
+    } else if let Some(step) = deployment
+        .steps
+        .iter_mut()
+        .rev()
+        .find(|s| s.name == StepName::Build)
+    {
+        // Resumed: whether it queues again is for the new child to say.
+        step.detail.clear();
     }
     let request = BuildRequest {
         deployment_id: deployment.id.clone(),
@@ -169,30 +179,51 @@ fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
         branch: deployment.branch.clone(),
         source: git,
     };
+    let deployment = deployment.clone();
+    let priority = if core.is_production(&deployment) {
+        Priority::Production
+    } else {
+        Priority::Other
+    };
     let mut effects = Effects::new();
     effects
         .write(Mutation::PutDeployment(deployment.clone()))
-        .observe(deployment, DeploymentStatus::Building, None);
+        .observe(&deployment, DeploymentStatus::Building, None);
     effects.children.push(Child::Build {
         deployment: id.clone(),
         ticket,
         request,
+        priority,
     });
     core.push(effects);
 }
 
-pub(super) fn build_progress(core: &mut ProjectCore, id: &DeploymentId, ticket: u64, line: String) {
-    if let Some(in_flight) = core.in_flight.get_mut(id)
-        && in_flight.ticket == ticket
-        && let Some(step) = in_flight
-            .deployment
-            .steps
-            .iter_mut()
-            .rev()
-            .find(|s| s.name == StepName::Build)
-    {
-        step.detail = line;
+/// What a queued build's step says until it gets a slot.
+pub const QUEUED_FOR_SLOT: &str = "queued for a build slot";
+
+/// The build child waits for a build slot, or got one after waiting: the
+/// build step says so (stored, so watchers and `GetDeployment` see it).
+pub(super) fn build_slot(core: &mut ProjectCore, id: &DeploymentId, ticket: u64, queued: bool) {
+    let Some(in_flight) = core.in_flight.get_mut(id) else {
+        return;
+    };
+    if in_flight.ticket != ticket || in_flight.deployment.status != DeploymentStatus::Building {
+        return;
     }
+    let deployment = &mut in_flight.deployment;
+    let Some(step) = deployment
+        .steps
+        .iter_mut()
+        .rev()
+        .find(|s| s.name == StepName::Build && s.finished_at.is_none())
+    else {
+        return;
+    };
+    step.detail = if queued { QUEUED_FOR_SLOT } else { "building" }.to_string();
+    deployment.updated_at = now_millis();
+    let mut effects = Effects::new();
+    effects.write(Mutation::PutDeployment(deployment.clone()));
+    core.push(effects);
 }
 
 pub(super) fn build_finished(

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actors::build_slots::Priority;
 use crate::actors::project::messages::{Created, DomainAdded, Reply};
 use crate::actors::project::own_writes::Settlement;
 use crate::actors::reconciler::WorkloadIntent;
@@ -189,6 +190,8 @@ pub enum Child {
         deployment: DeploymentId,
         ticket: u64,
         request: BuildRequest,
+        /// Production builds get a build slot first.
+        priority: Priority,
     },
     /// Watches one region until the workload runs, fails or times out.
     Readiness {
@@ -232,6 +235,7 @@ pub enum Answer {
     Project(Reply<Project>, Result<Project, Error>),
     Domain(Reply<DomainAdded>, Result<DomainAdded, Error>),
     Pong(Reply<()>, Result<(), Error>),
+    Deployment(Reply<Deployment>, Result<Deployment, Error>),
 }
 
 impl Answer {
@@ -251,6 +255,7 @@ impl Answer {
             Answer::Project(reply, value) => reply.send(pick(value, commit)).map_err(drop),
             Answer::Domain(reply, value) => reply.send(pick(value, commit)).map_err(drop),
             Answer::Pong(reply, value) => reply.send(pick(value, commit)).map_err(drop),
+            Answer::Deployment(reply, value) => reply.send(pick(value, commit)).map_err(drop),
         };
     }
 
@@ -261,7 +266,8 @@ impl Answer {
             | Answer::Switch(_, Err(e))
             | Answer::Project(_, Err(e))
             | Answer::Domain(_, Err(e))
-            | Answer::Pong(_, Err(e)) => Some(e),
+            | Answer::Pong(_, Err(e))
+            | Answer::Deployment(_, Err(e)) => Some(e),
             _ => None,
         }
     }
@@ -287,3 +293,4 @@ answerable!(SwitchOutcome, Switch);
 answerable!(Project, Project);
 answerable!(DomainAdded, Domain);
 answerable!((), Pong);
+answerable!(Deployment, Deployment);

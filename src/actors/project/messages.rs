@@ -10,7 +10,7 @@ use crate::actors::readiness::RegionOutcome;
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput};
 use crate::model::project::Project;
-use crate::model::{DeploymentId, DeploymentStatus, Origin, Route};
+use crate::model::{Deployment, DeploymentId, DeploymentStatus, Origin, Route};
 pub use crate::model::{NewDeployment, SwitchOutcome};
 
 /// The answer to `CreateDeployment`: the new deployment as first stored.
@@ -60,16 +60,29 @@ pub enum ProjectMsg {
         reply: Reply<DomainAdded>,
     },
 
+    /// `CancelDeployment`: answers with the deployment as stored
+    /// `CANCELLED`.
+    Cancel {
+        deployment: DeploymentId,
+        /// Its audit event, stored with the cancel (a cancel needs no
+        /// idempotency key: it is idempotent by itself).
+        origin: Origin,
+        reply: Reply<Deployment>,
+    },
+
     /// Answers at once: a liveness probe, and the measure of one mailbox
     /// round trip (benches/hot_paths.rs).
     Ping { reply: Reply<()> },
 
     // Reports from children. `ticket` identifies the spawn they belong to;
     // reports of a superseded spawn are ignored.
-    BuildProgress {
+    /// The build waits for a build slot (`queued`), or got one after
+    /// waiting. Output lines do not come here: the build child writes them
+    /// to the log and the watchers itself.
+    BuildSlot {
         deployment: DeploymentId,
         ticket: u64,
-        line: String,
+        queued: bool,
     },
     BuildFinished {
         deployment: DeploymentId,
@@ -118,6 +131,7 @@ impl ProjectMsg {
                 | Self::Promote { .. }
                 | Self::SetEnvironmentRegions { .. }
                 | Self::AddCustomDomain { .. }
+                | Self::Cancel { .. }
                 | Self::Ping { .. }
         )
     }

@@ -11,7 +11,7 @@ use crate::actors::project::messages::Reply;
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::quote::quoted;
-use crate::model::{Idempotency, IdempotencyRecord, Origin, StoredReply, now_millis};
+use crate::model::{AuditEvent, Idempotency, IdempotencyRecord, Origin, StoredReply, now_millis};
 
 /// Looks `idempotency` up. A new key (or none) hands `reply` back: run the
 /// request. A known key answers `reply` (with `rebuild` applied to what was
@@ -81,12 +81,22 @@ pub(super) fn check<T: Answerable>(
 /// `reply` recorded as the answer to its idempotency key, and its audit
 /// event (naming a deployment it created). Both land in the change's own
 /// submission, so neither exists without the change.
+/// The audit write of a request that has no reply to remember (a cancel).
+pub(super) fn audit(core: &ProjectCore, origin: &Origin) -> Option<Mutation> {
+    audit_event(core, origin).map(Mutation::Audit)
+}
+
+/// The request's audit event, completed with this project's ids.
+fn audit_event(core: &ProjectCore, origin: &Origin) -> Option<Box<AuditEvent>> {
+    let mut event = origin.audit.clone()?;
+    event.project_id = Some(core.project.id.clone());
+    event.workspace_id = Some(core.project.workspace_id.clone());
+    Some(event)
+}
+
 pub(super) fn record(core: &ProjectCore, origin: &Origin, reply: StoredReply) -> Vec<Mutation> {
     let mut writes = Vec::new();
-    if let Some(audit) = &origin.audit {
-        let mut event = audit.clone();
-        event.project_id = Some(core.project.id.clone());
-        event.workspace_id = Some(core.project.workspace_id.clone());
+    if let Some(mut event) = audit_event(core, origin) {
         if let StoredReply::Deployment { id, .. } = &reply
             && !event.ids.contains(&id.to_string())
         {

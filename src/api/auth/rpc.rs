@@ -41,10 +41,12 @@ pub enum Rpc {
     RevokeToken,
     ListTokens,
     ListAuditEvents,
+    CancelDeployment,
+    GetBuildLog,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 19] = [
+    pub const ALL: [Rpc; 21] = [
         Rpc::CreateWorkspace,
         Rpc::GetWorkspace,
         Rpc::CreateProject,
@@ -64,6 +66,8 @@ impl Rpc {
         Rpc::RevokeToken,
         Rpc::ListTokens,
         Rpc::ListAuditEvents,
+        Rpc::CancelDeployment,
+        Rpc::GetBuildLog,
     ];
 
     /// The rule. Project settings (regions, custom domains) and creating
@@ -79,13 +83,15 @@ impl Rpc {
             | Rpc::ListDeployments
             | Rpc::WatchDeployment
             | Rpc::ListRoutes
-            | Rpc::ListAuditEvents => Access::Read,
+            | Rpc::ListAuditEvents
+            | Rpc::GetBuildLog => Access::Read,
             Rpc::CreateProject
             | Rpc::SetEnvironmentRegions
             | Rpc::AddCustomDomain
             | Rpc::CreateDeployment
             | Rpc::Rollback
-            | Rpc::Promote => Access::Write,
+            | Rpc::Promote
+            | Rpc::CancelDeployment => Access::Write,
             Rpc::CreateWorkspace
             | Rpc::GetStats
             | Rpc::CreateToken
@@ -116,6 +122,8 @@ impl Rpc {
             Rpc::RevokeToken => ("TokenService", "RevokeToken"),
             Rpc::ListTokens => ("TokenService", "ListTokens"),
             Rpc::ListAuditEvents => ("AuditService", "ListAuditEvents"),
+            Rpc::CancelDeployment => ("DeploymentService", "CancelDeployment"),
+            Rpc::GetBuildLog => ("DeploymentService", "GetBuildLog"),
         }
     }
 

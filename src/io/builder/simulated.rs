@@ -1,5 +1,5 @@
-//! A builder that only waits: the default, so the daemon runs with nothing
-//! else installed. Rules (by branch) make builds slow or failing for tests
+//! A builder that only waits (printing a line now and then): the default,
+//! so the daemon runs with nothing else installed. Rules (by branch) make builds slow or failing for tests
 //! and demos.
 
 use std::time::Duration;
@@ -8,6 +8,8 @@ use async_trait::async_trait;
 
 use super::{BuildError, BuildOutput, BuildRequest, Builder, Progress};
 use crate::config::SimulatedBuildRule;
+
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 pub struct SimulatedBuilder {
     duration: Duration,
@@ -45,7 +47,17 @@ impl Builder for SimulatedBuilder {
             "building {}@{}",
             request.source.repository, request.source.commit_sha
         ));
-        tokio::time::sleep(duration).await;
+        // A line now and then, like a real build's output, so watchers of a
+        // long build see it live.
+        let end = tokio::time::Instant::now() + duration;
+        let mut lines = 0u64;
+        while tokio::time::Instant::now() < end {
+            tokio::time::sleep_until(end.min(tokio::time::Instant::now() + PROGRESS_EVERY)).await;
+            lines += 1;
+            if tokio::time::Instant::now() < end {
+                progress(format!("step {lines}"));
+            }
+        }
         if rule.is_some_and(|r| r.fail) {
             return Err(BuildError(format!(
                 "build of branch {} failed (simulated)",

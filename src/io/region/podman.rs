@@ -44,12 +44,20 @@ pub struct PodmanRegion {
     /// Containers this driver stopped (standby), until it starts them
     /// again: their exit is not a failure.
     stopped: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Registries (`host:port`) pulled from without TLS.
+    insecure_registries: Vec<String>,
 }
 
 impl PodmanRegion {
     /// `socket`: a podman API socket the operator runs; without one, the
     /// daemon starts `podman system service` on `owned_socket`.
-    pub fn new(name: &str, socket: Option<&Path>, owned_socket: &Path, podman: &Path) -> Self {
+    pub fn new(
+        name: &str,
+        socket: Option<&Path>,
+        owned_socket: &Path,
+        podman: &Path,
+        insecure_registries: Vec<String>,
+    ) -> Self {
         let service = match socket {
             Some(socket) => Service::external(socket),
             None => Service::owned(owned_socket, podman),
@@ -58,6 +66,7 @@ impl PodmanRegion {
             name: name.to_string(),
             service,
             stopped: std::sync::Mutex::default(),
+            insecure_registries,
         }
     }
 
@@ -128,7 +137,12 @@ impl PodmanRegion {
 
     async fn run(&self, libpod: &Libpod, spec: &WorkloadSpec) -> Result<(), DriverError> {
         if !libpod.image_exists(&spec.image).await? {
-            libpod.pull(&spec.image).await?;
+            // An image the builder pushed to a plain-HTTP registry (by
+            // digest: `HOST:PORT/deployd/prj_…@sha256:…`) is pulled without
+            // TLS; every other image with it.
+            let registry = spec.image.split('/').next().unwrap_or_default();
+            let tls_verify = !self.insecure_registries.iter().any(|r| r == registry);
+            libpod.pull(&spec.image, tls_verify).await?;
         }
         let existing = self.containers(libpod, spec).await?;
         for index in 0..spec.replicas {

@@ -19,7 +19,7 @@ use super::tables::*;
 use super::{SCHEMA_KEY, SCHEMA_VERSION, storage};
 use crate::error::Error;
 use crate::model::project::Project;
-use crate::model::{Deployment, DeploymentStatus, Route, RouteKind, ScheduledChange};
+use crate::model::{Deployment, DeploymentStatus, DesiredState, Route, RouteKind, ScheduledChange};
 
 /// What `check_file` found.
 #[derive(Debug, Default)]
@@ -246,6 +246,23 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
             problems.push(format!(
                 "deployment {} belongs to unknown project {}",
                 deployment.id, deployment.project_id
+            ));
+        }
+        // Invariant 17: a cancelled deployment never runs again.
+        if deployment.status == DeploymentStatus::Cancelled
+            && (deployment.desired_state != DesiredState::Archived || deployment.runs_anywhere())
+        {
+            problems.push(format!(
+                "deployment {} is CANCELLED but still meant to run",
+                deployment.id
+            ));
+        }
+        if let Some(newer) = &deployment.superseded_by
+            && deployment.status != DeploymentStatus::Cancelled
+        {
+            problems.push(format!(
+                "deployment {} names {newer} as superseding it but is {}",
+                deployment.id, deployment.status
             ));
         }
     }

@@ -19,7 +19,8 @@ use crate::model::{
 /// - 1: the first format.
 /// - 2: `Project.rolled_back_from`; `Deployment.hostnames` and `port`;
 ///   `Instance.address`; compact idempotency replies.
-pub const FORMAT: u8 = 2;
+/// - 3: `DeploymentStatus::Cancelled` and `Deployment.superseded_by`.
+pub const FORMAT: u8 = 3;
 
 /// A type stored in redb.
 pub trait Record: Serialize + DeserializeOwned {
@@ -73,10 +74,23 @@ impl Record for Project {
 
 impl Record for Deployment {
     const WHAT: &'static str = "deployment";
-    const SAME_SINCE: u8 = 2;
+    const SAME_SINCE: u8 = 3;
 
     fn upgrade(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (format == 1).then(|| postcard::from_bytes::<legacy::DeploymentV1>(body).map(Into::into))
+        match format {
+            1 => Some(postcard::from_bytes::<legacy::DeploymentV1>(body).map(Into::into)),
+            // Format 3 only appended `superseded_by` (an `Option`, whose
+            // `None` postcard writes as one zero byte) and a status variant
+            // after the others, so format 2 bytes plus that byte are a
+            // format 3 deployment that was never superseded.
+            2 => {
+                let mut bytes = Vec::with_capacity(body.len() + 1);
+                bytes.extend_from_slice(body);
+                bytes.push(0);
+                Some(postcard::from_bytes::<Deployment>(&bytes))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -113,5 +127,41 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, Error> {
             ))),
         },
         None => Err(damaged(format!("empty {} record", T::WHAT))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DeploymentId, NewDeployment, ProjectId, Source};
+
+    #[test]
+    fn a_format_2_deployment_reads_as_never_superseded() {
+        let request = NewDeployment {
+            environment: "production".into(),
+            branch: "main".into(),
+            source: Source::Image("nginx:1".into()),
+            git_commit: None,
+            command: Vec::new(),
+            port: 8080,
+        };
+        let deployment = Deployment::new(ProjectId::generate(), 1, request, 0);
+        let mut format3 = encode(&deployment).expect("encode");
+        // Format 2 wrote the same fields but the last one (`None`: 0).
+        assert_eq!(format3.pop(), Some(0));
+        format3[0] = 2;
+        assert_eq!(decode::<Deployment>(&format3).expect("decode"), deployment);
+
+        let mut superseded = deployment.clone();
+        superseded.superseded_by = Some(DeploymentId::generate());
+        let bytes = encode(&superseded).expect("encode");
+        assert_eq!(bytes[0], FORMAT);
+        assert_eq!(decode::<Deployment>(&bytes).expect("decode"), superseded);
+        let mut unknown = bytes;
+        unknown[0] = FORMAT + 1;
+        assert!(
+            decode::<Deployment>(&unknown).is_err(),
+            "a newer format is refused"
+        );
     }
 }

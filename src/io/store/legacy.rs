@@ -134,6 +134,7 @@ impl From<DeploymentV1> for Deployment {
             hostnames: Vec::new(),
             created_at: v1.created_at,
             updated_at: v1.updated_at,
+            superseded_by: None,
         }
     }
 }

@@ -25,6 +25,8 @@ const FORMS: &str =
 pub struct RepositoryRules {
     /// `allow_link_local_repositories`: accept link-local and metadata hosts.
     pub allow_link_local: bool,
+    /// `file://` addresses (the builder reads the daemon's own disk).
+    pub allow_file: bool,
 }
 
 fn invalid(reason: impl std::fmt::Display) -> Error {
@@ -56,6 +58,11 @@ pub fn repository(value: &str, rules: RepositoryRules) -> Result<(), Error> {
     } else if let Some(rest) = value.strip_prefix("ssh://") {
         url(rest, Scheme::Ssh, rules)
     } else if let Some(rest) = value.strip_prefix("file://") {
+        if !rules.allow_file {
+            return Err(invalid(
+                "is a file:// address, which this daemon's builder does not accept (allow_file_repositories)",
+            ));
+        }
         file(rest)
     } else if let Some((scheme, _)) = value.split_once("://") {
         Err(invalid(format!(
@@ -291,10 +298,23 @@ mod tests {
 
     const STRICT: RepositoryRules = RepositoryRules {
         allow_link_local: false,
+        allow_file: true,
     };
     const LENIENT: RepositoryRules = RepositoryRules {
         allow_link_local: true,
+        allow_file: true,
     };
+
+    #[test]
+    fn file_addresses_need_the_operators_consent() {
+        let no_files = RepositoryRules {
+            allow_file: false,
+            ..STRICT
+        };
+        let message = refused("file:///srv/git/web.git", no_files);
+        assert!(message.contains("allow_file_repositories"), "{message}");
+        assert!(repository("https://github.com/acme/web.git", no_files).is_ok());
+    }
 
     fn refused(value: &str, rules: RepositoryRules) -> String {
         match repository(value, rules) {

@@ -113,8 +113,11 @@ impl Libpod {
 
     /// Pulls `image`. A registry that does not have it is a permanent
     /// failure: waiting will not make the image appear.
-    pub async fn pull(&self, image: &str) -> Result<(), DriverError> {
-        let path = format!("{API}/images/pull?reference={}&quiet=true", encode(image));
+    pub async fn pull(&self, image: &str, tls_verify: bool) -> Result<(), DriverError> {
+        let path = format!(
+            "{API}/images/pull?reference={}&quiet=true&tlsVerify={tls_verify}",
+            encode(image)
+        );
         let (status, body) = self.call(Method::POST, &path, None, PULL_TIMEOUT).await?;
         // The answer is a stream of JSON objects; a failure is one with an
         // `error` field, sometimes under a 200.
