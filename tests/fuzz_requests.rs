@@ -36,7 +36,7 @@ const REFUSALS: [Code; 6] = [
     Code::OutOfRange,
 ];
 
-const PATHS: [&str; 16] = [
+const PATHS: [&str; 22] = [
     "/deployd.v1.WorkspaceService/CreateWorkspace",
     "/deployd.v1.WorkspaceService/GetWorkspace",
     "/deployd.v1.ProjectService/CreateProject",
@@ -53,6 +53,12 @@ const PATHS: [&str; 16] = [
     "/deployd.v1.RoutingService/ListRoutes",
     "/deployd.v1.AdminService/GetStats",
     "/grpc.health.v1.Health/Check",
+    "/deployd.v1.DeploymentService/CancelDeployment",
+    "/deployd.v1.DeploymentService/GetBuildLog",
+    "/deployd.v1.TokenService/CreateToken",
+    "/deployd.v1.TokenService/RevokeToken",
+    "/deployd.v1.TokenService/ListTokens",
+    "/deployd.v1.AuditService/ListAuditEvents",
 ];
 
 fn cases() -> u32 {
@@ -414,6 +420,51 @@ fn typed_request(target: &Target) -> BoxedStrategy<(&'static str, Bytes)> {
             },
         )
     });
+    let cancel = id
+        .clone()
+        .prop_map(|deployment_id| msg(PATHS[16], pb::CancelDeploymentRequest { deployment_id }));
+    let build_log = id
+        .clone()
+        .prop_map(|deployment_id| msg(PATHS[17], pb::GetBuildLogRequest { deployment_id }));
+    let create_token = (any::<i32>(), id.clone(), text(vec!["ci".into()])).prop_map(
+        |(role, workspace_id, description)| {
+            msg(
+                PATHS[18],
+                pb::CreateTokenRequest {
+                    role,
+                    workspace_id,
+                    description,
+                },
+            )
+        },
+    );
+    let revoke = text(vec!["tok_0000000000000000".into()])
+        .prop_map(|token_id| msg(PATHS[19], pb::RevokeTokenRequest { token_id }));
+    let tokens = (id.clone(), any::<u32>(), text(vec![])).prop_map(
+        |(workspace_id, page_size, page_token)| {
+            msg(
+                PATHS[20],
+                pb::ListTokensRequest {
+                    workspace_id,
+                    page_size,
+                    page_token,
+                },
+            )
+        },
+    );
+    let audit = (id.clone(), id.clone(), any::<u32>(), text(vec![])).prop_map(
+        |(workspace_id, project_id, page_size, page_token)| {
+            msg(
+                PATHS[21],
+                pb::ListAuditEventsRequest {
+                    workspace_id,
+                    project_id,
+                    page_size,
+                    page_token,
+                },
+            )
+        },
+    );
     let routes = (id, any::<i32>(), any::<u32>(), text(vec![])).prop_map(
         |(project_id, kind, page_size, page_token)| {
             msg(
@@ -442,6 +493,12 @@ fn typed_request(target: &Target) -> BoxedStrategy<(&'static str, Bytes)> {
         rollback,
         promote,
         routes,
+        cancel,
+        build_log,
+        create_token,
+        revoke,
+        tokens,
+        audit,
     ]
     .boxed()
 }
