@@ -9,8 +9,10 @@ mod deployments;
 mod github;
 mod idempotency;
 pub mod listener;
+mod metrics;
 mod projects;
 mod routing;
+mod spans;
 mod status;
 mod tokens;
 mod watch;
@@ -29,6 +31,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::io::region::Regions;
 use crate::io::store::Store;
+use crate::io::tls::{ALPN_H2, ALPN_HTTP1, ServerTls};
 use crate::model::names::Hostnames;
 use crate::model::routes::{candidate_hostnames, fixed_hostnames};
 use crate::model::{Deployment, DeploymentId, ProjectId, project::Project};
@@ -41,6 +44,8 @@ use crate::pb::project_service_server::ProjectServiceServer;
 use crate::pb::routing_service_server::RoutingServiceServer;
 use crate::pb::token_service_server::TokenServiceServer;
 use crate::pb::workspace_service_server::WorkspaceServiceServer;
+
+use spans::record_id;
 
 /// What every service handler shares.
 #[derive(Clone)]
@@ -118,6 +123,8 @@ pub struct DaemonHandle {
     pub resync: Arc<crate::actors::resync::ResyncStats>,
     /// Where the edge serves HTTP, when it is enabled.
     pub edge: Option<std::net::SocketAddr>,
+    /// Where Prometheus scrapes `/metrics`, when `[metrics] listen` is set.
+    pub metrics: Option<std::net::SocketAddr>,
     /// The admin token generated at this data file's first start (none
     /// configured): its only appearance. `deployd serve` prints it.
     pub bootstrap_token: Option<String>,
@@ -148,6 +155,17 @@ pub async fn serve_observed(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let github_secrets = github::GithubSecrets::read(&config.github)?;
+    for (setting, address) in config.plaintext_non_loopback() {
+        tracing::warn!(%address, setting, "serving plain text on a non-loopback address (allow_plaintext_non_loopback)");
+    }
+    // Certificates first: a bad file stops the start before anything else.
+    let load = |tls: &Option<crate::config::TlsConfig>, alpn| {
+        tls.as_ref()
+            .map(|tls| ServerTls::load(tls, alpn).map(Arc::new))
+            .transpose()
+    };
+    let api_tls = load(&config.tls, ALPN_H2)?;
+    let edge_tls = load(&config.edge.tls, ALPN_HTTP1)?;
     let shutdown_timeout = config.shutdown_timeout();
     let (store, writer) =
         Store::open_with_cache(&config.db_path(), config.store_cache_mib * 1024 * 1024)
@@ -160,7 +178,16 @@ pub async fn serve_observed(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let local = listener.local_addr().ok();
-    let (connections, incoming) = Connections::start(listener, &deps.config);
+    let (connections, incoming) = Connections::start(
+        listener,
+        &deps.config,
+        api_tls.as_ref().map(|t| t.acceptor()),
+    );
+    for (name, tls) in [("api", &api_tls), ("edge", &edge_tls)] {
+        if let Some(tls) = tls {
+            Arc::clone(tls).watch(name, shutdown_rx.clone());
+        }
+    }
     let connections = Arc::new(connections);
     let context = Context {
         deps,
@@ -178,10 +205,13 @@ pub async fn serve_observed(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let config = &context.deps.config;
+    // Requests over this size are refused before they are decoded.
+    let max = config.max_message_bytes;
     let router = Server::builder()
         .max_concurrent_streams(config.max_streams_per_connection)
         .http2_keepalive_interval(Some(config.keepalive_interval()))
         .http2_keepalive_timeout(Some(config.keepalive_timeout()))
+        .trace_fn(spans::rpc_span)
         .layer(CountStreams)
         .layer(auth::layer::Authenticate {
             tokens: context.tokens.clone(),
@@ -190,20 +220,35 @@ pub async fn serve_observed(
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(WorkspaceServiceServer::new(workspaces::Workspaces(
-            context.clone(),
-        )))
-        .add_service(ProjectServiceServer::new(projects::Projects(
-            context.clone(),
-        )))
-        .add_service(DeploymentServiceServer::new(deployments::Deployments(
-            context.clone(),
-        )))
-        .add_service(RoutingServiceServer::new(routing::Routing(context.clone())))
-        .add_service(AdminServiceServer::new(admin::Admin(context.clone())))
-        .add_service(TokenServiceServer::new(tokens::Tokens(context.clone())))
-        .add_service(AuditServiceServer::new(audit::Audit(context.clone())))
-        .add_service(GitHubServiceServer::new(github::GitHub(context.clone())));
+        .add_service(
+            WorkspaceServiceServer::new(workspaces::Workspaces(context.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            ProjectServiceServer::new(projects::Projects(context.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            DeploymentServiceServer::new(deployments::Deployments(context.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            RoutingServiceServer::new(routing::Routing(context.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            AdminServiceServer::new(admin::Admin(context.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            TokenServiceServer::new(tokens::Tokens(context.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            AuditServiceServer::new(audit::Audit(context.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            GitHubServiceServer::new(github::GitHub(context.clone()))
+                .max_decoding_message_size(max),
+        );
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let draining_connections = Arc::clone(&connections);
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
@@ -225,8 +270,12 @@ pub async fn serve_observed(
         .recover()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let edge = start_edge(&context).await?;
+    let edge = start_edge(&context, edge_tls.map(|t| t.acceptor())).await?;
     let resync = crate::actors::resync::Resync::start(context.deps.clone());
+    let metrics = match context.deps.config.metrics.listen {
+        Some(address) => Some(metrics::start(&context, address).await?),
+        None => None,
+    };
     tokio::spawn(audit::prune_periodically(
         context.deps.store.clone(),
         context.deps.config.audit.retention(),
@@ -236,6 +285,11 @@ pub async fn serve_observed(
     // resumed work; it sends what was owed when the daemon stopped.
     let reporter = github::start_reporter(&context, &github_secrets)?;
     let webhook = github::start_webhook(&context, &github_secrets).await?;
+    // SERVING before anyone is told the daemon serves (`observe`); the
+    // follower keeps it in step with the store from then on.
+    if context.deps.store.state().is_writable() {
+        set_health(&health, tonic_health::ServingStatus::Serving).await;
+    }
     let follower = tokio::spawn(follow_store(
         health.clone(),
         context.deps.store.watch_state(),
@@ -244,6 +298,8 @@ pub async fn serve_observed(
         address = ?local,
         edge = ?edge,
         webhook = ?webhook,
+        metrics = ?metrics,
+        tls = api_tls.is_some(),
         resumed_projects = resumed,
         reapplied_workloads = reapplied,
         "deployd is serving"
@@ -255,6 +311,7 @@ pub async fn serve_observed(
         reconciler: context.deps.reconciler.clone(),
         resync: resync.stats.clone(),
         edge,
+        metrics,
         bootstrap_token,
         webhook,
     });
@@ -328,7 +385,10 @@ const EDGE_SETTLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Binds and runs the edge, once start-up's re-apply has told it where
 /// instances are; it stops when shutdown starts.
-async fn start_edge(context: &Context) -> anyhow::Result<Option<std::net::SocketAddr>> {
+async fn start_edge(
+    context: &Context,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
     let config = &context.deps.config.edge;
     if !config.enabled {
         return Ok(None);
@@ -341,10 +401,15 @@ async fn start_edge(context: &Context) -> anyhow::Result<Option<std::net::Socket
         .map_err(|e| anyhow::anyhow!("cannot listen on {} for the edge: {e}", config.listen))?;
     let address = listener.local_addr()?;
     let mut shutdown = context.shutdown.clone();
+    let edge = crate::edge::Edge {
+        store: context.deps.store.clone(),
+        backends: context.deps.backends.clone(),
+        tls,
+        metrics: context.deps.metrics.edge.clone(),
+    };
     tokio::spawn(crate::edge::serve(
         listener,
-        context.deps.store.clone(),
-        context.deps.backends.clone(),
+        edge,
         async move {
             let _ = shutdown.wait_for(|stopping| *stopping).await;
         },

@@ -74,6 +74,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         command => runtime(false)?.block_on(client::run(
             &cli.addr,
+            &cli.tls,
             cli.token.as_deref(),
             cli.json,
             command,

@@ -103,6 +103,26 @@ pub struct Config {
     pub builder: BuilderConfig,
     /// The built-in HTTP edge that serves every routed hostname.
     pub edge: EdgeConfig,
+    /// TLS for the gRPC API (`[tls]`); without it the API speaks plain
+    /// HTTP/2, which is allowed on loopback addresses only unless
+    /// `allow_plaintext_non_loopback` says otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Lets the API, the edge or the metrics endpoint listen on an address
+    /// other than loopback without TLS (a warning is logged). Off by
+    /// default: the daemon refuses to start instead.
+    pub allow_plaintext_non_loopback: bool,
+    /// The Prometheus endpoint (`[metrics]`), off unless `listen` is set.
+    pub metrics: MetricsConfig,
+    /// `text` (the default) or `json`: one JSON object per log line, with
+    /// the fields of the spans it happened in (RPC name, ids, step).
+    pub log_format: LogFormat,
+    /// The largest gRPC message the API decodes (bytes); a larger one is
+    /// refused with `OUT_OF_RANGE` (tonic's code for it) before it is
+    /// decoded. The largest
+    /// valid request (64 command arguments of 4 KiB, a 16 KiB commit
+    /// message and the longest other fields) is about 300 KiB.
+    pub max_message_bytes: usize,
     /// Bearer tokens: the bootstrap admin token, open reflection.
     pub auth: AuthConfig,
     /// The audit log's retention.
@@ -185,6 +205,10 @@ fn serve_http_by_default() -> bool {
 pub struct EdgeConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// Serve HTTPS instead of HTTP (`[edge.tls]`; `client_ca_file` is not
+    /// accepted here: the edge serves the public).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for EdgeConfig {
@@ -192,8 +216,51 @@ impl Default for EdgeConfig {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: None,
         }
     }
+}
+
+/// A certificate chain and its key, PEM files read at start and again on
+/// SIGHUP or when either file changes (checked every `reload_poll_ms`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// PEM file of the CAs whose client certificates the gRPC API accepts;
+    /// when set, a client without such a certificate is refused during the
+    /// handshake. Read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    #[serde(default = "default_reload_poll_ms")]
+    pub reload_poll_ms: u64,
+}
+
+fn default_reload_poll_ms() -> u64 {
+    2_000
+}
+
+impl TlsConfig {
+    pub fn reload_poll(&self) -> Duration {
+        Duration::from_millis(self.reload_poll_ms)
+    }
+}
+
+/// `[metrics]`: where Prometheus scrapes `GET /metrics` (plain HTTP).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,6 +417,11 @@ impl Default for Config {
             ]),
             builder: BuilderConfig::default(),
             edge: EdgeConfig::default(),
+            tls: None,
+            allow_plaintext_non_loopback: false,
+            metrics: MetricsConfig::default(),
+            log_format: LogFormat::Text,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             github: GithubConfig::default(),
@@ -358,6 +430,11 @@ impl Default for Config {
         }
     }
 }
+
+/// gRPC's usual 4 MiB, stated: far above any valid request (about
+/// 300 KiB), and room for an oversize field to get its own clear
+/// `INVALID_ARGUMENT` rather than a size refusal.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Config {
     /// Reads a TOML file over the embedded defaults and validates the result.
@@ -417,6 +494,7 @@ impl Config {
                 self.max_watchers_per_deployment as u64,
             ),
             ("watch_send_timeout_ms", self.watch_send_timeout_ms),
+            ("max_message_bytes", self.max_message_bytes as u64),
             ("audit.retention_days", self.audit.retention_days),
             ("builder.slots", self.builder.slots() as u64),
         ] {
@@ -425,7 +503,54 @@ impl Config {
             }
         }
         self.github.validate()?;
+        for (name, tls) in [("tls", &self.tls), ("edge.tls", &self.edge.tls)] {
+            if tls.as_ref().is_some_and(|tls| tls.reload_poll_ms == 0) {
+                anyhow::bail!("config: {name}.reload_poll_ms must be greater than 0");
+            }
+        }
+        if self
+            .edge
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some())
+        {
+            anyhow::bail!(
+                "config: edge.tls.client_ca_file is not supported: the edge serves the public"
+            );
+        }
+        self.check_plaintext()
+    }
+
+    /// Plain text only on loopback, unless the operator opted in: a
+    /// control plane reachable from the network without TLS is a mistake
+    /// worth stopping for. (`serve` logs a warning for each opted-in one.)
+    fn check_plaintext(&self) -> anyhow::Result<()> {
+        if self.allow_plaintext_non_loopback {
+            return Ok(());
+        }
+        if let Some((name, address)) = self.plaintext_non_loopback().first() {
+            anyhow::bail!(
+                "config: {name} = {address} is not a loopback address and would be served without TLS; \
+                 configure TLS ([tls] or [edge.tls]) or set allow_plaintext_non_loopback = true"
+            );
+        }
         Ok(())
+    }
+
+    /// The listeners that serve plain text on a non-loopback address.
+    pub fn plaintext_non_loopback(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut plain = vec![];
+        if self.tls.is_none() {
+            plain.push(("listen", self.listen));
+        }
+        if self.edge.enabled && self.edge.tls.is_none() {
+            plain.push(("edge.listen", self.edge.listen));
+        }
+        if let Some(listen) = self.metrics.listen {
+            plain.push(("metrics.listen", listen));
+        }
+        plain.retain(|(_, address)| !address.ip().is_loopback());
+        plain
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -3,24 +3,31 @@
 //! [`crate::api`]: it reads committed routes from the store and instance
 //! addresses from [`crate::io::backends`], and decides nothing. See
 //! [`proxy`] for how a request finds its instance.
+//!
+//! With `[edge.tls]` it serves HTTPS: each accepted socket does its TLS
+//! handshake in its own task (bounded by the header read timeout), and the
+//! certificate is reloaded like the API's (`io::tls`).
 
 mod pool;
 mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use proxy::Proxy;
 
 use crate::io::backends::Backends;
 use crate::io::store::Store;
+use crate::metrics::EdgeMetrics;
 
 /// A client that has not sent a whole request head within this long is
 /// disconnected, so idle or slow connections cannot pile up.
@@ -29,20 +36,31 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// descriptors, so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// What the edge serves with, besides its listener.
+pub struct Edge {
+    pub store: Store,
+    pub backends: Backends,
+    /// HTTPS instead of HTTP.
+    pub tls: Option<TlsAcceptor>,
+    pub metrics: EdgeMetrics,
+}
+
 /// Serves the edge on `listener` until `shutdown` resolves; in-flight
 /// requests then get `grace` to finish.
 pub async fn serve(
     listener: TcpListener,
-    store: Store,
-    backends: Backends,
+    edge: Edge,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
     let proxy = Arc::new(Proxy {
-        store,
-        backends,
+        store: edge.store,
+        backends: edge.backends,
         pool: Arc::default(),
+        scheme: if edge.tls.is_some() { "https" } else { "http" },
     });
+    let metrics = edge.metrics;
+    let tls = edge.tls;
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -61,7 +79,11 @@ pub async fn serve(
             }
         };
         let proxy = proxy.clone();
-        connections.spawn(serve_connection(stream, peer, proxy));
+        let metrics = metrics.clone();
+        match &tls {
+            None => connections.spawn(serve_connection(stream, peer, proxy, metrics)),
+            Some(tls) => connections.spawn(handshake(tls.clone(), stream, peer, proxy, metrics)),
+        };
     }
     drop(listener);
     let drained = async { while connections.join_next().await.is_some() {} };
@@ -70,10 +92,36 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, proxy: Arc<Proxy>) {
+async fn handshake(
+    tls: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    metrics: EdgeMetrics,
+) {
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(stream, peer, proxy, metrics).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "edge TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "edge TLS handshake timed out"),
+    }
+}
+
+async fn serve_connection<S>(stream: S, peer: SocketAddr, proxy: Arc<Proxy>, metrics: EdgeMetrics)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |request| {
         let proxy = proxy.clone();
-        async move { proxy.handle(request, peer).await }
+        let metrics = metrics.clone();
+        async move {
+            let started = Instant::now();
+            let response = proxy.handle(request, peer).await;
+            if let Ok(response) = &response {
+                // Until the head is ready: the body streams afterwards.
+                metrics.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+            }
+            response
+        }
     });
     let served = http1::Builder::new()
         .timer(TokioTimer::new())

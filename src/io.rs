@@ -15,3 +15,4 @@ pub mod builder;
 pub mod github;
 pub mod region;
 pub mod store;
+pub mod tls;

@@ -35,6 +35,7 @@ pub mod error;
 #[cfg(feature = "fail-points")]
 pub mod fail_points;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod pb;
 pub mod webhook;

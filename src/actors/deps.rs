@@ -13,6 +13,7 @@ use crate::io::builder::Builder;
 use crate::io::builder::log::BuildLogs;
 use crate::io::region::Regions;
 use crate::io::store::Store;
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct Deps {
@@ -28,6 +29,8 @@ pub struct Deps {
     pub build_logs: BuildLogs,
     pub config: Arc<Config>,
     pub events: DeploymentEvents,
+    /// This daemon's Prometheus figures (served only with `[metrics]`).
+    pub metrics: Arc<Metrics>,
     #[cfg(feature = "fail-points")]
     pub fail_points: crate::fail_points::FailPoints,
 }
@@ -42,8 +45,18 @@ impl Deps {
             &config.builder.insecure_registries(),
         );
         let backends = Backends::default();
+        let metrics = Arc::new(Metrics::new(
+            config.regions.keys().map(String::as_str),
+            store.stats().metrics.clone(),
+        ));
         Self {
-            reconciler: Reconciler::new(regions.clone(), store.clone(), backends.clone()),
+            reconciler: Reconciler::new(
+                regions.clone(),
+                store.clone(),
+                backends.clone(),
+                metrics.clone(),
+            ),
+            metrics,
             backends,
             regions,
             builder: crate::io::builder::from_config(&config.builder, &config.data_dir),

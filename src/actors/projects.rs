@@ -87,6 +87,15 @@ impl Projects {
         self.broken.len()
     }
 
+    /// API calls waiting on project actors: in all, and on the busiest
+    /// one. Walks the registry, so it is for scrapes, not hot paths.
+    pub fn queued_calls(&self) -> (usize, usize) {
+        self.registry.iter().fold((0, 0), |(total, max), entry| {
+            let queued = entry.queued.load(Ordering::Relaxed);
+            (total + queued, max.max(queued))
+        })
+    }
+
     /// Project actor failures since start (refused writes excluded).
     pub fn actor_failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
@@ -134,6 +143,7 @@ impl Projects {
         let entry = self.actor(project).await?;
         let limit = self.deps.config.max_queued_per_project;
         let _slot = QueueSlot::take(&entry.queued, limit).ok_or_else(|| {
+            self.deps.metrics.mailbox_refusals.inc();
             Error::ResourceExhausted(format!(
                 "project {project} already has {limit} requests waiting; retry later"
             ))

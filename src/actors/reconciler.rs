@@ -77,6 +77,8 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 pub struct Reconciler(Arc<Inner>);
 
 struct Inner {
+    /// Failed driver calls by region.
+    metrics: Arc<crate::metrics::Metrics>,
     regions: Regions,
     store: Store,
     backends: Backends,
@@ -111,8 +113,14 @@ pub struct ReconcilerStats {
 
 impl Reconciler {
     /// Must be created inside the runtime its workers run on.
-    pub fn new(regions: Regions, store: Store, backends: Backends) -> Self {
+    pub fn new(
+        regions: Regions,
+        store: Store,
+        backends: Backends,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self(Arc::new(Inner {
+            metrics,
             regions,
             store,
             backends,
@@ -270,6 +278,9 @@ async fn work(inner: Arc<Inner>, deployment: DeploymentId) {
         inner
             .failed_calls
             .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        for region in failed.keys() {
+            inner.metrics.driver_error(region);
+        }
         {
             let Ok(mut slots) = inner.slots.lock() else {
                 return;

@@ -2,6 +2,7 @@
 //! mutation to the owning project's actor. Reads go straight to the store.
 
 use std::pin::Pin;
+use std::time::Instant;
 
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -9,12 +10,12 @@ use tonic::{Request, Response, Status};
 use crate::actors::project::messages::{NewDeployment, SwitchOutcome};
 use crate::api::auth::{self, Rpc};
 use crate::api::listener::ConnInfo;
-use crate::api::{Context, convert, idempotency, watch};
+use crate::api::{Context, convert, idempotency, record_id, watch};
 use crate::error::Error;
 use crate::io::store::DeploymentFilter;
 use crate::model::deployment::DEFAULT_PORT;
 use crate::model::quote::quoted;
-use crate::model::validate::{self, MAX_COMMIT_MESSAGE_LEN, RepositoryRules};
+use crate::model::validate::{self, MAX_AUTHOR_LEN, MAX_COMMIT_MESSAGE_LEN, RepositoryRules};
 use crate::model::{DeploymentId, GitCommit, GitSource, Origin, ProjectId, Source};
 use crate::pb;
 use crate::pb::deployment_service_server::DeploymentService;
@@ -82,8 +83,16 @@ fn parse_create(
                 "git_commit.message",
                 MAX_COMMIT_MESSAGE_LEN,
             )?;
-            validate::free_text(&commit.author_name, "git_commit.author_name", 256)?;
-            validate::free_text(&commit.author_email, "git_commit.author_email", 256)?;
+            validate::free_text(
+                &commit.author_name,
+                "git_commit.author_name",
+                MAX_AUTHOR_LEN,
+            )?;
+            validate::free_text(
+                &commit.author_email,
+                "git_commit.author_email",
+                MAX_AUTHOR_LEN,
+            )?;
             let committed_at = match &commit.committed_at {
                 None => None,
                 Some(ts) => Some(validate::timestamp(
@@ -134,6 +143,7 @@ impl DeploymentService for Deployments {
         let caller = auth::caller(&request)?;
         let (project_id, new) =
             parse_create(request.into_inner(), self.0.deps.config.repository_rules())?;
+        record_id("project_id", &project_id);
         self.0.reach_project(&caller, &project_id)?;
         let event = auth::audit(&caller, Rpc::CreateDeployment);
         let created = self
@@ -141,6 +151,7 @@ impl DeploymentService for Deployments {
             .projects
             .deploy(&project_id, new, auth::origin(idempotency, event))
             .await?;
+        record_id("deployment_id", &created.id);
         Ok(Response::new(pb::CreateDeploymentResponse {
             deployment_id: created.id.to_string(),
             status: convert::status(created.status) as i32,
@@ -153,6 +164,7 @@ impl DeploymentService for Deployments {
     ) -> Result<Response<pb::GetDeploymentResponse>, Status> {
         let caller = auth::caller(&request)?;
         let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
+        record_id("deployment_id", &id);
         let deployment = self
             .0
             .blocking(move |context| {
@@ -177,6 +189,7 @@ impl DeploymentService for Deployments {
         let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let project_id = ProjectId::parse(&request.project_id, "project_id")?;
+        record_id("project_id", &project_id);
         let status = match pb::DeploymentStatus::try_from(request.status) {
             Ok(status) => convert::status_from_pb(status),
             Err(_) => {
@@ -248,6 +261,7 @@ impl DeploymentService for Deployments {
     ) -> Result<Response<Self::WatchDeploymentStream>, Status> {
         let caller = auth::caller(&request)?;
         let id = DeploymentId::parse(&request.get_ref().deployment_id, "deployment_id")?;
+        record_id("deployment_id", &id);
         self.0.deployment_for(&caller, &id, "deployment")?;
         let connection = request.extensions().get::<ConnInfo>().cloned();
         let stream = watch::stream(self.0.clone(), id, connection)?;
@@ -258,6 +272,7 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RollbackResponse>, Status> {
+        let started = Instant::now();
         let idempotency = idempotency::extract(
             &request,
             |r| &r.idempotency_key,
@@ -273,6 +288,8 @@ impl DeploymentService for Deployments {
         }
         let source = DeploymentId::parse(&request.source_deployment_id, "source_deployment_id")?;
         let target = DeploymentId::parse(&request.target_deployment_id, "target_deployment_id")?;
+        record_id("source_deployment_id", &source);
+        record_id("deployment_id", &target);
         if source == target {
             return Err(Error::invalid("source and target are the same deployment").into());
         }
@@ -283,11 +300,18 @@ impl DeploymentService for Deployments {
             .deployment_for(&caller, &target, "target deployment")?
             .project_id;
         let event = auth::audit(&caller, Rpc::Rollback).id(&source).id(&target);
+        record_id("project_id", &project);
         let outcome = self
             .0
             .projects
             .rollback(&project, source, target, auth::origin(idempotency, event))
             .await?;
+        let metrics = &self.0.deps.metrics;
+        metrics
+            .rollback_seconds
+            .observe(started.elapsed().as_secs_f64());
+        // In the request's span: the RPC, the project and both ids.
+        tracing::info!("rolled back");
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::RollbackResponse { project, routes }))
     }
@@ -296,6 +320,7 @@ impl DeploymentService for Deployments {
         &self,
         request: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::PromoteResponse>, Status> {
+        let started = Instant::now();
         let idempotency = idempotency::extract(
             &request,
             |r| &r.idempotency_key,
@@ -306,16 +331,23 @@ impl DeploymentService for Deployments {
             &request.get_ref().target_deployment_id,
             "target_deployment_id",
         )?;
+        record_id("deployment_id", &target);
         let project = self
             .0
             .deployment_for(&caller, &target, "target deployment")?
             .project_id;
         let event = auth::audit(&caller, Rpc::Promote).id(&target);
+        record_id("project_id", &project);
         let outcome = self
             .0
             .projects
             .promote(&project, target, auth::origin(idempotency, event))
             .await?;
+        let metrics = &self.0.deps.metrics;
+        metrics
+            .promote_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!("promoted");
         let (project, routes) = self.switch_response(&outcome);
         Ok(Response::new(pb::PromoteResponse { project, routes }))
     }

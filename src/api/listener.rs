@@ -8,6 +8,7 @@
 
 mod connection;
 mod streams;
+mod transport;
 mod trim;
 
 use std::future::Future;
@@ -17,12 +18,14 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::Config;
 
 pub use connection::{ConnInfo, Connection};
 pub use streams::CountStreams;
+use transport::Transport;
 
 /// Where the daemon is in its life, as the connections see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,9 +54,13 @@ pub struct Connections {
 impl Connections {
     /// Starts accepting on `listener`. The returned stream is what tonic
     /// serves; dropping it stops the accept loop and closes the socket.
+    /// With `tls`, each socket is handed over once its handshake is done
+    /// (in a task of its own, within the handshake timeout, so a slow
+    /// client holds up nobody else).
     pub fn start(
         listener: TcpListener,
         config: &Config,
+        tls: Option<TlsAcceptor>,
     ) -> (Self, ReceiverStream<io::Result<Connection>>) {
         let (phase, _) = watch::channel(Phase::Serving);
         let permits = Arc::new(Semaphore::new(config.max_connections));
@@ -85,16 +92,34 @@ impl Connections {
                     // Without TCP_NODELAY, small gRPC replies wait for the
                     // peer's delayed ACK (~40 ms).
                     let _ = stream.set_nodelay(true);
-                    let connection = Connection::new(
-                        stream,
-                        permit,
-                        phases.subscribe(),
-                        timeouts,
-                        Arc::clone(&streams),
-                    );
-                    if tx.send(Ok(connection)).await.is_err() {
-                        return;
-                    }
+                    let phase = phases.subscribe();
+                    let streams = Arc::clone(&streams);
+                    let Some(tls) = &tls else {
+                        let stream = Transport::Plain(stream);
+                        let connection = Connection::new(stream, permit, phase, timeouts, streams);
+                        if tx.send(Ok(connection)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    };
+                    let (tls, tx) = (tls.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let handshake =
+                            tokio::time::timeout(timeouts.handshake, tls.accept(stream));
+                        let stream = match handshake.await {
+                            Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("no TLS handshake within the handshake timeout");
+                                return;
+                            }
+                        };
+                        let connection = Connection::new(stream, permit, phase, timeouts, streams);
+                        let _ = tx.send(Ok(connection)).await;
+                    });
                 }
             };
             tokio::join!(

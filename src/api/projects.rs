@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tonic::{Request, Response, Status};
 
 use crate::api::auth::{self, Rpc};
-use crate::api::{Context, convert, idempotency};
+use crate::api::{Context, convert, idempotency, record_id};
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::names::Hostnames;
@@ -37,6 +37,7 @@ impl ProjectService for Projects {
         let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let workspace_id = WorkspaceId::parse(&request.workspace_id, "workspace_id")?;
+        record_id("workspace_id", &workspace_id);
         validate::slug(&request.slug, "slug")?;
         validate::display_name(&request.name, "name")?;
         let workspace = self.0.workspace_for(&caller, &workspace_id)?;
@@ -72,6 +73,7 @@ impl ProjectService for Projects {
     ) -> Result<Response<pb::GetProjectResponse>, Status> {
         let caller = auth::caller(&request)?;
         let id = ProjectId::parse(&request.get_ref().project_id, "project_id")?;
+        record_id("project_id", &id);
         let project = self.0.project_for(&caller, &id)?;
         Ok(Response::new(pb::GetProjectResponse {
             project: Some(self.to_pb(&project)),
@@ -85,6 +87,7 @@ impl ProjectService for Projects {
         let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let id = WorkspaceId::parse(&request.workspace_id, "workspace_id")?;
+        record_id("workspace_id", &id);
         let page_size = convert::page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = if request.page_token.is_empty() {
             None
@@ -126,7 +129,9 @@ impl ProjectService for Projects {
         let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
+        record_id("project_id", &id);
         validate::slug(&request.environment_slug, "environment_slug")?;
+        validate::region_count(request.regions.len())?;
         let mut regions = BTreeMap::new();
         for (region, replicas) in request.regions {
             validate::region(&region)?;
@@ -162,6 +167,7 @@ impl ProjectService for Projects {
         let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
+        record_id("project_id", &id);
         validate::fqdn(&request.fqdn, "fqdn")?;
         self.0.reach_project(&caller, &id)?;
         let event = auth::audit(&caller, Rpc::AddCustomDomain).id(&request.fqdn);

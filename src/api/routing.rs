@@ -23,6 +23,7 @@ impl RoutingService for Routing {
         let caller = auth::caller(&request)?;
         let request = request.into_inner();
         let id = ProjectId::parse(&request.project_id, "project_id")?;
+        crate::api::record_id("project_id", &id);
         let kind = match pb::RouteKind::try_from(request.kind) {
             Ok(pb::RouteKind::Unspecified) => None,
             Ok(kind) => convert::route_kind_from_pb(kind),

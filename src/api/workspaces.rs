@@ -48,6 +48,7 @@ impl WorkspaceService for Workspaces {
     ) -> Result<Response<pb::GetWorkspaceResponse>, Status> {
         let caller = auth::caller(&request)?;
         let id = WorkspaceId::parse(&request.get_ref().workspace_id, "workspace_id")?;
+        crate::api::record_id("workspace_id", &id);
         let workspace = self.0.workspace_for(&caller, &id)?;
         Ok(Response::new(pb::GetWorkspaceResponse {
             workspace: Some(convert::workspace(&workspace)),

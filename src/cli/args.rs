@@ -38,6 +38,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -93,6 +96,33 @@ pub enum Command {
     Github(GithubCommand),
     /// Run the load generator (see the README's Performance section).
     Bench(Box<crate::cli::bench::BenchArgs>),
+}
+
+/// TLS towards a daemon with `[tls]` (an `https://` address).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// PEM file of the CA that signed the daemon's certificate; without
+    /// it, the system's trusted roots.
+    #[arg(long, global = true, env = "DEPLOYD_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for a daemon that requires one.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYD_CERT_FILE",
+        value_name = "FILE",
+        requires = "key_file"
+    )]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYD_KEY_FILE",
+        value_name = "FILE",
+        requires = "cert_file"
+    )]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Where the daemon's configuration comes from; shared by `serve` and

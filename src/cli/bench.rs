@@ -261,6 +261,7 @@ async fn run_in(
         config.edge = crate::config::EdgeConfig {
             enabled: true,
             listen: ([127, 0, 0, 1], 0).into(),
+            tls: None,
         };
         for region in config.regions.values_mut() {
             if let RegionConfig::Simulated { serve_http, .. } = region {

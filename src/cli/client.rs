@@ -12,11 +12,11 @@ use serde::Serialize;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::cli::args::{
     Command, DeploymentCommand, DeploymentsArgs, DomainCommand, GithubCommand, ProjectCommand,
-    RegionsArgs, TokenCommand, WorkspaceCommand,
+    RegionsArgs, TlsArgs, TokenCommand, WorkspaceCommand,
 };
 use crate::cli::output::{self, emit};
 use crate::cli::{deploy, render};
@@ -117,10 +117,20 @@ pub struct Clients {
 impl Clients {
     /// Connects eagerly so an unreachable daemon is reported as such, with
     /// the address, instead of as the first call's `UNAVAILABLE`.
-    pub async fn connect(addr: &str, token: Option<&str>) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(endpoint_uri(addr)?)
+    pub async fn connect(addr: &str, tls: &TlsArgs, token: Option<&str>) -> anyhow::Result<Self> {
+        let uri = endpoint_uri(addr)?;
+        let mut endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| anyhow::anyhow!("invalid --addr {addr:?}: {e}"))?
             .connect_timeout(Duration::from_secs(5));
+        if uri.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(client_tls(tls)?)
+                .map_err(|e| anyhow::anyhow!("cannot use TLS towards {addr}: {}", chain(&e)))?;
+        } else if tls.ca_file.is_some() || tls.cert_file.is_some() {
+            anyhow::bail!(
+                "--ca-file and --cert-file need an https:// address; {addr:?} is plain text"
+            );
+        }
         let channel = endpoint
             .connect()
             .await
@@ -163,20 +173,33 @@ impl Clients {
     }
 }
 
-/// Accepts `host:port` as shorthand for `http://host:port`. Refuses
-/// `https://`: this build has no TLS, and tonic would otherwise talk
-/// plaintext to an address the user believes is encrypted.
+/// Accepts `host:port` as shorthand for `http://host:port`; `https://`
+/// speaks TLS.
 fn endpoint_uri(addr: &str) -> anyhow::Result<String> {
     match addr.split_once("://") {
         None => Ok(format!("http://{addr}")),
-        Some(("http", _)) => Ok(addr.to_string()),
-        Some(("https", _)) => {
-            anyhow::bail!("invalid --addr {addr:?}: TLS is not supported; use an http:// address")
-        }
+        Some(("http" | "https", _)) => Ok(addr.to_string()),
         Some((scheme, _)) => anyhow::bail!(
-            "invalid --addr {addr:?}: unsupported scheme {scheme:?}; use http://HOST:PORT"
+            "invalid --addr {addr:?}: unsupported scheme {scheme:?}; use http://HOST:PORT or https://HOST:PORT"
         ),
     }
+}
+
+/// The CA to trust (or the system's roots) and the client certificate,
+/// read from the files the flags name.
+fn client_tls(tls: &TlsArgs) -> anyhow::Result<ClientTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    };
+    let mut config = ClientTlsConfig::new();
+    config = match &tls.ca_file {
+        Some(path) => config.ca_certificate(Certificate::from_pem(read(path)?)),
+        None => config.with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(config)
 }
 
 /// tonic's transport error says only "transport error"; the cause (e.g.
@@ -213,11 +236,12 @@ pub(crate) fn show<T: Serialize>(
 /// here.
 pub async fn run(
     addr: &str,
+    tls: &TlsArgs,
     token: Option<&str>,
     json: bool,
     command: Command,
 ) -> anyhow::Result<ExitCode> {
-    let clients = Clients::connect(addr, token).await?;
+    let clients = Clients::connect(addr, tls, token).await?;
     match command {
         Command::Serve(_) | Command::Check(_) | Command::Bench(_) => {
             anyhow::bail!("serve, check and bench are not client subcommands")
@@ -517,7 +541,10 @@ mod tests {
             Ok("http://127.0.0.1:7070".into())
         );
         assert_eq!(uri("localhost:7070"), Ok("http://localhost:7070".into()));
-        assert!(uri("https://deployd.example.com").is_err());
+        assert_eq!(
+            uri("https://deployd.example.com:7070"),
+            Ok("https://deployd.example.com:7070".into())
+        );
         assert!(uri("unix:///tmp/sock").is_err());
     }
 }

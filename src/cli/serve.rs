@@ -5,19 +5,16 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::Config;
 use crate::cli::args::ConfigArgs;
 use crate::cli::output::emit;
+use crate::config::LogFormat;
 use crate::io::store::check::check_file;
 
 /// The exit code of `check` when the file has problems, distinct from 1
@@ -49,7 +46,7 @@ pub fn dump(config: &Config) -> anyhow::Result<()> {
 
 /// Runs the daemon until it stops; the caller provides the runtime.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    init_logging()?;
+    init_logging(config.log_format)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -57,50 +54,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
     let shutdown = shutdown_signal()?;
-    let daemon = crate::serve_observed(listener, config, shutdown, |handle| {
+    // `serve` calls back once recovery is done and health says SERVING.
+    // Announcing readiness then (rather than at bind time) lets a
+    // supervisor or test wait for one stdout line, and learn the port when
+    // `--listen` asked for port 0.
+    let (serving, announced) = tokio::sync::oneshot::channel();
+    let daemon = crate::serve_observed(listener, config, shutdown, move |handle| {
         if let Some(token) = &handle.bootstrap_token {
             // Its only appearance: the store keeps a hash, the log nothing.
             let _ = emit(&format!(
                 "deployd bootstrap admin token (shown once; keep it, it is stored nowhere): {token}"
             ));
         }
+        let _ = serving.send(());
     });
     tokio::pin!(daemon);
     tokio::select! {
         result = &mut daemon => return result,
-        () = until_serving(local) => {
+        Ok(()) = announced => {
             // Best effort: a closed stdout must not stop the daemon.
             let _ = emit(&format!("deployd listening on {local}"));
         }
     }
     daemon.await
-}
-
-/// Polls the daemon's own health service until it reports `SERVING`, which
-/// `serve` does only after recovery. Announcing readiness then (rather than
-/// at bind time) lets a supervisor or test wait for one stdout line, and
-/// learn the port when `--listen` asked for port 0.
-async fn until_serving(local: SocketAddr) {
-    let mut target = local;
-    if target.ip().is_unspecified() {
-        target.set_ip(match local {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{target}")) else {
-        return std::future::pending().await;
-    };
-    let channel = endpoint.connect_lazy();
-    loop {
-        let check = HealthClient::new(channel.clone())
-            .check(HealthCheckRequest::default())
-            .await;
-        if check.is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// `deployd check`: the daemon must be stopped (redb allows one process).
@@ -123,18 +99,28 @@ pub fn check(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`). A malformed
 /// `RUST_LOG` is an error rather than silently logging less than asked.
-fn init_logging() -> anyhow::Result<()> {
+/// `json`: one object per line, with the current span (the RPC and its
+/// ids, or the deployment step) and the spans around it.
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env()
         .context("invalid RUST_LOG")?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let installed = match format {
         // Colour codes only help a terminal; in a log file they are noise.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
 /// Resolves on the first SIGINT or SIGTERM. Handlers are installed before

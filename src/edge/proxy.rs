@@ -51,6 +51,8 @@ pub struct Proxy {
     pub store: Store,
     pub backends: Backends,
     pub pool: Arc<Pool>,
+    /// `X-Forwarded-Proto`: `https` behind `[edge.tls]`.
+    pub scheme: &'static str,
 }
 
 impl Proxy {
@@ -88,7 +90,7 @@ impl Proxy {
         }
         let (parts, body) = request.into_parts();
         let mut upstream = Request::from_parts(parts, body);
-        prepare_upstream(&mut upstream, &host, peer.ip());
+        prepare_upstream(&mut upstream, &host, peer.ip(), self.scheme);
         for address in candidates {
             // Idle connections first; a request comes back unsent from one
             // the instance closed meanwhile, and goes on to the next.
@@ -183,7 +185,7 @@ fn request_host<B>(request: &Request<B>) -> Option<String> {
 
 /// Origin-form URI, no hop-by-hop headers, and the `X-Forwarded-*` headers
 /// an application needs to know who asked and for what.
-fn prepare_upstream<B>(request: &mut Request<B>, host: &str, client: IpAddr) {
+fn prepare_upstream<B>(request: &mut Request<B>, host: &str, client: IpAddr, scheme: &str) {
     if let Some(path) = request.uri().path_and_query().cloned()
         && let Ok(uri) = hyper::Uri::builder().path_and_query(path).build()
     {
@@ -198,7 +200,7 @@ fn prepare_upstream<B>(request: &mut Request<B>, host: &str, client: IpAddr) {
     for (name, value) in [
         ("x-forwarded-for", forwarded_for.as_str()),
         ("x-forwarded-host", host),
-        ("x-forwarded-proto", "http"),
+        ("x-forwarded-proto", scheme),
     ] {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(HeaderName::from_static(name), value);
@@ -279,6 +281,7 @@ mod tests {
             &mut upstream,
             "web-acme.deployd.local",
             IpAddr::from([127, 0, 0, 1]),
+            "http",
         );
         let headers = upstream.headers();
         for gone in ["connection", "keep-alive", "x-secret"] {

@@ -28,6 +28,11 @@ pub const MAX_COMMAND_ARGS: usize = 64;
 pub const MAX_COMMAND_ARG_LEN: usize = 4096;
 pub const MAX_COMMIT_MESSAGE_LEN: usize = 16 * 1024;
 pub const MAX_REPLICAS: u32 = 100;
+/// Entries of an environment's region map (a request names at most this
+/// many regions, whatever the daemon serves).
+pub const MAX_REGIONS: usize = 64;
+/// `git_commit.author_name` and `author_email`.
+pub const MAX_AUTHOR_LEN: usize = 256;
 
 fn is_label_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
@@ -158,6 +163,16 @@ pub fn free_text(value: &str, field: &str, max: usize) -> Result<(), Error> {
     if value.len() > max || value.contains('\0') {
         return Err(Error::invalid(format!(
             "{field} must be at most {max} bytes without NUL characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The number of entries of a region map.
+pub fn region_count(count: usize) -> Result<(), Error> {
+    if count > MAX_REGIONS {
+        return Err(Error::invalid(format!(
+            "regions has {count} entries; at most {MAX_REGIONS} are allowed"
         )));
     }
     Ok(())

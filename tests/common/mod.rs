@@ -31,7 +31,7 @@ use deployd::pb::project_service_client::ProjectServiceClient;
 use deployd::pb::routing_service_client::RoutingServiceClient;
 use deployd::pb::workspace_service_client::WorkspaceServiceClient;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 pub const SHA_A: &str = "aaaaaaa111111111111111111111111111111111";
 pub const SHA_B: &str = "bbbbbbb222222222222222222222222222222222";
@@ -66,6 +66,7 @@ pub fn fast_config() -> Config {
         edge: deployd::config::EdgeConfig {
             enabled: true,
             listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
         },
         ..Config::default()
     }
@@ -120,6 +121,8 @@ pub struct TestDaemon {
     data: DataDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// How clients reach a daemon with `[tls]` (`addr` is `https://`).
+    client_tls: Option<ClientTlsConfig>,
 }
 
 enum DataDir {
@@ -143,21 +146,42 @@ impl TestDaemon {
 
     pub async fn start_with(config: Config) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(config, DataDir::Owned(dir)).await
+        Self::start_in(config, DataDir::Owned(dir), None).await
+    }
+
+    /// A daemon with `[tls]`, reached with `client_tls`.
+    pub async fn start_tls(config: Config, client_tls: ClientTlsConfig) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(config, DataDir::Owned(dir), Some(client_tls)).await
+    }
+
+    /// A new connection to the daemon (over TLS when it has `[tls]`),
+    /// without a token.
+    pub async fn raw_channel(&self) -> Result<Channel, tonic::transport::Error> {
+        connect(&self.addr, self.client_tls.clone()).await
     }
 
     /// A daemon on a data directory the test owns (a prepared file).
     pub async fn start_on(config: Config, data_dir: &Path) -> Self {
-        Self::start_in(config, DataDir::Borrowed(data_dir.to_path_buf())).await
+        Self::start_in(config, DataDir::Borrowed(data_dir.to_path_buf()), None).await
     }
 
-    async fn start_in(mut config: Config, data: DataDir) -> Self {
+    async fn start_in(
+        mut config: Config,
+        data: DataDir,
+        client_tls: Option<ClientTlsConfig>,
+    ) -> Self {
         config.data_dir = data.path().to_path_buf();
         let token = admin_token(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let addr = format!("http://{}", listener.local_addr().expect("addr"));
+        let scheme = if client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let addr = format!("{scheme}://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (observed, handle) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(deployd::serve_observed(
@@ -185,17 +209,18 @@ impl TestDaemon {
             data,
             stop: Some(stop),
             task: Some(task),
+            client_tls,
         };
         daemon.wait_serving().await;
         daemon
     }
 
     async fn wait_serving(&self) {
-        let addr = self.addr.clone();
-        eventually("daemon reports SERVING", Duration::from_secs(10), || {
-            let addr = addr.clone();
-            async move {
-                let channel = Channel::from_shared(addr).ok()?.connect().await.ok()?;
+        eventually(
+            "daemon reports SERVING",
+            Duration::from_secs(10),
+            || async move {
+                let channel = self.raw_channel().await.ok()?;
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 let reply = health
                     .check(tonic_health::pb::HealthCheckRequest::default())
@@ -204,8 +229,8 @@ impl TestDaemon {
                 (reply.into_inner().status
                     == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
                     .then_some(())
-            }
-        })
+            },
+        )
         .await;
     }
 
@@ -278,11 +303,7 @@ impl TestDaemon {
 
     /// A connection whose calls carry `token` (or none).
     pub async fn channel_with(&self, token: Option<&str>) -> AuthChannel {
-        let channel = Channel::from_shared(self.addr.clone())
-            .expect("address")
-            .connect()
-            .await
-            .expect("connect");
+        let channel = self.raw_channel().await.expect("connect");
         deployd::cli::with_token(channel, token).expect("token")
     }
 
@@ -620,11 +641,11 @@ impl StoppedDaemon {
     }
 
     pub async fn start(self) -> TestDaemon {
-        TestDaemon::start_in(self.config, self.data).await
+        TestDaemon::start_in(self.config, self.data, None).await
     }
 
     pub async fn start_with(self, config: Config) -> TestDaemon {
-        TestDaemon::start_in(config, self.data).await
+        TestDaemon::start_in(config, self.data, None).await
     }
 }
 
@@ -691,6 +712,18 @@ pub async fn refused_start(data_dir: &Path) -> anyhow::Error {
     deployd::serve(listener, config, std::future::pending())
         .await
         .expect_err("refuses to start")
+}
+
+/// Connects to `addr`, over TLS with `tls`.
+pub async fn connect(
+    addr: &str,
+    tls: Option<ClientTlsConfig>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut endpoint = Channel::from_shared(addr.to_string()).expect("address");
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    endpoint.connect().await
 }
 
 /// Polls `probe` every 10 ms until it yields a value or `deadline` passes.

@@ -98,11 +98,17 @@ fn stop(
     superseded_by: Option<DeploymentId>,
 ) -> Option<(Effects, Deployment)> {
     let mut in_flight = core.in_flight.remove(id)?;
+    let cancelled_step = in_flight.deployment.running_step().map(|s| s.name);
     in_flight.deployment.cancel(superseded_by, now_millis());
+    if let Some(step) = cancelled_step {
+        in_flight.ended(step);
+    }
     let deployment = in_flight.deployment;
     let mut effects = Effects::new();
     effects.stop_children.push(id.clone());
-    effects.write(Mutation::PutDeployment(deployment.clone()));
+    effects
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .observe(&deployment, DeploymentStatus::Cancelled, cancelled_step);
     if !deployment.regions.is_empty() {
         let (track, intent) = core.intent(&deployment);
         effects.write(track);

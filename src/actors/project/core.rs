@@ -19,6 +19,7 @@ use crate::actors::reconciler::{WorkloadIntent, workload_specs};
 use crate::error::Error;
 use crate::io::region::WorkloadSpec;
 use crate::io::store::Mutation;
+use crate::model::StepName;
 use crate::model::names::Hostnames;
 use crate::model::project::Project;
 use crate::model::routes::Holder;
@@ -56,6 +57,54 @@ pub struct InFlight {
     pub deployment: Deployment,
     /// The spawn of children currently working for this deployment.
     pub ticket: u64,
+    /// The `tracing` span of the step running now (debug level: one per
+    /// step, from its start to the next step or the end), so what is logged
+    /// about the step carries the deployment, project and step.
+    pub step: tracing::Span,
+}
+
+impl InFlight {
+    pub fn new(deployment: Deployment) -> Self {
+        Self {
+            deployment,
+            ticket: 0,
+            step: tracing::Span::none(),
+        }
+    }
+
+    /// Opens the span of `step`, closing the previous step's.
+    pub fn enter(&mut self, step: StepName) {
+        let deployment = &self.deployment;
+        self.step = tracing::debug_span!(
+            "step",
+            step = step.as_str(),
+            deployment_id = %deployment.id,
+            project_id = %deployment.project_id,
+        );
+        self.step.in_scope(|| tracing::debug!("step started"));
+    }
+
+    /// Logs, in the step's span, that `step` ended and how long it took.
+    pub fn ended(&self, step: StepName) {
+        let found = self
+            .deployment
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.name == step && s.finished_at.is_some());
+        if let Some(found) = found {
+            let took = found
+                .finished_at
+                .map_or(0, |at| at.saturating_sub(found.started_at));
+            self.step.in_scope(|| {
+                tracing::debug!(
+                    duration_ms = took,
+                    failed = found.error.is_some(),
+                    "step finished"
+                );
+            });
+        }
+    }
 }
 
 pub struct ArmedSchedule {
@@ -131,13 +180,8 @@ impl ProjectCore {
             out: Vec::new(),
         };
         for deployment in snapshot.in_flight {
-            core.in_flight.insert(
-                deployment.id.clone(),
-                InFlight {
-                    deployment,
-                    ticket: 0,
-                },
-            );
+            core.in_flight
+                .insert(deployment.id.clone(), InFlight::new(deployment));
         }
         for change in snapshot.schedules {
             let generation = core.next_generation();

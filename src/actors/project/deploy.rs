@@ -81,7 +81,8 @@ pub(super) fn create(
     let mut effects = Effects::new();
     effects
         .write(Mutation::PutProject(core.project.clone()))
-        .write(Mutation::PutDeployment(deployment.clone()));
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .observe(&deployment, DeploymentStatus::Pending, None);
     let stored = StoredReply::Deployment {
         id: created.id.clone(),
         status: created.status,
@@ -91,13 +92,7 @@ pub(super) fn create(
     core.push(effects);
     let id = deployment.id.clone();
     cancel::supersede(core, &deployment);
-    core.in_flight.insert(
-        id.clone(),
-        InFlight {
-            deployment,
-            ticket: 0,
-        },
-    );
+    core.in_flight.insert(id.clone(), InFlight::new(deployment));
     advance(core, &id)
 }
 
@@ -122,6 +117,7 @@ pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), E
             let mut effects = Effects::new();
             if let Some(in_flight) = core.in_flight.get_mut(id) {
                 in_flight.ticket = ticket;
+                in_flight.enter(StepName::Deploy);
             }
             let deployment = in_flight_deployment(core, id);
             if let Some(deployment) = deployment {
@@ -137,7 +133,12 @@ pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), E
                 }
             }
         }
-        DeploymentStatus::Network => return switch_routes(core, id),
+        DeploymentStatus::Network => {
+            if let Some(in_flight) = core.in_flight.get_mut(id) {
+                in_flight.enter(StepName::Network);
+            }
+            return switch_routes(core, id);
+        }
         DeploymentStatus::Ready | DeploymentStatus::Failed | DeploymentStatus::Cancelled => {
             core.in_flight.remove(id);
         }
@@ -158,6 +159,7 @@ fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
         return;
     };
     in_flight.ticket = ticket;
+    in_flight.enter(StepName::Build);
     let deployment = &mut in_flight.deployment;
     if deployment.status != DeploymentStatus::Building {
         deployment.status = DeploymentStatus::Building;
@@ -184,7 +186,9 @@ fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
         Priority::Other
     };
     let mut effects = Effects::new();
-    effects.write(Mutation::PutDeployment(deployment));
+    effects
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .observe(&deployment, DeploymentStatus::Building, None);
     effects.children.push(Child::Build {
         deployment: id.clone(),
         ticket,
@@ -240,6 +244,7 @@ pub(super) fn build_finished(
             deployment.image = Some(output.image);
             deployment.build_id = Some(output.build_id);
             deployment.finish_step(StepName::Build, now_millis(), None);
+            in_flight.ended(StepName::Build);
             start_deploying(core, id);
         }
         // The failed step is `build`; the builder's words say why.
@@ -264,6 +269,7 @@ fn start_deploying(core: &mut ProjectCore, id: &DeploymentId) {
         return;
     };
     in_flight.ticket = ticket;
+    in_flight.enter(StepName::Deploy);
     let deployment = &mut in_flight.deployment;
     deployment.status = DeploymentStatus::Deploying;
     deployment.start_step(StepName::Deploy, now_millis());
@@ -284,7 +290,12 @@ fn start_deploying(core: &mut ProjectCore, id: &DeploymentId) {
     let mut effects = Effects::new();
     effects
         .write(Mutation::PutDeployment(deployment.clone()))
-        .write(track);
+        .write(track)
+        .observe(
+            &deployment,
+            DeploymentStatus::Deploying,
+            Some(StepName::Build),
+        );
     effects.drivers.push(intent);
     effects.children = readiness_children(core, &deployment, ticket);
     core.push(effects);
@@ -347,13 +358,23 @@ fn regions_ready(core: &mut ProjectCore, id: &DeploymentId) {
     let Some(in_flight) = core.in_flight.get_mut(id) else {
         return;
     };
-    let deployment = &mut in_flight.deployment;
     let now = now_millis();
-    deployment.finish_step(StepName::Deploy, now, None);
+    in_flight
+        .deployment
+        .finish_step(StepName::Deploy, now, None);
+    in_flight.ended(StepName::Deploy);
+    in_flight.enter(StepName::Network);
+    let deployment = &mut in_flight.deployment;
     deployment.status = DeploymentStatus::Network;
     deployment.start_step(StepName::Network, now);
     let mut effects = Effects::new();
-    effects.write(Mutation::PutDeployment(deployment.clone()));
+    effects
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .observe(
+            deployment,
+            DeploymentStatus::Network,
+            Some(StepName::Deploy),
+        );
     core.push(effects);
 }
 
@@ -391,9 +412,13 @@ fn switch_routes(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), Error>
     }
     deployment.finish_step(StepName::Network, now, None);
     deployment.status = DeploymentStatus::Ready;
+    in_flight.ended(StepName::Network);
+    let deployment = &mut in_flight.deployment;
 
     let mut effects = Effects::new();
-    effects.write(Mutation::PutDeployment(deployment.clone()));
+    effects
+        .write(Mutation::PutDeployment(deployment.clone()))
+        .observe(deployment, DeploymentStatus::Ready, Some(StepName::Network));
     for route in &plan.routes {
         if matches!(route.kind, RouteKind::Environment | RouteKind::Live) {
             core.fixed_routes.insert(route.fqdn.clone(), route.clone());
@@ -468,11 +493,19 @@ pub(super) fn fail(core: &mut ProjectCore, id: &DeploymentId, reason: String) {
     let Some(mut in_flight) = core.in_flight.remove(id) else {
         return;
     };
-    tracing::info!(deployment = %id, %reason, "deployment failed");
+    in_flight
+        .step
+        .in_scope(|| tracing::info!(deployment = %id, %reason, "deployment failed"));
+    let failed_step = in_flight.deployment.running_step().map(|s| s.name);
     in_flight.deployment.fail(reason, now_millis());
+    if let Some(step) = failed_step {
+        in_flight.ended(step);
+    }
     let mut effects = Effects::new();
     effects.stop_children.push(id.clone());
-    effects.write(Mutation::PutDeployment(in_flight.deployment.clone()));
+    effects
+        .write(Mutation::PutDeployment(in_flight.deployment.clone()))
+        .observe(&in_flight.deployment, DeploymentStatus::Failed, failed_step);
     if !in_flight.deployment.regions.is_empty() {
         let (track, intent) = core.intent(&in_flight.deployment);
         effects.write(track);

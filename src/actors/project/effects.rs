@@ -18,8 +18,9 @@ use crate::error::Error;
 use crate::io::builder::BuildRequest;
 use crate::io::region::WorkloadSpec;
 use crate::io::store::Mutation;
+use crate::model::deployment::StepName;
 use crate::model::project::Project;
-use crate::model::{Deployment, DeploymentId, Origin, SwitchOutcome};
+use crate::model::{Deployment, DeploymentId, DeploymentStatus, Origin, SwitchOutcome};
 
 /// What one decision asks for, in the order it must happen.
 #[must_use = "a decision's effects do nothing until the executor runs them"]
@@ -58,6 +59,48 @@ pub struct Effects {
     /// answers say why and its memory did not change), or leaves the
     /// actor's memory ahead of the store so it must reload.
     pub on_reject: OnReject,
+    /// Figures for the metrics, counted once the writes are committed (a
+    /// failed commit counts nothing).
+    pub observations: Vec<Observation>,
+}
+
+/// Something the metrics count about a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    Status(DeploymentStatus),
+    Step {
+        step: StepName,
+        millis: u64,
+        failed: bool,
+    },
+}
+
+impl Observation {
+    /// The latest finished `step` of `deployment`, if there is one.
+    pub fn step(deployment: &Deployment, step: StepName) -> Option<Self> {
+        let found = deployment
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.name == step && s.finished_at.is_some())?;
+        let finished = found.finished_at?;
+        Some(Self::Step {
+            step,
+            millis: finished.saturating_sub(found.started_at),
+            failed: found.error.is_some(),
+        })
+    }
+
+    pub fn record(self, metrics: &crate::metrics::Metrics) {
+        match self {
+            Self::Status(status) => metrics.status(status),
+            Self::Step {
+                step,
+                millis,
+                failed,
+            } => metrics.step(step, millis, failed),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,6 +123,20 @@ impl Effects {
         let mut effects = Self::new();
         effects.answer(reply, value);
         effects
+    }
+
+    /// Counts `status`, and the `step` that just finished, after the commit.
+    pub fn observe(
+        &mut self,
+        deployment: &Deployment,
+        status: DeploymentStatus,
+        step: Option<StepName>,
+    ) -> &mut Self {
+        self.observations.push(Observation::Status(status));
+        if let Some(step) = step.and_then(|s| Observation::step(deployment, s)) {
+            self.observations.push(step);
+        }
+        self
     }
 
     pub fn write(&mut self, mutation: Mutation) -> &mut Self {
@@ -114,6 +171,7 @@ impl Effects {
         if other.on_reject == OnReject::Reload {
             self.on_reject = OnReject::Reload;
         }
+        self.observations.extend(other.observations);
     }
 
     /// Nothing to store and nothing to wait for: the executor can run the

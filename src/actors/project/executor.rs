@@ -61,6 +61,7 @@ impl Executor {
             follow_up,
             fail_point_after_commit,
             on_reject,
+            observations,
         } = effects;
         let mut after = AfterCommit {
             outcome: Ok(()),
@@ -95,6 +96,9 @@ impl Executor {
             }
             if result.is_ok() {
                 publish(&deps, &mutations);
+                for observation in observations {
+                    observation.record(&deps.metrics);
+                }
                 for intent in drivers {
                     deps.reconciler.apply(intent);
                 }
@@ -123,6 +127,9 @@ impl Executor {
         }
         for intent in effects.drivers {
             self.deps.reconciler.apply(intent);
+        }
+        for observation in effects.observations {
+            observation.record(&self.deps.metrics);
         }
         AfterCommit {
             outcome: Ok(()),

@@ -8,7 +8,7 @@
 
 use crate::actors::project::core::{PendingSwitch, ProjectCore, Wake};
 use crate::actors::project::deploy::readiness_children;
-use crate::actors::project::effects::Effects;
+use crate::actors::project::effects::{Effects, Observation};
 use crate::actors::project::switch::{Check, check_promote, check_rollback, switch};
 use crate::actors::readiness::RegionOutcome;
 use crate::error::Error;
@@ -133,6 +133,13 @@ fn finish(core: &mut ProjectCore, id: &DeploymentId) {
     }
     if !switched {
         scale_back_down(core, &wake.target);
+    }
+    // The wake itself is not stored; its duration is counted last, after
+    // the decisions above.
+    if let Some(step) = Observation::step(&wake.target, StepName::Wake) {
+        let mut effects = Effects::new();
+        effects.observations.push(step);
+        core.push(effects);
     }
 }
 

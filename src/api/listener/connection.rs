@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
+use super::transport::Transport;
 use super::trim::Gauge;
 use super::{Phase, Timeouts};
 
@@ -25,7 +25,7 @@ use super::{Phase, Timeouts};
 const PREFACE_LEN: usize = 24;
 
 pub struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     info: ConnInfo,
     close: Pin<Box<dyn Future<Output = Closed> + Send>>,
     closed: Option<Closed>,
@@ -71,7 +71,7 @@ impl fmt::Display for Closed {
 
 impl Connection {
     pub(super) fn new(
-        stream: TcpStream,
+        stream: Transport,
         permit: OwnedSemaphorePermit,
         phase: watch::Receiver<Phase>,
         timeouts: Timeouts,

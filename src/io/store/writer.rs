@@ -54,9 +54,19 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     pub submissions: AtomicU64,
     pub failed_commits: AtomicU64,
+    /// Submissions a commit carried but refused on their merits
+    /// (`ALREADY_EXISTS`, ...): they wrote nothing.
+    pub rejected: AtomicU64,
+    /// Commit latency and operations per commit, for Prometheus.
+    pub metrics: crate::metrics::StoreMetrics,
 }
 
 impl WriterStats {
+    /// Submissions whose writes landed (committed and not rejected).
+    pub fn landed(&self) -> u64 {
+        self.submissions.load(Ordering::Relaxed) - self.rejected.load(Ordering::Relaxed)
+    }
+
     pub fn snapshot(&self) -> (u64, u64, u64) {
         (
             self.commits.load(Ordering::Relaxed),
@@ -207,6 +217,7 @@ impl Writer<'_> {
 
     fn commit_batch(&mut self, batch: Vec<Submission>, settle: Option<u64>) {
         let count = batch.len() as u64;
+        let started = Instant::now();
         let outcome = match self.shared.database() {
             Ok(db) => apply_batch(&db, &batch),
             Err(e) => Err(e),
@@ -218,12 +229,20 @@ impl Writer<'_> {
             Ok(outcomes) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.stats.submissions.fetch_add(count, Ordering::Relaxed);
+                let metrics = &self.stats.metrics;
+                metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.operations_per_commit.observe(count as f64);
                 for (submission, outcome) in batch.into_iter().zip(outcomes) {
                     complete(
                         submission,
                         match outcome {
                             Applied::Done => Ok(()),
-                            Applied::Rejected(e) => Err(e),
+                            Applied::Rejected(e) => {
+                                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                                Err(e)
+                            }
                         },
                     );
                 }
