@@ -36,7 +36,7 @@ const REFUSALS: [Code; 6] = [
     Code::OutOfRange,
 ];
 
-const PATHS: [&str; 22] = [
+const PATHS: [&str; 25] = [
     "/deployd.v1.WorkspaceService/CreateWorkspace",
     "/deployd.v1.WorkspaceService/GetWorkspace",
     "/deployd.v1.ProjectService/CreateProject",
@@ -59,6 +59,9 @@ const PATHS: [&str; 22] = [
     "/deployd.v1.TokenService/RevokeToken",
     "/deployd.v1.TokenService/ListTokens",
     "/deployd.v1.AuditService/ListAuditEvents",
+    "/deployd.v1.GitHubService/ConnectRepository",
+    "/deployd.v1.GitHubService/GetRepositoryConnection",
+    "/deployd.v1.GitHubService/DisconnectRepository",
 ];
 
 fn cases() -> u32 {
@@ -66,6 +69,32 @@ fn cases() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64)
+}
+
+/// The properties reach every method of `deployd.v1`: a new RPC without
+/// a path here fails this test.
+#[test]
+fn every_rpc_of_the_proto_is_fuzzed() {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set decodes");
+    let methods: std::collections::BTreeSet<String> = set
+        .file
+        .iter()
+        .filter(|f| f.package() == "deployd.v1")
+        .flat_map(|f| &f.service)
+        .flat_map(|s| {
+            s.method
+                .iter()
+                .map(move |m| format!("/deployd.v1.{}/{}", s.name(), m.name()))
+        })
+        .collect();
+    let fuzzed: std::collections::BTreeSet<String> = PATHS
+        .iter()
+        .filter(|p| p.starts_with("/deployd.v1."))
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(fuzzed, methods);
 }
 
 fn runner() -> TestRunner {
@@ -465,6 +494,33 @@ fn typed_request(target: &Target) -> BoxedStrategy<(&'static str, Bytes)> {
             )
         },
     );
+    let connect = (
+        id.clone(),
+        text(vec!["acme/web".into()]),
+        text(vec!["https://git.example.test/acme/web.git".into()]),
+        text(vec!["app".into()]),
+        text(vec!["Dockerfile".into()]),
+    )
+        .prop_map(
+            |(project_id, repository, clone_url, context_path, dockerfile_path)| {
+                msg(
+                    PATHS[22],
+                    pb::ConnectRepositoryRequest {
+                        project_id,
+                        repository,
+                        clone_url,
+                        context_path,
+                        dockerfile_path,
+                    },
+                )
+            },
+        );
+    let connection = id
+        .clone()
+        .prop_map(|project_id| msg(PATHS[23], pb::GetRepositoryConnectionRequest { project_id }));
+    let disconnect = id
+        .clone()
+        .prop_map(|project_id| msg(PATHS[24], pb::DisconnectRepositoryRequest { project_id }));
     let routes = (id, any::<i32>(), any::<u32>(), text(vec![])).prop_map(
         |(project_id, kind, page_size, page_token)| {
             msg(
@@ -499,6 +555,9 @@ fn typed_request(target: &Target) -> BoxedStrategy<(&'static str, Bytes)> {
         revoke,
         tokens,
         audit,
+        connect,
+        connection,
+        disconnect,
     ]
     .boxed()
 }
