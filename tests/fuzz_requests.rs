@@ -13,6 +13,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw_codec::RawCodec;
 use common::*;
 use deployd::cli::AuthChannel;
 use deployd::pb;
@@ -21,7 +22,6 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use tonic::Code;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::Bytes;
 use tonic::codegen::http::uri::PathAndQuery;
 
@@ -622,49 +622,6 @@ fn arbitrary_bytes_to_every_rpc_are_refused_cleanly_and_change_nothing() {
 #[test]
 fn arbitrary_field_values_of_every_request_type_are_refused_cleanly_and_change_nothing() {
     run_property(typed_request);
-}
-
-/// Sends and receives message bodies as they are.
-#[derive(Default)]
-struct RawCodec;
-
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        use prost::bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
-        use prost::bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
 }
 
 #[tokio::test]

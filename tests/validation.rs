@@ -4,11 +4,11 @@
 
 mod common;
 
+use common::raw_codec::RawCodec;
 use common::*;
 use deployd::pb;
 use deployd::pb::create_deployment_request::Source;
 use tonic::Code;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::Bytes;
 use tonic::codegen::http::uri::PathAndQuery;
 
@@ -932,50 +932,6 @@ async fn an_out_of_range_commit_time_is_refused_by_name_and_stores_nothing() {
         .and_then(|c| c.committed_at)
         .map(|t| t.seconds);
     assert_eq!(committed_at, Some(253_402_300_799));
-}
-
-/// Sends and receives message bodies as they are, to put bytes on the wire
-/// that no generated client would.
-#[derive(Default)]
-struct RawCodec;
-
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        use prost::bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
-        use prost::bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
 }
 
 #[tokio::test]

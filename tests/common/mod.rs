@@ -9,6 +9,7 @@ pub mod github;
 pub mod http;
 pub mod podman;
 pub mod process;
+pub mod raw_codec;
 pub mod registry;
 pub mod storage;
 pub mod traffic;
