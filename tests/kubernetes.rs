@@ -719,26 +719,7 @@ context = "fake"
         .expect("create")
         .into_inner()
         .deployment_id;
-    let ready = eventually("the deployment is READY", Duration::from_secs(20), || {
-        let mut deployments = deployments.clone();
-        let id = id.clone();
-        async move {
-            let d = deployments
-                .get_deployment(pb::GetDeploymentRequest { deployment_id: id })
-                .await
-                .ok()?
-                .into_inner()
-                .deployment?;
-            assert_ne!(
-                d.status,
-                DeploymentStatus::Failed as i32,
-                "{}",
-                d.error_message
-            );
-            (d.status == DeploymentStatus::Ready as i32).then_some(d)
-        }
-    })
-    .await;
+    let ready = ready_through(&deployments, &id, Duration::from_secs(20)).await;
     assert_eq!(ready.regions.len(), 1);
     assert_eq!(replicas(&fake, &project.id, &id), Some(1));
     assert!(

@@ -334,30 +334,7 @@ driver = "podman"
 
     let daemon = DaemonProcess::spawn(&config_path).await.expect("restarts");
     let deployments = DeploymentServiceClient::new(daemon.channel().await);
-    let ready = eventually(
-        "READY after the restart",
-        std::time::Duration::from_secs(60),
-        || {
-            let mut deployments = deployments.clone();
-            let id = id.clone();
-            async move {
-                let d = deployments
-                    .get_deployment(pb::GetDeploymentRequest { deployment_id: id })
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .deployment?;
-                assert_ne!(
-                    d.status,
-                    DeploymentStatus::Failed as i32,
-                    "{}",
-                    d.error_message
-                );
-                (d.status == DeploymentStatus::Ready as i32).then_some(d)
-            }
-        },
-    )
-    .await;
+    let ready = ready_through(&deployments, &id, std::time::Duration::from_secs(60)).await;
     let after = podman::containers(&id);
     let names = |list: &[(String, String)]| {
         let mut names: Vec<String> = list.iter().map(|c| c.0.clone()).collect();

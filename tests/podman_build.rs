@@ -349,26 +349,7 @@ async fn a_daemon_killed_during_a_build_builds_at_most_once_more() {
         .await
         .expect("serving again");
     let mut client = DeploymentServiceClient::new(daemon.channel().await);
-    let ready = eventually("the deployment is READY", Duration::from_secs(120), || {
-        let mut client = client.clone();
-        let id = id.clone();
-        async move {
-            let d = client
-                .get_deployment(pb::GetDeploymentRequest { deployment_id: id })
-                .await
-                .ok()?
-                .into_inner()
-                .deployment?;
-            assert_ne!(
-                d.status,
-                DeploymentStatus::Failed as i32,
-                "{}",
-                d.error_message
-            );
-            (d.status == DeploymentStatus::Ready as i32).then_some(d)
-        }
-    })
-    .await;
+    let ready = ready_through(&client, &id, Duration::from_secs(120)).await;
     let (name, digest) = by_digest(&ready.image, &registry, &project.id);
     assert!(registry.has(name, digest).await);
     assert_eq!(

@@ -745,6 +745,35 @@ where
     }
 }
 
+/// Polls deployment `id` through `deployments` until it is READY; panics
+/// with its error if it FAILED, or after `deadline`.
+pub async fn ready_through(
+    deployments: &DeploymentServiceClient<AuthChannel>,
+    id: &str,
+    deadline: Duration,
+) -> pb::Deployment {
+    eventually("the deployment is READY", deadline, || {
+        let mut deployments = deployments.clone();
+        let deployment_id = id.to_string();
+        async move {
+            let d = deployments
+                .get_deployment(pb::GetDeploymentRequest { deployment_id })
+                .await
+                .ok()?
+                .into_inner()
+                .deployment?;
+            assert_ne!(
+                d.status,
+                pb::DeploymentStatus::Failed as i32,
+                "{}",
+                d.error_message
+            );
+            (d.status == pb::DeploymentStatus::Ready as i32).then_some(d)
+        }
+    })
+    .await
+}
+
 /// Routes by hostname, as (kind, deployment id).
 pub fn route_map(routes: &[pb::Route]) -> BTreeMap<String, (i32, String)> {
     routes
