@@ -20,7 +20,7 @@ use crate::model::quote::quoted;
 use crate::model::routes::Holder;
 use crate::model::{
     AuditEvent, Deployment, DeploymentId, IdempotencyKey, IdempotencyRecord, Project, ProjectId,
-    Route, RouteKind, ScheduledChange, TokenRecord, UnixMillis, Workspace,
+    Route, RouteKind, ScheduledChange, TokenRecord, UnixMillis, Workspace, WorkspaceId,
 };
 
 // Mutations live briefly in small Vecs on their way to the writer; boxing the
@@ -36,6 +36,15 @@ pub enum Mutation {
     CreateProject {
         project: Project,
         reserve: Vec<(String, RouteKind)>,
+    },
+    /// Writes nothing: rejected with `RESOURCE_EXHAUSTED` if the workspace
+    /// already has `max` projects. It goes in the submission of a
+    /// `CreateProject`; the writer counts inside its transaction, which
+    /// holds the projects of earlier submissions of the same commit, so
+    /// concurrent creates cannot pass the limit together.
+    ProjectQuota {
+        workspace_id: WorkspaceId,
+        max: u32,
     },
     /// Reserves those of `names` that nobody holds (projects created before
     /// reservations existed, or after the apex domain changed). Never
@@ -154,6 +163,26 @@ fn holder(txn: &WriteTransaction, fqdn: &str) -> Result<Option<Holder>, Error> {
     holder_of(&routes, &reserved, &domains, fqdn)
 }
 
+/// The projects of `workspace`, counted through the slug index, up to
+/// `limit`: a create never walks more than the quota's worth of rows.
+fn projects_of_workspace(
+    txn: &WriteTransaction,
+    workspace: &WorkspaceId,
+    limit: u32,
+) -> Result<u32, Error> {
+    let slugs = txn.open_table(PROJECT_SLUGS).map_err(storage)?;
+    let w = workspace.as_str();
+    let mut count = 0;
+    for entry in slugs.range((w, "")..).map_err(storage)? {
+        let (key, _) = entry.map_err(storage)?;
+        if key.value().0 != w || count == limit {
+            break;
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// Outer `Err`: storage failure. Inner `Err`: the submission is rejected.
 fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error>, Error> {
     match mutation {
@@ -194,6 +223,13 @@ fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error
                         quoted(&project.slug)
                     ))));
                 }
+            }
+        }
+        Mutation::ProjectQuota { workspace_id, max } => {
+            if projects_of_workspace(txn, workspace_id, *max)? >= *max {
+                return Ok(Err(Error::ResourceExhausted(format!(
+                    "workspace {workspace_id} has reached its limit of {max} projects ([quotas] max_projects_per_workspace)"
+                ))));
             }
         }
         Mutation::ClaimDomain { project_id, fqdn } => {
@@ -256,6 +292,7 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
                     .map_err(storage)?;
             }
         }
+        Mutation::ProjectQuota { .. } => {}
         Mutation::ReserveHostnames { project_id, names } => {
             for (fqdn, kind) in names {
                 if holder(txn, fqdn)?.is_none() {
