@@ -319,3 +319,33 @@ fn buckets_refill_idle_ones_are_dropped_and_admins_have_none() {
             .expect("a dropped bucket starts full");
     }
 }
+
+#[test]
+fn the_quota_keys_are_read_from_the_config_file_and_zero_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("deployd.toml");
+    std::fs::write(
+        &path,
+        "[quotas]\nmax_projects_per_workspace = 7\nrequests_per_second_per_token = 5\nburst_per_token = 9\n",
+    )
+    .expect("write config");
+    let config = deployd::Config::from_file(&path).expect("valid config");
+    assert_eq!(config.quotas.max_projects_per_workspace, 7);
+    assert_eq!(config.quotas.requests_per_second_per_token, 5);
+    assert_eq!(config.quotas.burst_per_token, 9);
+
+    for key in [
+        "max_projects_per_workspace",
+        "requests_per_second_per_token",
+        "burst_per_token",
+    ] {
+        std::fs::write(&path, format!("[quotas]\n{key} = 0\n")).expect("write config");
+        let refused = deployd::Config::from_file(&path).expect_err("zero is refused");
+        assert!(
+            refused
+                .to_string()
+                .contains(&format!("quotas.{key} must be greater than 0")),
+            "{refused:#}"
+        );
+    }
+}
