@@ -163,24 +163,31 @@ fn holder(txn: &WriteTransaction, fqdn: &str) -> Result<Option<Holder>, Error> {
     holder_of(&routes, &reserved, &domains, fqdn)
 }
 
-/// The projects of `workspace`, counted through the slug index, up to
-/// `limit`: a create never walks more than the quota's worth of rows.
-fn projects_of_workspace(
+/// Counts the projects of `workspace` through the slug index, stopping at
+/// `max`: a create never walks more than the quota's worth of rows.
+fn check_project_quota(
     txn: &WriteTransaction,
     workspace: &WorkspaceId,
-    limit: u32,
-) -> Result<u32, Error> {
+    max: u32,
+) -> Result<Result<(), Error>, Error> {
     let slugs = txn.open_table(PROJECT_SLUGS).map_err(storage)?;
     let w = workspace.as_str();
+    let mut rows = slugs.range((w, "")..).map_err(storage)?;
     let mut count = 0;
-    for entry in slugs.range((w, "")..).map_err(storage)? {
-        let (key, _) = entry.map_err(storage)?;
-        if key.value().0 != w || count == limit {
-            break;
+    while count < max {
+        let same_workspace = match rows.next() {
+            Some(entry) => entry.map_err(storage)?.0.value().0 == w,
+            None => false,
+        };
+        if !same_workspace {
+            // The next workspace's rows, or the end: room for one more.
+            return Ok(Ok(()));
         }
         count += 1;
     }
-    Ok(count)
+    Ok(Err(Error::ResourceExhausted(format!(
+        "workspace {workspace} has reached its limit of {max} projects ([quotas] max_projects_per_workspace)"
+    ))))
 }
 
 /// Outer `Err`: storage failure. Inner `Err`: the submission is rejected.
@@ -226,11 +233,7 @@ fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error
             }
         }
         Mutation::ProjectQuota { workspace_id, max } => {
-            if projects_of_workspace(txn, workspace_id, *max)? >= *max {
-                return Ok(Err(Error::ResourceExhausted(format!(
-                    "workspace {workspace_id} has reached its limit of {max} projects ([quotas] max_projects_per_workspace)"
-                ))));
-            }
+            return check_project_quota(txn, workspace_id, *max);
         }
         Mutation::ClaimDomain { project_id, fqdn } => {
             let taken = holder(txn, fqdn)?.is_some_and(|h| h.project_id() != project_id);
