@@ -216,6 +216,7 @@ pub async fn serve_observed(
         .layer(auth::layer::Authenticate {
             tokens: context.tokens.clone(),
             open_reflection: config.auth.open_reflection,
+            rates: auth::rate::RateLimits::new(&config.quotas),
         })
         .add_service(health_service)
         .add_service(reflection().build_v1()?)

@@ -17,6 +17,8 @@ mod auth;
 pub use auth::{AuditConfig, AuthConfig};
 mod github;
 pub use github::{GithubConfig, read_secret};
+mod quotas;
+pub use quotas::QuotasConfig;
 
 /// Everything the daemon can be told. Durations are milliseconds so the file
 /// format needs no duration syntax.
@@ -129,6 +131,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// GitHub pushes and commit statuses (off unless configured).
     pub github: GithubConfig,
+    /// Projects per workspace, requests per second per token.
+    pub quotas: QuotasConfig,
     /// Test-only fault injection, compiled in only with the `fail-points`
     /// feature. Keys are fail point names (see `actors::fail_points`).
     #[cfg(feature = "fail-points")]
@@ -425,6 +429,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             github: GithubConfig::default(),
+            quotas: QuotasConfig::default(),
             #[cfg(feature = "fail-points")]
             fail_points: BTreeMap::new(),
         }
@@ -497,6 +502,18 @@ impl Config {
             ("max_message_bytes", self.max_message_bytes as u64),
             ("audit.retention_days", self.audit.retention_days),
             ("builder.slots", self.builder.slots() as u64),
+            (
+                "quotas.max_projects_per_workspace",
+                u64::from(self.quotas.max_projects_per_workspace),
+            ),
+            (
+                "quotas.requests_per_second_per_token",
+                u64::from(self.quotas.requests_per_second_per_token),
+            ),
+            (
+                "quotas.burst_per_token",
+                u64::from(self.quotas.burst_per_token),
+            ),
         ] {
             if value == 0 {
                 anyhow::bail!("config: {name} must be greater than 0");

@@ -1,14 +1,16 @@
-//! Who may call what. Authentication and the role check run in a layer in
-//! front of every service (`layer.rs`, rules in `rpc.rs`, the token table
-//! in `tokens.rs`); the checks of the ids in a request against the
-//! caller's workspace run in the handlers, through the `*_for` lookups
-//! below, because only they know which ids a request names.
+//! Who may call what. Authentication, the rate per token and the role
+//! check run in a layer in front of every service (`layer.rs`, buckets in
+//! `rate.rs`, rules in `rpc.rs`, the token table in `tokens.rs`); the
+//! checks of the ids in a request against the caller's workspace run in
+//! the handlers, through the `*_for` lookups below, because only they know
+//! which ids a request names.
 //!
 //! **Invariant:** an id of another workspace is answered exactly like an
 //! id that does not exist (`NOT_FOUND`, same message), so a token learns
 //! nothing about other workspaces.
 
 pub mod layer;
+pub mod rate;
 pub mod rpc;
 pub mod tokens;
 

@@ -1,5 +1,6 @@
 //! `deployd.v1.ProjectService`. Creating a project is a store write with
-//! uniqueness checks (its slug, and its fixed hostnames, which it reserves);
+//! uniqueness checks (its slug, and its fixed hostnames, which it reserves)
+//! and the workspace's project quota, all checked by the store writer;
 //! everything that changes a project afterwards goes through its actor.
 
 use std::collections::BTreeMap;
@@ -58,6 +59,12 @@ impl ProjectService for Projects {
                 Mutation::CreateProject {
                     project: project.clone(),
                     reserve,
+                },
+                // After the create's own checks, so a taken slug is still
+                // ALREADY_EXISTS in a full workspace.
+                Mutation::ProjectQuota {
+                    workspace_id: workspace.id.clone(),
+                    max: self.0.deps.config.quotas.max_projects_per_workspace,
                 },
                 Mutation::Audit(Box::new(event)),
             ])

@@ -4,6 +4,8 @@
 //! and hands the [`Caller`] to the handler in the request's extensions.
 //! The handler then checks every id of the request against it. Health is
 //! open (probes carry no token); reflection is open only when configured.
+//! A workspace token over its rate (`rate.rs`) is `RESOURCE_EXHAUSTED`
+//! before the handler runs, so the refused call changes nothing.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +13,7 @@ use std::task::{Context, Poll};
 
 use tonic::Status;
 
+use crate::api::auth::rate::RateLimits;
 use crate::api::auth::rpc::{Access, Rpc};
 use crate::api::auth::tokens::Tokens;
 use crate::error::Error;
@@ -20,6 +23,7 @@ use crate::model::{Caller, Role};
 pub struct Authenticate {
     pub tokens: Tokens,
     pub open_reflection: bool,
+    pub rates: RateLimits,
 }
 
 impl<S> tower_layer::Layer<S> for Authenticate {
@@ -88,6 +92,9 @@ impl Authenticate {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let caller = self.tokens.authenticate(header)?;
+        // Before the role check: a token spraying calls it may not make
+        // costs the daemon as much as any other.
+        self.rates.admit(&caller)?;
         if reflection {
             return Ok(Some(caller));
         }

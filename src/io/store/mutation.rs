@@ -20,7 +20,7 @@ use crate::model::quote::quoted;
 use crate::model::routes::Holder;
 use crate::model::{
     AuditEvent, Deployment, DeploymentId, IdempotencyKey, IdempotencyRecord, Project, ProjectId,
-    Route, RouteKind, ScheduledChange, TokenRecord, UnixMillis, Workspace,
+    Route, RouteKind, ScheduledChange, TokenRecord, UnixMillis, Workspace, WorkspaceId,
 };
 
 // Mutations live briefly in small Vecs on their way to the writer; boxing the
@@ -36,6 +36,15 @@ pub enum Mutation {
     CreateProject {
         project: Project,
         reserve: Vec<(String, RouteKind)>,
+    },
+    /// Writes nothing: rejected with `RESOURCE_EXHAUSTED` if the workspace
+    /// already has `max` projects. It goes in the submission of a
+    /// `CreateProject`; the writer counts inside its transaction, which
+    /// holds the projects of earlier submissions of the same commit, so
+    /// concurrent creates cannot pass the limit together.
+    ProjectQuota {
+        workspace_id: WorkspaceId,
+        max: u32,
     },
     /// Reserves those of `names` that nobody holds (projects created before
     /// reservations existed, or after the apex domain changed). Never
@@ -154,6 +163,33 @@ fn holder(txn: &WriteTransaction, fqdn: &str) -> Result<Option<Holder>, Error> {
     holder_of(&routes, &reserved, &domains, fqdn)
 }
 
+/// Counts the projects of `workspace` through the slug index, stopping at
+/// `max`: a create never walks more than the quota's worth of rows.
+fn check_project_quota(
+    txn: &WriteTransaction,
+    workspace: &WorkspaceId,
+    max: u32,
+) -> Result<Result<(), Error>, Error> {
+    let slugs = txn.open_table(PROJECT_SLUGS).map_err(storage)?;
+    let w = workspace.as_str();
+    let mut rows = slugs.range((w, "")..).map_err(storage)?;
+    let mut count = 0;
+    while count < max {
+        let same_workspace = match rows.next() {
+            Some(entry) => entry.map_err(storage)?.0.value().0 == w,
+            None => false,
+        };
+        if !same_workspace {
+            // The next workspace's rows, or the end: room for one more.
+            return Ok(Ok(()));
+        }
+        count += 1;
+    }
+    Ok(Err(Error::ResourceExhausted(format!(
+        "workspace {workspace} has reached its limit of {max} projects ([quotas] max_projects_per_workspace)"
+    ))))
+}
+
 /// Outer `Err`: storage failure. Inner `Err`: the submission is rejected.
 fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error>, Error> {
     match mutation {
@@ -195,6 +231,9 @@ fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error
                     ))));
                 }
             }
+        }
+        Mutation::ProjectQuota { workspace_id, max } => {
+            return check_project_quota(txn, workspace_id, *max);
         }
         Mutation::ClaimDomain { project_id, fqdn } => {
             let taken = holder(txn, fqdn)?.is_some_and(|h| h.project_id() != project_id);
@@ -256,6 +295,7 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
                     .map_err(storage)?;
             }
         }
+        Mutation::ProjectQuota { .. } => {}
         Mutation::ReserveHostnames { project_id, names } => {
             for (fqdn, kind) in names {
                 if holder(txn, fqdn)?.is_none() {
