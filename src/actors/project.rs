@@ -36,6 +36,8 @@ use crate::actors::readiness::{ReadinessActor, ReadinessArgs};
 use crate::error::Error;
 use crate::model::{DeploymentId, ProjectId};
 pub use core::ProjectCore;
+// The load generator tells a queued build from a running one by it.
+pub use deploy::QUEUED_FOR_SLOT;
 use effects::{Child, FollowUp, OnReject};
 use executor::Executor;
 use messages::{AfterCommit, ProjectMsg};

@@ -7,6 +7,7 @@
 //! Latencies are measured at the client; commit figures come from the
 //! daemon's counters (`AdminService.GetStats`).
 
+mod builds;
 mod edge;
 mod flood;
 mod history;
@@ -74,6 +75,12 @@ pub struct BenchArgs {
     /// per phase), then through the edge while rollbacks and promotes run.
     #[arg(long, conflicts_with_all = ["flood", "history"])]
     pub edge: bool,
+    /// Instead of the usual load: git deploys through a simulated builder
+    /// with few slots and a fixed build time, half of `--clients` to
+    /// production and half to preview, for `--seconds`: each one's wait
+    /// for a build slot, build time and time to READY.
+    #[arg(long, conflicts_with_all = ["flood", "history", "edge", "target"])]
+    pub builds: bool,
 }
 
 /// Everything the run measured.
@@ -92,6 +99,7 @@ pub struct Report {
     pub flood: Option<flood::FloodReport>,
     pub history: Option<history::HistoryReport>,
     pub edge: Option<edge::EdgeReport>,
+    pub builds: Option<builds::BuildsReport>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -256,6 +264,14 @@ async fn run_in(
         return Ok(report);
     }
 
+    if args.builds {
+        let local = start_local(builds::config(config.clone())).await?;
+        let result = builds::run(&local.target, args.one_client_count()?, args.seconds).await;
+        local.stop().await?;
+        report.builds = Some(result?);
+        return Ok(report);
+    }
+
     if args.edge {
         let mut config = config.clone();
         config.edge = crate::config::EdgeConfig {
@@ -364,6 +380,9 @@ impl Report {
         }
         if let Some(edge) = &self.edge {
             return edge.table();
+        }
+        if let Some(builds) = &self.builds {
+            return builds.table();
         }
         let mut out = String::new();
         let mut line = |label: &str, value: String| {
