@@ -140,6 +140,12 @@ pub fn zero_latency_config() -> Config {
             enabled: false,
             ..Default::default()
         },
+        // The load puts all its projects in one workspace
+        // (`--projects 10000` and more).
+        quotas: crate::config::QuotasConfig {
+            max_projects_per_workspace: u32::MAX,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
