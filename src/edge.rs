@@ -15,16 +15,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use proxy::Proxy;
 
+use crate::http1_server;
 use crate::io::backends::Backends;
 use crate::io::store::Store;
 use crate::metrics::EdgeMetrics;
@@ -32,9 +30,6 @@ use crate::metrics::EdgeMetrics;
 /// A client that has not sent a whole request head within this long is
 /// disconnected, so idle or slow connections cannot pile up.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long to pause accepting after the process ran out of file
-/// descriptors, so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What the edge serves with, besides its listener.
 pub struct Edge {
@@ -61,35 +56,18 @@ pub async fn serve(
     });
     let metrics = edge.metrics;
     let tls = edge.tls;
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-            // Reap finished connections so the set does not grow.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "edge cannot accept; pausing");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+    http1_server::serve(listener, "edge", shutdown, grace, move |stream, peer| {
         let proxy = proxy.clone();
         let metrics = metrics.clone();
-        match &tls {
-            None => connections.spawn(serve_connection(stream, peer, proxy, metrics)),
-            Some(tls) => connections.spawn(handshake(tls.clone(), stream, peer, proxy, metrics)),
-        };
-    }
-    drop(listener);
-    let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, drained).await.is_err() {
-        connections.abort_all();
-    }
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => serve_connection(stream, peer, proxy, metrics).await,
+                Some(tls) => handshake(tls, stream, peer, proxy, metrics).await,
+            }
+        }
+    })
+    .await;
 }
 
 async fn handshake(
@@ -123,12 +101,5 @@ where
             response
         }
     });
-    let served = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-    if let Err(e) = served {
-        tracing::debug!(%peer, error = %e, "edge connection ended");
-    }
+    http1_server::serve_connection(stream, peer, "edge", HEADER_READ_TIMEOUT, service).await;
 }

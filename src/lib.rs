@@ -34,6 +34,7 @@ pub mod edge;
 pub mod error;
 #[cfg(feature = "fail-points")]
 pub mod fail_points;
+pub mod http1_server;
 pub mod io;
 pub mod metrics;
 pub mod model;

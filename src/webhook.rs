@@ -18,22 +18,19 @@
 mod push;
 pub mod signature;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 use crate::actors::Projects;
 use crate::error::Error;
+use crate::http1_server;
 use crate::io::store::Store;
 use crate::model::deployment::DEFAULT_PORT;
 use crate::model::names::fnv1a64;
@@ -43,7 +40,6 @@ use push::{PushAction, PushEvent};
 /// A client that has not sent a whole request head within this long is
 /// disconnected.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What every delivery needs.
 pub struct Hook {
@@ -62,44 +58,15 @@ pub async fn serve(
     grace: Duration,
 ) {
     let hook = Arc::new(hook);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "webhook listener cannot accept; pausing");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        connections.spawn(serve_connection(stream, peer, hook.clone()));
-    }
-    drop(listener);
-    let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, drained).await.is_err() {
-        connections.abort_all();
-    }
-}
-
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, hook: Arc<Hook>) {
-    let service = service_fn(move |request| {
+    http1_server::serve(listener, "webhook", shutdown, grace, move |stream, peer| {
         let hook = hook.clone();
-        async move { Ok::<_, std::convert::Infallible>(hook.handle(request).await) }
-    });
-    let served = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-    if let Err(e) = served {
-        tracing::debug!(%peer, error = %e, "webhook connection ended");
-    }
+        let service = service_fn(move |request| {
+            let hook = hook.clone();
+            async move { Ok::<_, std::convert::Infallible>(hook.handle(request).await) }
+        });
+        http1_server::serve_connection(stream, peer, "webhook", HEADER_READ_TIMEOUT, service)
+    })
+    .await;
 }
 
 fn answer(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {

@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::api::Context;
+use crate::http1_server;
 
 /// A scraper that sends no request head within this long is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,31 +27,24 @@ pub async fn start(context: &Context, address: SocketAddr) -> anyhow::Result<Soc
     let local = listener.local_addr()?;
     let context = Arc::new(context.clone());
     let mut shutdown = context.shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.wait_for(|stopping| *stopping) => return,
-                accepted = listener.accept() => accepted,
-            };
-            let Ok((stream, _)) = accepted else {
-                // Out of descriptors, most likely: scrapes can wait.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
+    let stopping = async move {
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    };
+    // A scrape in flight at shutdown is not worth waiting for.
+    tokio::spawn(http1_server::serve(
+        listener,
+        "metrics",
+        stopping,
+        Duration::ZERO,
+        move |stream, peer| {
             let context = Arc::clone(&context);
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let context = Arc::clone(&context);
-                    async move { Ok::<_, std::convert::Infallible>(answer(&context, &request)) }
-                });
-                let _ = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+            let service = service_fn(move |request| {
+                let context = Arc::clone(&context);
+                async move { Ok::<_, std::convert::Infallible>(answer(&context, &request)) }
             });
-        }
-    });
+            http1_server::serve_connection(stream, peer, "metrics", HEADER_READ_TIMEOUT, service)
+        },
+    ));
     Ok(local)
 }
 
