@@ -10,22 +10,6 @@ use common::*;
 use deployd::pb;
 use deployd::pb::{DeploymentStatus, RouteKind};
 
-async fn workspace(daemon: &TestDaemon, slug: &str) -> String {
-    daemon
-        .workspaces()
-        .await
-        .create_workspace(pb::CreateWorkspaceRequest {
-            slug: slug.into(),
-            name: slug.into(),
-        })
-        .await
-        .expect("create workspace")
-        .into_inner()
-        .workspace
-        .expect("workspace")
-        .id
-}
-
 async fn create_project(
     daemon: &TestDaemon,
     workspace_id: &str,
@@ -62,8 +46,8 @@ async fn project_count(daemon: &TestDaemon, workspace_id: &str) -> usize {
 async fn an_ambiguous_live_hostname_is_refused_at_creation_and_names_the_hostname() {
     let daemon = TestDaemon::start().await;
     // `a` in `b-c` and `a-b` in `c` both want `a-b-c.deployd.local`.
-    let first = workspace(&daemon, "b-c").await;
-    let second = workspace(&daemon, "c").await;
+    let first = daemon.workspace("b-c").await;
+    let second = daemon.workspace("c").await;
     create_project(&daemon, &first, "a").await.unwrap();
     let refused = create_project(&daemon, &second, "a-b").await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::AlreadyExists, "{refused:?}");
@@ -83,7 +67,7 @@ async fn an_environment_hostname_cannot_be_taken_by_another_projects_live_name()
     // `web` in `acme` holds `web-production-acme` as its ENVIRONMENT name;
     // `web` in `production-acme` would have it as its LIVE name.
     let web = daemon.project("acme", "web").await;
-    let other = workspace(&daemon, "production-acme").await;
+    let other = daemon.workspace("production-acme").await;
     let refused = create_project(&daemon, &other, "web").await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::AlreadyExists);
     assert!(
@@ -107,7 +91,7 @@ async fn an_environment_hostname_cannot_be_taken_by_another_projects_live_name()
 #[tokio::test]
 async fn a_per_push_name_held_by_another_project_takes_a_suffix_and_replies_say_so() {
     let daemon = TestDaemon::start().await;
-    let ws = workspace(&daemon, "b").await;
+    let ws = daemon.workspace("b").await;
     // `a-git-x` in `b` reserves `a-git-x-b` as its LIVE name, which is also
     // the BRANCH name of branch `x` of project `a` in `b`.
     let holder = create_project(&daemon, &ws, "a-git-x").await.unwrap();

@@ -21,22 +21,6 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-async fn workspace(daemon: &TestDaemon, slug: &str) -> String {
-    daemon
-        .workspaces()
-        .await
-        .create_workspace(pb::CreateWorkspaceRequest {
-            slug: slug.into(),
-            name: slug.into(),
-        })
-        .await
-        .expect("create workspace")
-        .into_inner()
-        .workspace
-        .expect("workspace")
-        .id
-}
-
 async fn create_project(
     daemon: &TestDaemon,
     token: &str,
@@ -102,7 +86,7 @@ fn with_project_quota(max: u32) -> deployd::Config {
 #[tokio::test]
 async fn the_project_quota_refuses_the_next_project_with_its_code_and_changes_nothing() {
     let daemon = TestDaemon::start_with(with_project_quota(3)).await;
-    let ws = workspace(&daemon, "acme").await;
+    let ws = daemon.workspace("acme").await;
     let (_, deployer) = deployer_token(&daemon, &ws).await;
     for slug in ["one", "two", "three"] {
         create_project(&daemon, &deployer, &ws, slug)
@@ -156,7 +140,7 @@ async fn the_project_quota_refuses_the_next_project_with_its_code_and_changes_no
     assert_eq!(results.iter().filter(|r| **r == "OK").count(), 3);
 
     // Another workspace has its own count.
-    let other = workspace(&daemon, "other").await;
+    let other = daemon.workspace("other").await;
     create_project(&daemon, &daemon.token, &other, "one")
         .await
         .expect("another workspace is not full");
@@ -165,7 +149,7 @@ async fn the_project_quota_refuses_the_next_project_with_its_code_and_changes_no
 #[tokio::test]
 async fn concurrent_creates_cannot_pass_the_project_quota_together() {
     let daemon = TestDaemon::start_with(with_project_quota(3)).await;
-    let ws = workspace(&daemon, "acme").await;
+    let ws = daemon.workspace("acme").await;
     // Connections first, so the creates leave at nearly the same moment
     // and land in the same or adjacent commits of the writer.
     let mut clients = Vec::new();
@@ -208,8 +192,8 @@ async fn a_token_over_its_rate_is_refused_while_other_tokens_admins_and_health_a
     config.quotas.requests_per_second_per_token = 1;
     config.quotas.burst_per_token = 3;
     let daemon = TestDaemon::start_with(config).await;
-    let acme = workspace(&daemon, "acme").await;
-    let other = workspace(&daemon, "other").await;
+    let acme = daemon.workspace("acme").await;
+    let other = daemon.workspace("other").await;
     let (busy_id, busy) = deployer_token(&daemon, &acme).await;
     let (_, calm) = deployer_token(&daemon, &other).await;
 

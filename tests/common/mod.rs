@@ -309,23 +309,28 @@ impl TestDaemon {
     }
 
     /// Creates a workspace and a project in it; returns the project.
-    pub async fn project(&self, workspace_slug: &str, project_slug: &str) -> pb::Project {
-        let workspace = self
-            .workspaces()
+    /// Creates a workspace; returns its id.
+    pub async fn workspace(&self, slug: &str) -> String {
+        self.workspaces()
             .await
             .create_workspace(pb::CreateWorkspaceRequest {
-                slug: workspace_slug.into(),
-                name: workspace_slug.into(),
+                slug: slug.into(),
+                name: slug.into(),
             })
             .await
             .expect("create workspace")
             .into_inner()
             .workspace
-            .expect("workspace");
+            .expect("workspace")
+            .id
+    }
+
+    pub async fn project(&self, workspace_slug: &str, project_slug: &str) -> pb::Project {
+        let workspace_id = self.workspace(workspace_slug).await;
         self.projects()
             .await
             .create_project(pb::CreateProjectRequest {
-                workspace_id: workspace.id,
+                workspace_id,
                 slug: project_slug.into(),
                 name: project_slug.into(),
             })
