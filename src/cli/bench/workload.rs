@@ -129,7 +129,16 @@ pub async fn drive(
     report.promote_alone = Percentiles::of(promote_alone);
 
     for &clients in &args.clients {
-        let load = deploy_load(&channels, args, clients, deploy_projects, &pairs, local).await?;
+        let load = deploy_load(
+            target,
+            &channels,
+            args,
+            clients,
+            deploy_projects,
+            &pairs,
+            local,
+        )
+        .await?;
         report.loads.push(load);
     }
     let (rss, peak) = rss_mib();
@@ -143,6 +152,7 @@ pub async fn drive(
 /// `clients` deploying clients for `--seconds` (or `--deploys`), with one
 /// more client switching `pairs` beside them.
 async fn deploy_load(
+    target: &super::Target,
     channels: &[AuthChannel],
     args: &BenchArgs,
     clients: usize,
@@ -191,19 +201,16 @@ async fn deploy_load(
     }
     // The switching client stops when the deploying ones do.
     let (stop_switching, switching_stopped) = tokio::sync::watch::channel(false);
-    let switching = {
-        let channel = channels[CONNECTIONS - 1].clone();
-        let pairs = pairs.to_vec();
-        tokio::spawn(async move {
-            switch_pairs(&channel, &pairs, None, Some((deadline, switching_stopped))).await
-        })
-    };
+    let switching =
+        isolated_switching_client(target.clone(), pairs.to_vec(), deadline, switching_stopped)?;
     let mut deploy_latencies = Vec::new();
     for task in tasks {
         deploy_latencies.extend(task.await?);
     }
     let _ = stop_switching.send(true);
-    let (rollback_loaded, promote_loaded) = switching.await??;
+    let (rollback_loaded, promote_loaded) = tokio::task::spawn_blocking(move || switching.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the switching client panicked"))??;
     let elapsed = began.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu_before;
     let stats_after = stats(&channels[0]).await?;
@@ -335,6 +342,32 @@ pub(super) async fn deploy_and_wait(
 /// Rollback to the older deployment, then promote the newer one back, on
 /// each pair in turn, `count` times or until `until` (a deadline, or an
 /// earlier stop signal). Returns the acknowledgement latencies of each.
+/// Rollback and promote acknowledgement times.
+type SwitchLatencies = (Vec<Duration>, Vec<Duration>);
+
+/// The switching client on a thread, runtime and connection of its own, as
+/// a separate client process would be: what its rollbacks wait for is the
+/// daemon, not the deploying clients' tasks queued on the same runtime.
+fn isolated_switching_client(
+    target: super::Target,
+    pairs: Vec<(String, String)>,
+    deadline: Instant,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<SwitchLatencies>>> {
+    let thread = std::thread::Builder::new()
+        .name("bench-switching".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let channel = target.connect().await?;
+                switch_pairs(&channel, &pairs, None, Some((deadline, stop))).await
+            })
+        })?;
+    Ok(thread)
+}
+
 pub(super) async fn switch_pairs(
     channel: &AuthChannel,
     pairs: &[(String, String)],

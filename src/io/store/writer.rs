@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use redb::Database;
 
 use crate::error::{Error, StorageFault};
+use crate::io::store::commit_tables::CommitTables;
 use crate::io::store::mutation::{Applied, Mutation, apply};
 use crate::io::store::state::{Shared, panic_message, storage};
 
@@ -272,10 +273,12 @@ impl Writer<'_> {
 fn apply_batch(db: &Database, batch: &[Submission]) -> Result<Vec<Applied>, Error> {
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let txn = db.begin_write().map_err(storage)?;
+        let tables = CommitTables::new(&txn);
         let mut outcomes = Vec::with_capacity(batch.len());
         for submission in batch {
-            outcomes.push(apply(&txn, &submission.mutations)?);
+            outcomes.push(apply(&tables, &submission.mutations)?);
         }
+        tables.close();
         txn.commit().map_err(storage)?;
         Ok(outcomes)
     }));
