@@ -15,4 +15,5 @@ pub mod builder;
 pub mod github;
 pub mod region;
 pub mod store;
+pub mod thread_priority;
 pub mod tls;

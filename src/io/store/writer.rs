@@ -94,7 +94,7 @@ pub(crate) fn spawn(
     let handle = std::thread::Builder::new()
         .name("deployd-store-writer".into())
         .spawn(move || {
-            raise_priority();
+            crate::io::thread_priority::raise("store writer");
             let mut writer = Writer {
                 shared: &shared,
                 reopen,
@@ -299,21 +299,5 @@ fn complete(submission: Submission, result: Result<(), Error>) {
     let call = std::panic::AssertUnwindSafe(move || done(result, mutations));
     if std::panic::catch_unwind(call).is_err() {
         tracing::error!("a commit completion panicked");
-    }
-}
-
-/// Every acknowledgement waits for this thread, so under CPU saturation it
-/// should not queue behind request handling. Linux applies nice values per
-/// thread; raising priority needs CAP_SYS_NICE, and without it the thread
-/// simply keeps the default.
-fn raise_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority has no memory effects; `who = 0` names the
-        // calling thread.
-        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) };
-        if result != 0 {
-            tracing::debug!("store writer keeps the default priority (no CAP_SYS_NICE)");
-        }
     }
 }
