@@ -83,10 +83,10 @@ impl LoadFigures {
             self.promote_under_load.row(),
         );
         if let Some(lane) = &self.rollback_under_load_lane {
-            line("rollback ack, under load, switch lane", lane.row());
+            line("rollback ack, loaded, switch lane", lane.row());
         }
         if let Some(lane) = &self.promote_under_load_lane {
-            line("promote ack, under load, switch lane", lane.row());
+            line("promote ack, loaded, switch lane", lane.row());
         }
         line(
             "durable commits",
