@@ -44,6 +44,7 @@ impl Clusters {
                         kubeconfig: Some(fake.kubeconfig()),
                         context: Some("fake".into()),
                         sentinel_image: "sentinel.test/gateway:1".into(),
+                        readiness: Default::default(),
                     },
                 )
             })
@@ -790,6 +791,7 @@ async fn a_kubeconfig_that_cannot_be_read_fails_the_deployment_naming_the_file()
             kubeconfig: Some(missing.clone()),
             context: None,
             sentinel_image: "sentinel.test/gateway:1".into(),
+            readiness: Default::default(),
         },
     );
     let daemon = TestDaemon::start_with(config).await;
