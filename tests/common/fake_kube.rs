@@ -69,6 +69,8 @@ pub struct Logged {
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub method: Option<Method>,
+    /// Only calls of this verb (`watch`, `list`, …), when set.
+    pub verb: Option<&'static str>,
     pub path_contains: String,
     pub status: u16,
     /// How many more times it fires (`u32::MAX`: for ever).
@@ -273,6 +275,7 @@ impl FakeKube {
     ) {
         self.lock().faults.push(Fault {
             method,
+            verb: None,
             path_contains: path_contains.into(),
             status,
             remaining: times,
@@ -287,11 +290,27 @@ impl FakeKube {
     pub fn fail_percent(&self, status: u16, percent: u32) {
         self.lock().faults.push(Fault {
             method: None,
+            verb: None,
             path_contains: "/".into(),
             status,
             remaining: u32::MAX,
             every: 1,
             percent: Some(percent),
+            seen: 0,
+        });
+    }
+
+    /// Answers the next `times` calls of `verb` (`watch`, `list`, …)
+    /// with `status`.
+    pub fn fail_verb(&self, verb: &'static str, status: u16, times: u32) {
+        self.lock().faults.push(Fault {
+            method: None,
+            verb: Some(verb),
+            path_contains: "/".into(),
+            status,
+            remaining: times,
+            every: 1,
+            percent: None,
             seen: 0,
         });
     }
@@ -416,10 +435,11 @@ impl State {
         self.changed.send_modify(|changes| *changes += 1);
     }
 
-    fn fault(&mut self, method: &Method, path: &str) -> Option<u16> {
+    fn fault(&mut self, method: &Method, verb: &str, path: &str) -> Option<u16> {
         let State { faults, random, .. } = self;
         for fault in faults {
             let matches = fault.method.as_ref().is_none_or(|m| m == method)
+                && fault.verb.is_none_or(|v| v == verb)
                 && path.contains(&fault.path_contains)
                 && fault.remaining > 0;
             if matches {
@@ -477,7 +497,7 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Respons
         (&Method::GET, Some(_)) => "list",
         _ => "other",
     };
-    let (status, answer) = match state.fault(&method, &path) {
+    let (status, answer) = match state.fault(&method, verb, &path) {
         Some(code) => (
             code,
             respond(code, status_body(code, "Injected", "injected by the test")),

@@ -62,6 +62,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Quick tries of one call before its error goes to the caller.
 const CALL_TRIES: u32 = 4;
 const CALL_RETRY_FIRST: Duration = Duration::from_millis(20);
+/// How long a look waits for the readiness watch's first lists before it
+/// reads the API server instead.
+const FIRST_LIST_WAIT: Duration = Duration::from_secs(2);
 
 pub struct KubernetesRegion {
     name: String,
@@ -248,6 +251,9 @@ impl RegionDriver for KubernetesRegion {
             self.watches
                 .get_or_init(|| async { watch::Watches::start(&client, &self.cache, &self.name) })
                 .await;
+            // The first looks wait for the first lists rather than read
+            // around them (two lists serve every deployment after).
+            self.cache.started(FIRST_LIST_WAIT).await;
             if let Some(observed) = self.cache.observed(spec) {
                 return Ok(observed);
             }

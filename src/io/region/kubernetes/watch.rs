@@ -55,9 +55,31 @@ fn selector() -> String {
 
 /// What the watches have seen, by deployment, and who waits on which
 /// deployment. A `std` mutex: nothing awaits while holding it.
-#[derive(Default)]
 pub struct Cache {
     state: Mutex<CacheState>,
+    /// Whether the cache can answer, for a first look that waits for the
+    /// first list instead of reading around it.
+    status: watch::Sender<Status>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            status: watch::channel(Status::Starting).0,
+        }
+    }
+}
+
+/// Where the two watches are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Not started, or neither kind's first list has answered yet.
+    Starting,
+    /// Both kinds are listed and watched: the cache is current.
+    Live,
+    /// A list or watch call failed and is being retried.
+    Down,
 }
 
 #[derive(Default)]
@@ -77,6 +99,8 @@ struct Watched<K> {
     /// A list succeeded and the watch is established (or being resumed
     /// after a clean end): the objects are current.
     live: bool,
+    /// A list or watch call of this kind has answered, well or not.
+    answered: bool,
     by_deployment: HashMap<DeploymentId, BTreeMap<(String, String), K>>,
 }
 
@@ -84,6 +108,7 @@ impl<K> Default for Watched<K> {
     fn default() -> Self {
         Self {
             live: false,
+            answered: false,
             by_deployment: HashMap::new(),
         }
     }
@@ -118,6 +143,13 @@ impl Cache {
             .into_iter()
             .flat_map(|pods| pods.values());
         Some(observed(workload, pods, spec))
+    }
+
+    /// Waits (up to `bound`) for the watches' first lists, if they are
+    /// still starting.
+    pub async fn started(&self, bound: Duration) {
+        let mut status = self.status.subscribe();
+        let _ = tokio::time::timeout(bound, status.wait_for(|s| *s != Status::Starting)).await;
     }
 
     /// A counter that changes whenever an object of `deployment` does (or
@@ -196,7 +228,27 @@ impl Kind for Pod {
 
 impl Cache {
     fn set_live<K: Kind>(&self, live: bool) {
-        K::watched(&mut self.lock()).live = live;
+        let mut state = self.lock();
+        let watched = K::watched(&mut state);
+        watched.live = live;
+        watched.answered = true;
+        self.publish(&state);
+    }
+
+    fn publish(&self, state: &CacheState) {
+        let (replica_sets, pods) = (&state.replica_sets, &state.pods);
+        let status = if replica_sets.live && pods.live {
+            Status::Live
+        } else if !(replica_sets.answered && pods.answered) {
+            Status::Starting
+        } else {
+            Status::Down
+        };
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
     }
 
     /// A list's items replace everything known of the kind.
@@ -208,6 +260,8 @@ impl Cache {
             insert(watched, object);
         }
         watched.live = true;
+        watched.answered = true;
+        self.publish(&state);
         state.wake_all();
     }
 
