@@ -114,7 +114,9 @@ async fn deploy_through_fake(
 
 /// Creates a deployment and follows it to READY (`true`) or FAILED.
 async fn deploy_until_settled(
-    mut deployments: pb::deployment_service_client::DeploymentServiceClient<deployd::cli::AuthChannel>,
+    mut deployments: pb::deployment_service_client::DeploymentServiceClient<
+        deployd::cli::AuthChannel,
+    >,
     project: &str,
     image: &str,
 ) -> bool {

@@ -575,7 +575,8 @@ async fn a_running_apply_is_seven_forced_applies_in_a_fixed_order() {
             .filter(|r| r.method == Method::GET)
             .collect();
         for read in &reads {
-            let watched = ["/apis/apps/v1/replicasets", "/api/v1/pods"].contains(&read.path.as_str());
+            let watched =
+                ["/apis/apps/v1/replicasets", "/api/v1/pods"].contains(&read.path.as_str());
             assert!(watched, "{region}: {read:?}");
             assert!(
                 read.query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Ddeployd%2Cdeployd.io%2Fcomponent%3Dworkload"),
@@ -583,7 +584,12 @@ async fn a_running_apply_is_seven_forced_applies_in_a_fixed_order() {
             );
         }
         for path in ["/apis/apps/v1/replicasets", "/api/v1/pods"] {
-            let of = |verb: &str| reads.iter().filter(|r| r.path == path && r.verb == verb).count();
+            let of = |verb: &str| {
+                reads
+                    .iter()
+                    .filter(|r| r.path == path && r.verb == verb)
+                    .count()
+            };
             assert_eq!(of("list"), 1, "{region}: {path} listed once");
             assert!(of("watch") >= 1, "{region}: {path} watched");
         }
@@ -876,7 +882,11 @@ async fn a_watch_cut_mid_deploy_resumes_from_its_version_and_the_deploy_gets_rea
     let daemon = TestDaemon::start_with(config).await;
     let project = daemon.project("acme", "web").await;
     daemon
-        .set_regions(&project.id, "production", &[("k8s-east", 3), ("k8s-west", 2)])
+        .set_regions(
+            &project.id,
+            "production",
+            &[("k8s-east", 3), ("k8s-west", 2)],
+        )
         .await;
     // Every watch is cut after two events: a deploy's dozen events
     // arrive over several resumed watches.
@@ -923,10 +933,15 @@ async fn an_expired_resource_version_relists_and_the_deploy_still_gets_ready() {
             .await;
         for (_, fake) in clusters.each() {
             wait_replicas(fake, &project.id, &id, 1).await;
-            eventually("both kinds are watched", Duration::from_secs(10), || async {
-                (watch_calls(fake, "watch", PODS) >= 1 && watch_calls(fake, "watch", REPLICA_SETS) >= 1)
-                    .then_some(())
-            })
+            eventually(
+                "both kinds are watched",
+                Duration::from_secs(10),
+                || async {
+                    (watch_calls(fake, "watch", PODS) >= 1
+                        && watch_calls(fake, "watch", REPLICA_SETS) >= 1)
+                        .then_some(())
+                },
+            )
             .await;
         }
         // The versions the driver holds are compacted away while its pods
@@ -939,7 +954,10 @@ async fn an_expired_resource_version_relists_and_the_deploy_still_gets_ready() {
         for (region, fake) in clusters.each() {
             for path in [PODS, REPLICA_SETS] {
                 let lists = watch_calls(fake, "list", path);
-                assert!(lists >= 2, "{gone:?} {region} {path}: listed again ({lists})");
+                assert!(
+                    lists >= 2,
+                    "{gone:?} {region} {path}: listed again ({lists})"
+                );
             }
             if gone == Gone::Status {
                 let gone_answers = fake.log().iter().filter(|r| r.status == 410).count();
@@ -968,13 +986,16 @@ async fn without_a_watch_readiness_reads_the_cluster_and_the_deploy_gets_ready()
     for (region, fake) in clusters.each() {
         let log = fake.log();
         assert!(
-            log.iter().filter(|r| r.verb == "watch").all(|r| r.status == 500),
+            log.iter()
+                .filter(|r| r.verb == "watch")
+                .all(|r| r.status == 500),
             "{region}: no watch was ever established"
         );
         // Readiness read the ReplicaSet and listed its pods instead.
         let rs = format!("/apis/apps/v1/namespaces/{ns}/replicasets/{}", name(&id));
         assert!(
-            log.iter().any(|r| r.verb == "get" && r.path == rs && r.status == 200),
+            log.iter()
+                .any(|r| r.verb == "get" && r.path == rs && r.status == 200),
             "{region}"
         );
         assert_no_duplicates(fake, region, &id, 1);

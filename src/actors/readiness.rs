@@ -148,7 +148,8 @@ impl Actor for ReadinessActor {
                 let delay = state.interval.min(remaining);
                 match state.changes.clone() {
                     Some(changes) => {
-                        state.next_poll = Some(tokio::spawn(poll_on_change(myself, changes, delay)));
+                        state.next_poll =
+                            Some(tokio::spawn(poll_on_change(myself, changes, delay)));
                     }
                     None => {
                         myself.send_after(delay, || ReadinessMsg::Poll);

@@ -92,7 +92,10 @@ pub(super) fn serve_watch(
         },
         from,
         end_at: Instant::now() + timeout,
-        cut_at: state.watch_faults.drop_after.map(|after| Instant::now() + after),
+        cut_at: state
+            .watch_faults
+            .drop_after
+            .map(|after| Instant::now() + after),
         cut_after_events: state.watch_faults.drop_after_events,
         expired_seen: state.watch_faults.expired.len(),
     };
@@ -112,11 +115,7 @@ pub(super) fn serve_watch(
 }
 
 fn expired_status(from: u64) -> Value {
-    status_body(
-        410,
-        "Expired",
-        &format!("too old resource version: {from}"),
-    )
+    status_body(410, "Expired", &format!("too old resource version: {from}"))
 }
 
 fn line_frame(value: &Value) -> Frame<Bytes> {
@@ -166,11 +165,7 @@ impl Watch {
                 let Ok(state) = shared.lock() else {
                     return;
                 };
-                let expired = state
-                    .watch_faults
-                    .expired
-                    .get(self.expired_seen)
-                    .copied();
+                let expired = state.watch_faults.expired.get(self.expired_seen).copied();
                 let lines: Vec<Value> = state
                     .history
                     .iter()

@@ -157,7 +157,9 @@ impl Cache {
     pub fn changes(&self, deployment: &DeploymentId) -> watch::Receiver<u64> {
         let mut state = self.lock();
         if state.waiters.len() >= state.sweep_at {
-            state.waiters.retain(|_, sender| sender.receiver_count() > 0);
+            state
+                .waiters
+                .retain(|_, sender| sender.receiver_count() > 0);
             state.sweep_at = (state.waiters.len() * 2).max(64);
         }
         state
@@ -443,4 +445,120 @@ fn advance<K: Kind>(version: &mut String, object: &K) {
 async fn backoff(retry: &mut Duration) {
     tokio::time::sleep(*retry).await;
     *retry = (*retry * 2).min(RETRY_MAX);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ProjectId;
+
+    fn spec(deployment: &str) -> WorkloadSpec {
+        WorkloadSpec {
+            deployment_id: DeploymentId::parse(deployment, "d").unwrap(),
+            project_id: ProjectId::parse("prj_0000000000000001", "p").unwrap(),
+            environment: "production".into(),
+            image: "nginx:1".into(),
+            command: vec![],
+            port: 3000,
+            replicas: 1,
+            running: true,
+            sentinel_replicas: 1,
+        }
+    }
+
+    fn labels(deployment: &str) -> serde_json::Value {
+        serde_json::json!({
+            MANAGED_BY: MANAGER,
+            objects::LABEL_PROJECT: "prj_0000000000000001",
+            objects::LABEL_DEPLOYMENT: deployment,
+            LABEL_COMPONENT: "workload",
+        })
+    }
+
+    fn replica_set(deployment: &str, ready: i32) -> ReplicaSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": deployment.replace('_', "-"),
+                "namespace": "deployd-prj-0000000000000001",
+                "labels": labels(deployment), "generation": 1,
+                "managedFields": [{ "manager": "deployd" }],
+            },
+            "spec": { "selector": {} },
+            "status": { "replicas": 1, "readyReplicas": ready, "observedGeneration": 1 },
+        }))
+        .unwrap()
+    }
+
+    fn pod(deployment: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": format!("{}-0", deployment.replace('_', "-")),
+                "namespace": "deployd-prj-0000000000000001",
+                "labels": labels(deployment),
+            },
+            "spec": { "containers": [{ "name": "app" }] },
+            "status": {
+                "podIP": "10.0.0.7",
+                "conditions": [{ "type": "Ready", "status": "True" }],
+            },
+        }))
+        .unwrap()
+    }
+
+    const ONE: &str = "dep_0000000000000001";
+    const TWO: &str = "dep_0000000000000002";
+
+    #[test]
+    fn the_cache_answers_only_once_both_kinds_are_listed() {
+        let cache = Cache::default();
+        assert_eq!(*cache.status.borrow(), Status::Starting);
+        cache.replace(vec![replica_set(ONE, 1)]);
+        assert_eq!(cache.observed(&spec(ONE)), None, "pods not listed yet");
+        cache.replace(vec![pod(ONE)]);
+        assert_eq!(*cache.status.borrow(), Status::Live);
+        let observed = cache.observed(&spec(ONE)).unwrap();
+        assert!(observed.is_ready(1));
+        assert_eq!(
+            observed.instances[0].address.as_deref(),
+            Some("10.0.0.7:3000")
+        );
+        // A failed watch call: read around the cache until it is back.
+        cache.set_live::<Pod>(false);
+        assert_eq!(*cache.status.borrow(), Status::Down);
+        assert_eq!(cache.observed(&spec(ONE)), None);
+    }
+
+    #[test]
+    fn a_change_wakes_only_the_waiters_of_its_deployment() {
+        let cache = Cache::default();
+        cache.replace(Vec::<ReplicaSet>::new());
+        cache.replace(Vec::<Pod>::new());
+        let mut one = cache.changes(&DeploymentId::parse(ONE, "d").unwrap());
+        let mut two = cache.changes(&DeploymentId::parse(TWO, "d").unwrap());
+        cache.upsert(replica_set(ONE, 0));
+        assert!(one.has_changed().unwrap());
+        assert!(!two.has_changed().unwrap());
+        one.borrow_and_update();
+        cache.remove(&replica_set(ONE, 0));
+        assert!(one.has_changed().unwrap());
+        assert!(!two.has_changed().unwrap());
+        two.borrow_and_update();
+        // A re-list may have changed anything: everyone looks again.
+        cache.replace(vec![pod(TWO)]);
+        assert!(two.has_changed().unwrap());
+    }
+
+    #[test]
+    fn cached_objects_keep_only_what_readiness_reads() {
+        let cache = Cache::default();
+        cache.replace(vec![replica_set(ONE, 1)]);
+        cache.replace(vec![pod(ONE)]);
+        let state = cache.lock();
+        let pods = &state.pods.by_deployment[&DeploymentId::parse(ONE, "d").unwrap()];
+        let pod = pods.values().next().unwrap();
+        assert!(pod.spec.is_none());
+        assert!(pod.status.is_some());
+        let sets = &state.replica_sets.by_deployment[&DeploymentId::parse(ONE, "d").unwrap()];
+        assert!(sets.values().all(|rs| rs.metadata.managed_fields.is_none()));
+    }
 }
