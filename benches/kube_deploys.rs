@@ -1,9 +1,10 @@
 //! Deploys through the kubernetes driver, against the tests' fake API
 //! server at zero latency (its kubelet makes pods ready as soon as it
-//! steps): deploys per second, and the API calls each deploy costs, by
-//! verb, the figure a cluster operator cares about. Once with
-//! `readiness = "poll"` and once with the watch, each in a fresh daemon and
-//! a fresh fake.
+//! steps): deploys per second, time to `READY`, and the API calls each
+//! deploy costs, by verb, the figure a cluster operator cares about. Two
+//! loads (one client deploying one after another: latency; 50 projects
+//! deploying at once: throughput), each with `readiness = "poll"` and with
+//! the watch, each in a fresh daemon and a fresh fake.
 //!
 //! `cargo bench --bench kube_deploys`. It measures and asserts nothing;
 //! without `--bench` (a `cargo test --all-targets` run) it makes one
@@ -21,32 +22,32 @@ use deployd::config::{KubernetesReadiness, RegionConfig};
 use deployd::pb;
 use deployd::pb::watch_deployment_response::Event;
 
-/// Projects deploying at once, and deploys each makes one after another.
-const PROJECTS: usize = 50;
-const DEPLOYS_PER_PROJECT: usize = 4;
+/// The loads: (projects deploying at once, deploys each makes one after
+/// another).
+const LOADS: [(usize, usize); 2] = [(1, 20), (50, 4)];
 
 struct Run {
     deploys: usize,
     ready: usize,
     elapsed: Duration,
+    /// Create to `READY`, of each deploy that got there.
+    to_ready: Vec<Duration>,
     calls: BTreeMap<&'static str, usize>,
 }
 
 fn main() {
     let measuring = std::env::args().any(|arg| arg == "--bench");
-    let (projects, deploys) = if measuring {
-        (PROJECTS, DEPLOYS_PER_PROJECT)
-    } else {
-        (1, 1)
-    };
+    let loads: &[(usize, usize)] = if measuring { &LOADS } else { &[(1, 1)] };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        for readiness in [KubernetesReadiness::Poll, KubernetesReadiness::Watch] {
-            let run = deploy_through_fake(readiness, projects, deploys).await;
-            report(readiness, &run);
+        for &(projects, deploys) in loads {
+            for readiness in [KubernetesReadiness::Poll, KubernetesReadiness::Watch] {
+                let run = deploy_through_fake(readiness, projects, deploys).await;
+                report(readiness, projects, &run);
+            }
         }
     });
 }
@@ -82,19 +83,20 @@ async fn deploy_through_fake(
     for project in ids {
         let deployments = daemon.deployments().await;
         tasks.push(tokio::spawn(async move {
-            let mut ready = 0;
+            let mut to_ready = Vec::new();
             for i in 0..deploys_per_project {
                 let image = format!("registry.test/web:{i}");
+                let began = Instant::now();
                 if deploy_until_settled(deployments.clone(), &project, &image).await {
-                    ready += 1;
+                    to_ready.push(began.elapsed());
                 }
             }
-            ready
+            to_ready
         }));
     }
-    let mut ready = 0;
+    let mut to_ready = Vec::new();
     for task in tasks {
-        ready += task.await.unwrap_or(0);
+        to_ready.extend(task.await.unwrap_or_default());
     }
     let elapsed = began.elapsed();
     let mut calls = fake.calls();
@@ -106,8 +108,9 @@ async fn deploy_through_fake(
     daemon.stop().await;
     Run {
         deploys: projects * deploys_per_project,
-        ready,
+        ready: to_ready.len(),
         elapsed,
+        to_ready,
         calls,
     }
 }
@@ -150,7 +153,7 @@ async fn deploy_until_settled(
     false
 }
 
-fn report(readiness: KubernetesReadiness, run: &Run) {
+fn report(readiness: KubernetesReadiness, projects: usize, run: &Run) {
     let seconds = run.elapsed.as_secs_f64();
     let total: usize = run.calls.values().sum();
     let per_deploy = |count: usize| count as f64 / run.deploys.max(1) as f64;
@@ -160,11 +163,16 @@ fn report(readiness: KubernetesReadiness, run: &Run) {
         .filter(|(_, count)| **count > 0)
         .map(|(verb, count)| format!("{verb} {:.2}", per_deploy(*count)))
         .collect();
+    let mut to_ready = run.to_ready.clone();
+    to_ready.sort();
+    let millis = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     println!(
-        "kube_deploys readiness={readiness:?}: {} deploys ({} READY) in {seconds:.2} s = {:.1} deploys/s; API calls per deploy {:.2} ({})",
+        "kube_deploys readiness={readiness:?} projects={projects}: {} deploys ({} READY) in {seconds:.2} s = {:.1} deploys/s; to READY p50 {:.0} ms, max {:.0} ms; API calls per deploy {:.2} ({})",
         run.deploys,
         run.ready,
         run.deploys as f64 / seconds.max(f64::EPSILON),
+        millis(to_ready.get(to_ready.len() / 2)),
+        millis(to_ready.last()),
         per_deploy(total),
         by_verb.join(", "),
     );
