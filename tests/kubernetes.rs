@@ -918,6 +918,40 @@ async fn a_watch_cut_mid_deploy_resumes_from_its_version_and_the_deploy_gets_rea
 }
 
 #[tokio::test]
+async fn watches_cut_on_a_timer_resume_and_deploys_get_ready() {
+    let clusters = Clusters::start().await;
+    let mut config = clusters.config();
+    config.region_timeout_ms = 600_000;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    // A slower kubelet and watches that live 20 ms: deploys span cuts.
+    for (_, fake) in clusters.each() {
+        fake.kubelet_delay(Duration::from_millis(5));
+        fake.drop_watches_after(Some(Duration::from_millis(20)));
+    }
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            daemon
+                .deploy_ready(&project.id, "production", &format!("nginx:{i}"))
+                .await,
+        );
+    }
+    for (region, fake) in clusters.each() {
+        for id in &ids {
+            assert_no_duplicates(fake, region, id, 1);
+        }
+        for path in [PODS, REPLICA_SETS] {
+            assert_eq!(
+                watch_calls(fake, "list", path),
+                1,
+                "{region} {path}: resumed, not re-listed"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_expired_resource_version_relists_and_the_deploy_still_gets_ready() {
     for gone in [Gone::Event, Gone::Status] {
         let clusters = Clusters::start().await;

@@ -428,7 +428,9 @@ async fn watch_once<K: Kind>(
     }
     // A watch that ends at once without saying anything, again and again,
     // must not spin; one that ran its course quietly resumes at once.
+    // While backing off nothing is watched: readiness reads around it.
     if events == 0 && started.elapsed() < QUIET_END {
+        cache.set_live::<K>(false);
         backoff(retry).await;
     } else {
         *retry = RETRY_FIRST;
