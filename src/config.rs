@@ -191,7 +191,24 @@ pub enum RegionConfig {
         /// The image of each environment's sentinel (gateway) Deployment.
         #[serde(default = "default_sentinel_image")]
         sentinel_image: String,
+        /// How readiness learns what runs: `watch` (the default) or `poll`.
+        #[serde(default)]
+        readiness: KubernetesReadiness,
     },
+}
+
+/// How the kubernetes driver follows a deployment to readiness (see
+/// `io::region::kubernetes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesReadiness {
+    /// One watch of ReplicaSets and one of Pods per cluster feed a cache;
+    /// a deployment in flight costs no read.
+    #[default]
+    Watch,
+    /// Every look reads the ReplicaSet and lists its pods: for a cluster
+    /// whose RBAC allows no watch across namespaces.
+    Poll,
 }
 
 fn default_sentinel_image() -> String {

@@ -1,8 +1,9 @@
 //! The kubernetes region driver against a fake API server (one per
 //! region), reached by the real kube client over HTTP: the objects and
 //! labels it writes, standby and wake as whole-object applies, adoption
-//! after a restart, permanent failures, retries, and the resync's orphan
-//! removal and drift repair. Every assertion is on the fake's objects or
+//! after a restart, permanent failures, retries, the readiness watch's
+//! recovery (a cut watch, an expired version, no watch at all), and the
+//! resync's orphan removal and drift repair. Every assertion is on the fake's objects or
 //! on what the daemon reports.
 
 mod common;
@@ -10,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::fake_kube::FakeKube;
+use common::fake_kube::{FakeKube, Gone};
 use common::*;
 use deployd::config::RegionConfig;
 use deployd::pb::{DeploymentStatus, DesiredState};
@@ -44,6 +45,7 @@ impl Clusters {
                         kubeconfig: Some(fake.kubeconfig()),
                         context: Some("fake".into()),
                         sentinel_image: "sentinel.test/gateway:1".into(),
+                        readiness: Default::default(),
                     },
                 )
             })
@@ -564,12 +566,32 @@ async fn a_running_apply_is_seven_forced_applies_in_a_fixed_order() {
             .get("deployments", &ns, "sentinel-preview")
             .expect("sentinel");
         assert_eq!(sentinel["spec"]["replicas"], json!(1));
-        // Reads are the ReplicaSet and its pods, nothing else.
-        for read in fake.log().iter().filter(|r| r.method == Method::GET) {
-            let rs = read.path == format!("/apis/apps/v1/namespaces/{ns}/replicasets/{n}");
-            let pods = read.path == format!("/api/v1/namespaces/{ns}/pods")
-                && read.query.contains("labelSelector=");
-            assert!(rs || pods, "{region}: {read:?}");
+        // Reads are the readiness watch's: ReplicaSets and pods across
+        // namespaces, deployd's workloads only, listed and then watched.
+        // No read names the deployment.
+        let reads: Vec<_> = fake
+            .log()
+            .into_iter()
+            .filter(|r| r.method == Method::GET)
+            .collect();
+        for read in &reads {
+            let watched =
+                ["/apis/apps/v1/replicasets", "/api/v1/pods"].contains(&read.path.as_str());
+            assert!(watched, "{region}: {read:?}");
+            assert!(
+                read.query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Ddeployd%2Cdeployd.io%2Fcomponent%3Dworkload"),
+                "{region}: {read:?}"
+            );
+        }
+        for path in ["/apis/apps/v1/replicasets", "/api/v1/pods"] {
+            let of = |verb: &str| {
+                reads
+                    .iter()
+                    .filter(|r| r.path == path && r.verb == verb)
+                    .count()
+            };
+            assert_eq!(of("list"), 1, "{region}: {path} listed once");
+            assert!(of("watch") >= 1, "{region}: {path} watched");
         }
     }
 }
@@ -751,12 +773,16 @@ async fn a_restart_while_deploying_adopts_the_objects_it_had_applied() {
         daemon.get(&id).await.status,
         DeploymentStatus::Deploying as i32
     );
+    // Not `resourceVersion`: the pods getting ready change the status,
+    // which moves it, as in a real cluster. The same object with the same
+    // spec keeps its uid and generation.
     let uid = |fake: &FakeKube| {
         fake.get("replicasets", &namespace(&project.id), &name(&id))
             .map(|rs| {
                 (
                     rs["metadata"]["uid"].clone(),
-                    rs["metadata"]["resourceVersion"].clone(),
+                    rs["metadata"]["generation"].clone(),
+                    rs["spec"].clone(),
                 )
             })
     };
@@ -790,6 +816,7 @@ async fn a_kubeconfig_that_cannot_be_read_fails_the_deployment_naming_the_file()
             kubeconfig: Some(missing.clone()),
             context: None,
             sentinel_image: "sentinel.test/gateway:1".into(),
+            readiness: Default::default(),
         },
     );
     let daemon = TestDaemon::start_with(config).await;
@@ -804,4 +831,207 @@ async fn a_kubeconfig_that_cannot_be_read_fails_the_deployment_naming_the_file()
         failed.error_message
     );
     assert!(clusters.fake("k8s-east").log().is_empty());
+}
+
+/// Every object the fake holds of `deployment`, by resource.
+fn objects_of(fake: &FakeKube, deployment: &str) -> BTreeMap<&'static str, usize> {
+    ["replicasets", "services", "networkpolicies", "pods"]
+        .into_iter()
+        .map(|resource| {
+            let count = fake
+                .all(resource)
+                .values()
+                .filter(|o| o["metadata"]["labels"]["deployd.io/deployment"] == json!(deployment))
+                .count();
+            (resource, count)
+        })
+        .collect()
+}
+
+/// One ReplicaSet, Service and pair of policies per deployment, and as
+/// many pods as it has replicas: nothing was created twice.
+fn assert_no_duplicates(fake: &FakeKube, region: &str, deployment: &str, replicas: usize) {
+    assert_eq!(
+        objects_of(fake, deployment),
+        BTreeMap::from([
+            ("networkpolicies", 2),
+            ("pods", replicas),
+            ("replicasets", 1),
+            ("services", 1),
+        ]),
+        "{region}"
+    );
+}
+
+/// Calls of `verb` on a cluster-wide path of the readiness watch.
+fn watch_calls(fake: &FakeKube, verb: &str, path: &str) -> usize {
+    fake.log()
+        .iter()
+        .filter(|r| r.verb == verb && r.path == path)
+        .count()
+}
+
+const PODS: &str = "/api/v1/pods";
+const REPLICA_SETS: &str = "/apis/apps/v1/replicasets";
+
+#[tokio::test]
+async fn a_watch_cut_mid_deploy_resumes_from_its_version_and_the_deploy_gets_ready() {
+    let clusters = Clusters::start().await;
+    let mut config = clusters.config();
+    config.region_timeout_ms = 600_000;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    daemon
+        .set_regions(
+            &project.id,
+            "production",
+            &[("k8s-east", 3), ("k8s-west", 2)],
+        )
+        .await;
+    // Every watch is cut after two events: a deploy's dozen events
+    // arrive over several resumed watches.
+    for (_, fake) in clusters.each() {
+        fake.drop_watches_after_events(Some(2));
+    }
+    let id = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let deployment = daemon.get(&id).await;
+    for (region, fake) in clusters.each() {
+        let replicas = if region == "k8s-east" { 3 } else { 2 };
+        assert_no_duplicates(fake, region, &id, replicas);
+        // Resumed, not listed again: each resume named the version it
+        // had reached, and that was enough.
+        for path in [PODS, REPLICA_SETS] {
+            assert_eq!(watch_calls(fake, "list", path), 1, "{region} {path}");
+        }
+        let resumed_pods = watch_calls(fake, "watch", PODS);
+        assert!(resumed_pods >= 3, "{region}: {resumed_pods} pod watches");
+        // What the daemon reports is what the cluster runs.
+        let reported = deployment
+            .regions
+            .iter()
+            .find(|r| r.region == region)
+            .map(|r| r.instances.len());
+        assert_eq!(reported, Some(replicas), "{region}");
+    }
+}
+
+#[tokio::test]
+async fn watches_cut_on_a_timer_resume_and_deploys_get_ready() {
+    let clusters = Clusters::start().await;
+    let mut config = clusters.config();
+    config.region_timeout_ms = 600_000;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    // A slower kubelet and watches that live 20 ms: deploys span cuts.
+    for (_, fake) in clusters.each() {
+        fake.kubelet_delay(Duration::from_millis(5));
+        fake.drop_watches_after(Some(Duration::from_millis(20)));
+    }
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            daemon
+                .deploy_ready(&project.id, "production", &format!("nginx:{i}"))
+                .await,
+        );
+    }
+    for (region, fake) in clusters.each() {
+        for id in &ids {
+            assert_no_duplicates(fake, region, id, 1);
+        }
+        for path in [PODS, REPLICA_SETS] {
+            assert_eq!(
+                watch_calls(fake, "list", path),
+                1,
+                "{region} {path}: resumed, not re-listed"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_expired_resource_version_relists_and_the_deploy_still_gets_ready() {
+    for gone in [Gone::Event, Gone::Status] {
+        let clusters = Clusters::start().await;
+        let mut config = clusters.config();
+        config.region_timeout_ms = 600_000;
+        let daemon = TestDaemon::start_with(config).await;
+        let project = daemon.project("acme", "web").await;
+        for (_, fake) in clusters.each() {
+            fake.hold_pods(true);
+        }
+        let id = daemon
+            .create(image_request(&project.id, "production", "nginx:1"))
+            .await;
+        for (_, fake) in clusters.each() {
+            wait_replicas(fake, &project.id, &id, 1).await;
+            eventually(
+                "both kinds are watched",
+                Duration::from_secs(10),
+                || async {
+                    (watch_calls(fake, "watch", PODS) >= 1
+                        && watch_calls(fake, "watch", REPLICA_SETS) >= 1)
+                        .then_some(())
+                },
+            )
+            .await;
+        }
+        // The versions the driver holds are compacted away while its pods
+        // are still starting; then they get ready.
+        for (_, fake) in clusters.each() {
+            fake.expire_versions(gone);
+            fake.hold_pods(false);
+        }
+        let ready = daemon.wait_status(&id, DeploymentStatus::Ready).await;
+        for (region, fake) in clusters.each() {
+            for path in [PODS, REPLICA_SETS] {
+                let lists = watch_calls(fake, "list", path);
+                assert!(
+                    lists >= 2,
+                    "{gone:?} {region} {path}: listed again ({lists})"
+                );
+            }
+            if gone == Gone::Status {
+                let gone_answers = fake.log().iter().filter(|r| r.status == 410).count();
+                assert!(gone_answers >= 1, "{region}: a resume was answered 410");
+            }
+            assert_no_duplicates(fake, region, &id, 1);
+        }
+        assert_eq!(ready.regions.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn without_a_watch_readiness_reads_the_cluster_and_the_deploy_gets_ready() {
+    let clusters = Clusters::start().await;
+    let mut config = clusters.config();
+    config.region_timeout_ms = 600_000;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    for (_, fake) in clusters.each() {
+        fake.fail_verb("watch", 500, u32::MAX);
+    }
+    let id = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
+    let ns = namespace(&project.id);
+    for (region, fake) in clusters.each() {
+        let log = fake.log();
+        assert!(
+            log.iter()
+                .filter(|r| r.verb == "watch")
+                .all(|r| r.status == 500),
+            "{region}: no watch was ever established"
+        );
+        // Readiness read the ReplicaSet and listed its pods instead.
+        let rs = format!("/apis/apps/v1/namespaces/{ns}/replicasets/{}", name(&id));
+        assert!(
+            log.iter()
+                .any(|r| r.verb == "get" && r.path == rs && r.status == 200),
+            "{region}"
+        );
+        assert_no_duplicates(fake, region, &id, 1);
+    }
 }

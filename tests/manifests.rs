@@ -143,6 +143,9 @@ fn rbac_grants_what_the_kubernetes_driver_calls() {
         ("", "namespaces", "create"),
         ("", "namespaces", "patch"),
         ("", "pods", "list"),
+        // The readiness watch, across namespaces.
+        ("", "pods", "watch"),
+        ("apps", "replicasets", "watch"),
     ];
     for (group, resource) in [
         ("", "services"),

@@ -6,11 +6,16 @@
 //! project actor.
 //!
 //! Polls back off (doubling up to [`MAX_POLL_INTERVAL`]), so thousands of
-//! deployments stuck in slow regions cost little CPU.
+//! deployments stuck in slow regions cost little CPU. A driver that hears
+//! of changes (`RegionDriver::changes`: the kubernetes driver's watch)
+//! wakes the child as soon as something of its deployment changed; the
+//! poll timer stays as the safety net for when it hears nothing.
 
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::actors::Deps;
@@ -67,6 +72,11 @@ pub struct ReadinessState {
     deadline: Instant,
     interval: Duration,
     last_error: Option<String>,
+    /// From the driver, if it hears of changes: bumped when something of
+    /// this deployment changed in the region.
+    changes: Option<watch::Receiver<u64>>,
+    /// The task that sends the next `Poll` (a change or the timer).
+    next_poll: Option<JoinHandle<()>>,
 }
 
 pub enum ReadinessMsg {
@@ -84,12 +94,31 @@ impl Actor for ReadinessActor {
         args: ReadinessArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.cast(ReadinessMsg::Poll)?;
+        // Subscribed before the first look, so no change after it is missed.
+        let changes = args
+            .deps
+            .regions
+            .get(&args.region)
+            .and_then(|driver| driver.changes(&args.spec));
         Ok(ReadinessState {
             deadline: Instant::now() + args.deps.config.region_timeout(),
             interval: args.deps.config.readiness_poll(),
             args,
             last_error: None,
+            changes,
+            next_poll: None,
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(next_poll) = state.next_poll.take() {
+            next_poll.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -99,6 +128,11 @@ impl Actor for ReadinessActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.args.deps.fail_point("readiness.polling");
+        // Changes from here on wake the next look; those this look sees
+        // may wake one more, which finds nothing new.
+        if let Some(changes) = state.changes.as_mut() {
+            changes.borrow_and_update();
+        }
         match poll_once(state).await {
             Some(outcome) => {
                 let _ = state.args.parent.cast(ProjectMsg::RegionSettled {
@@ -111,13 +145,42 @@ impl Actor for ReadinessActor {
             }
             None => {
                 let remaining = state.deadline.saturating_duration_since(Instant::now());
-                myself.send_after(state.interval.min(remaining), || ReadinessMsg::Poll);
+                let delay = state.interval.min(remaining);
+                match state.changes.clone() {
+                    Some(changes) => {
+                        state.next_poll =
+                            Some(tokio::spawn(poll_on_change(myself, changes, delay)));
+                    }
+                    None => {
+                        myself.send_after(delay, || ReadinessMsg::Poll);
+                    }
+                }
                 let cap = MAX_POLL_INTERVAL.max(state.args.deps.config.readiness_poll());
                 state.interval = (state.interval * 2).min(cap);
             }
         }
         Ok(())
     }
+}
+
+/// Sends `Poll` when the deployment changed in the region or after
+/// `delay`, whichever comes first.
+async fn poll_on_change(
+    myself: ActorRef<ReadinessMsg>,
+    mut changes: watch::Receiver<u64>,
+    delay: Duration,
+) {
+    let changed = async {
+        if changes.changed().await.is_err() {
+            // The driver is gone: only the timer is left.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = changed => {}
+    }
+    let _ = myself.cast(ReadinessMsg::Poll);
 }
 
 /// One look at the region; `Some` once it settled.

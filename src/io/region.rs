@@ -103,6 +103,14 @@ pub trait RegionDriver: Send + Sync + 'static {
     /// What runs for the workload now.
     async fn observe(&self, spec: &WorkloadSpec) -> Result<Observed, DriverError>;
 
+    /// A counter that changes whenever what `observe(spec)` sees may have
+    /// changed, for a driver that hears of changes (the kubernetes
+    /// driver's watch): the readiness child looks again then instead of
+    /// waiting for its next poll. `None`: only polls find changes.
+    fn changes(&self, _spec: &WorkloadSpec) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Every deployment the region holds objects of, for the periodic
     /// resync (`actors::resync` decides what to remove and re-apply).
     /// `None`: this driver holds nothing that outlives what `apply`
@@ -192,12 +200,14 @@ impl Regions {
                     kubeconfig,
                     context,
                     sentinel_image,
+                    readiness,
                 } => {
                     let region = kubernetes::KubernetesRegion::new(
                         name,
                         kubeconfig.clone(),
                         context.clone(),
                         sentinel_image.clone(),
+                        *readiness,
                     );
                     drivers.insert(name.clone(), Arc::new(region));
                 }

@@ -4,28 +4,37 @@
 //!
 //! It serves what the driver uses: server-side apply (`PATCH` with
 //! `application/apply-patch+yaml`, `fieldManager`, `force`), `GET`, `LIST`
-//! with label selectors (in a namespace and across all), `DELETE`, and
-//! enough discovery for `kubectl get` by hand. Objects are JSON values;
-//! an apply that changes nothing keeps `resourceVersion`, one that changes
-//! `spec` bumps `generation`.
+//! with label selectors (in a namespace and across all), `WATCH`
+//! (`?watch=true&resourceVersion=N`, [`watch`]), `DELETE`, and enough
+//! discovery for `kubectl get` by hand. Objects are JSON values; every
+//! change takes the next `resourceVersion` of one global counter and is
+//! kept as an `ADDED`/`MODIFIED`/`DELETED` event for watches; an apply
+//! that changes nothing keeps `resourceVersion`, one that changes `spec`
+//! bumps `generation`.
 //!
-//! A toy controller and kubelet run one step on every request (no timers,
-//! so nothing in a test depends on time): a ReplicaSet or Deployment whose
-//! generation is not yet observed gets its pods created or removed, the
-//! next step makes pods ready (or, by image, fails them: an image with
-//! `pull-fail` in its name never pulls, `crash` crash-loops, `never-ready`
-//! runs and never gets ready), and the status follows.
+//! A toy controller and kubelet ([`cluster`]) run in a task of their own,
+//! woken by every change, and step until nothing changes (after
+//! [`FakeKube::kubelet_delay`], zero unless set): a ReplicaSet or
+//! Deployment whose generation is not yet observed gets its pods created
+//! or removed, the next step makes pods ready (or, by image, fails them: an
+//! image with `pull-fail` in its name never pulls, `crash` crash-loops,
+//! `never-ready` runs and never gets ready), and the status follows.
 //!
 //! Faults: [`FakeKube::fail`] answers matching requests with a status code
-//! (the next N, or every Nth), and every request is logged.
+//! (the next N, every Nth, or a percentage); watches can be cut after N
+//! events or after a time, and [`FakeKube::expire_versions`] compacts the
+//! history so that resuming from an older version gets 410 Gone. Every
+//! request is logged, with its verb ([`FakeKube::calls`]).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -35,11 +44,19 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 mod cluster;
-use cluster::{controller_step, discovery};
+mod watch;
+use cluster::{discovery, run_kubelet};
+pub use watch::Gone;
+use watch::{WatchFaults, serve_watch};
+
+/// What the fake answers with: a whole JSON document or a watch stream.
+type Body = BoxBody<Bytes, std::io::Error>;
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
 pub struct Logged {
+    /// `get`, `list`, `watch`, `patch`, `delete` (or `other`: discovery).
+    pub verb: &'static str,
     pub method: Method,
     pub path: String,
     pub query: String,
@@ -52,6 +69,8 @@ pub struct Logged {
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub method: Option<Method>,
+    /// Only calls of this verb (`watch`, `list`, …), when set.
+    pub verb: Option<&'static str>,
     pub path_contains: String,
     pub status: u16,
     /// How many more times it fires (`u32::MAX`: for ever).
@@ -68,28 +87,51 @@ pub struct Fault {
 /// objects have an empty namespace.
 type Key = (String, String, String);
 
-#[derive(Default)]
+/// One change, as a watch reports it.
+struct Event {
+    version: u64,
+    kind: &'static str,
+    key: Key,
+    object: Value,
+}
+
 struct State {
     objects: BTreeMap<Key, Value>,
+    /// The last `resourceVersion` given out: one counter for every object.
     next_version: u64,
+    /// Every change since `compacted`, oldest first.
+    history: std::collections::VecDeque<Event>,
+    /// Watching from a version older than this is answered 410 Gone.
+    compacted: u64,
+    /// Bumped on every change, and to wake watches and the kubelet.
+    changed: tokio::sync::watch::Sender<u64>,
+    watch_faults: WatchFaults,
     next_ip: u32,
     log: Vec<Logged>,
     faults: Vec<Fault>,
     random: u64,
     /// While set, the kubelet leaves pods as they are (a slow cluster).
     held: bool,
+    /// How long the kubelet waits after a change before it steps.
+    kubelet_delay: Duration,
 }
+
+/// Watch history kept at most; older events are compacted away (a watch
+/// from before them gets 410), as an API server's watch cache does.
+const HISTORY: usize = 50_000;
 
 pub struct FakeKube {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
+    kubelet: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for FakeKube {
     fn drop(&mut self) {
         self.task.abort();
+        self.kubelet.abort();
     }
 }
 
@@ -100,10 +142,20 @@ impl FakeKube {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(Mutex::new(State {
+            objects: BTreeMap::new(),
             next_version: 1000,
+            history: Default::default(),
+            compacted: 0,
+            changed: tokio::sync::watch::channel(0).0,
+            watch_faults: WatchFaults::default(),
+            next_ip: 0,
+            log: Vec::new(),
+            faults: Vec::new(),
             random: 0x9E37_79B9_7F4A_7C15,
-            ..State::default()
+            held: false,
+            kubelet_delay: Duration::ZERO,
         }));
+        let kubelet = tokio::spawn(run_kubelet(state.clone()));
         let served = state.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -114,7 +166,7 @@ impl FakeKube {
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                        async move { Ok::<_, Infallible>(handle(state, request).await) }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -128,6 +180,7 @@ impl FakeKube {
             state,
             dir,
             task,
+            kubelet,
         };
         std::fs::write(fake.kubeconfig(), fake.kubeconfig_text()).expect("write kubeconfig");
         fake
@@ -175,15 +228,16 @@ impl FakeKube {
     /// Changes an object behind deployd's back (someone's `kubectl edit`).
     pub fn edit(&self, resource: &str, namespace: &str, name: &str, edit: impl FnOnce(&mut Value)) {
         let mut state = self.lock();
-        let version = state.bump();
-        let object = state
+        let key = (resource.into(), namespace.into(), name.into());
+        let mut object = state
             .objects
-            .get_mut(&(resource.into(), namespace.into(), name.into()))
+            .get(&key)
+            .cloned()
             .expect("the object to edit exists");
-        edit(object);
-        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        edit(&mut object);
         let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
         object["metadata"]["generation"] = json!(generation + 1);
+        state.put(key, object);
     }
 
     /// Stores an object as if someone else had created it.
@@ -197,16 +251,13 @@ impl FakeKube {
             .as_str()
             .expect("a name")
             .to_string();
-        state
-            .objects
-            .insert((resource.into(), namespace, name), object);
+        state.put((resource.into(), namespace, name), object);
     }
 
     /// Deletes an object behind deployd's back; whether it existed.
     pub fn remove(&self, resource: &str, namespace: &str, name: &str) -> bool {
         self.lock()
-            .objects
-            .remove(&(resource.into(), namespace.into(), name.into()))
+            .delete(&(resource.into(), namespace.into(), name.into()))
             .is_some()
     }
 
@@ -224,6 +275,7 @@ impl FakeKube {
     ) {
         self.lock().faults.push(Fault {
             method,
+            verb: None,
             path_contains: path_contains.into(),
             status,
             remaining: times,
@@ -238,6 +290,7 @@ impl FakeKube {
     pub fn fail_percent(&self, status: u16, percent: u32) {
         self.lock().faults.push(Fault {
             method: None,
+            verb: None,
             path_contains: "/".into(),
             status,
             remaining: u32::MAX,
@@ -247,10 +300,73 @@ impl FakeKube {
         });
     }
 
+    /// Answers the next `times` calls of `verb` (`watch`, `list`, …)
+    /// with `status`.
+    pub fn fail_verb(&self, verb: &'static str, status: u16, times: u32) {
+        self.lock().faults.push(Fault {
+            method: None,
+            verb: Some(verb),
+            path_contains: "/".into(),
+            status,
+            remaining: times,
+            every: 1,
+            percent: None,
+            seen: 0,
+        });
+    }
+
     /// Stops (`true`) or resumes the kubelet: while stopped, no pod
     /// changes state.
     pub fn hold_pods(&self, held: bool) {
-        self.lock().held = held;
+        let mut state = self.lock();
+        state.held = held;
+        state.wake();
+    }
+
+    /// The kubelet waits this long after a change before it steps (a
+    /// slower cluster; zero by default).
+    pub fn kubelet_delay(&self, delay: Duration) {
+        self.lock().kubelet_delay = delay;
+    }
+
+    /// Cuts every watch after it sent `events` events (`None`: never),
+    /// as a connection reset would.
+    pub fn drop_watches_after_events(&self, events: Option<u32>) {
+        self.lock().watch_faults.drop_after_events = events;
+    }
+
+    /// Cuts every watch after it has been open for `after` (`None`: never).
+    pub fn drop_watches_after(&self, after: Option<Duration>) {
+        self.lock().watch_faults.drop_after = after;
+    }
+
+    /// Compacts the history: every version seen so far is too old to
+    /// watch from, and open watches learn it as `how` says.
+    pub fn expire_versions(&self, how: Gone) {
+        let mut state = self.lock();
+        // A change nobody watches (another namespace's), so the versions
+        // clients hold are all older than the compaction point and a new
+        // list is not.
+        state.next_version += 1;
+        state.compacted = state.next_version;
+        state.history.clear();
+        state.watch_faults.expired.push(how);
+        state.wake();
+    }
+
+    /// The current `resourceVersion` (the global counter).
+    pub fn version(&self) -> u64 {
+        self.lock().next_version
+    }
+
+    /// Calls answered by verb (`get`, `list`, `watch`, `patch`,
+    /// `delete`), failed ones included.
+    pub fn calls(&self) -> BTreeMap<&'static str, usize> {
+        let mut calls = BTreeMap::new();
+        for request in &self.lock().log {
+            *calls.entry(request.verb).or_default() += 1;
+        }
+        calls
     }
 
     pub fn clear_faults(&self) {
@@ -276,10 +392,54 @@ impl State {
         self.next_version
     }
 
-    fn fault(&mut self, method: &Method, path: &str) -> Option<u16> {
+    /// Stores `object` at the next version and tells the watches.
+    fn put(&mut self, key: Key, mut object: Value) {
+        let version = self.bump();
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        let kind = if self.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.objects.insert(key.clone(), object.clone());
+        self.record(version, kind, key, object);
+    }
+
+    /// Removes an object at the next version and tells the watches.
+    fn delete(&mut self, key: &Key) -> Option<Value> {
+        let mut object = self.objects.remove(key)?;
+        let version = self.bump();
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        self.record(version, "DELETED", key.clone(), object.clone());
+        Some(object)
+    }
+
+    fn record(&mut self, version: u64, kind: &'static str, key: Key, object: Value) {
+        self.history.push_back(Event {
+            version,
+            kind,
+            key,
+            object,
+        });
+        if self.history.len() > HISTORY {
+            let dropped = self.history.len() - HISTORY / 2;
+            for event in self.history.drain(..dropped) {
+                self.compacted = event.version;
+            }
+        }
+        self.wake();
+    }
+
+    /// Wakes watches and the kubelet to look again.
+    fn wake(&self) {
+        self.changed.send_modify(|changes| *changes += 1);
+    }
+
+    fn fault(&mut self, method: &Method, verb: &str, path: &str) -> Option<u16> {
         let State { faults, random, .. } = self;
         for fault in faults {
             let matches = fault.method.as_ref().is_none_or(|m| m == method)
+                && fault.verb.is_none_or(|v| v == verb)
                 && path.contains(&fault.path_contains)
                 && fault.remaining > 0;
             if matches {
@@ -306,7 +466,7 @@ impl State {
     }
 }
 
-async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response<Body> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
@@ -320,34 +480,57 @@ async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
         Ok(body) => body.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    let shared = state.clone();
     let Ok(mut state) = state.lock() else {
         return respond(
             500,
             status_body(500, "InternalError", "fake state poisoned"),
         );
     };
-    let (status, answer) = match state.fault(&method, &path) {
-        Some(code) => (code, status_body(code, "Injected", "injected by the test")),
-        None => {
-            controller_step(&mut state);
-            serve(&mut state, &method, &path, &query, &content_type, &body)
-        }
+    let target = parse_target(&path);
+    let watching = query_param(&query, "watch").as_deref() == Some("true");
+    let verb = match (&method, &target) {
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, _) => "delete",
+        (&Method::GET, Some(target)) if target.name.is_some() => "get",
+        (&Method::GET, Some(_)) if watching => "watch",
+        (&Method::GET, Some(_)) => "list",
+        _ => "other",
+    };
+    let (status, answer) = match state.fault(&method, verb, &path) {
+        Some(code) => (
+            code,
+            respond(code, status_body(code, "Injected", "injected by the test")),
+        ),
+        None => match target {
+            Some(target) if verb == "watch" => serve_watch(&mut state, &shared, &target, &query),
+            _ => {
+                let (status, answer) =
+                    serve(&mut state, &method, &path, &query, &content_type, &body);
+                (status, respond(status, answer))
+            }
+        },
     };
     state.log.push(Logged {
+        verb,
         method,
         path,
         query,
         content_type,
         status,
     });
-    respond(status, answer)
+    answer
 }
 
-fn respond(status: u16, body: Value) -> Response<Full<Bytes>> {
+fn respond(status: u16, body: Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(
+            Full::new(Bytes::from(body.to_string()))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .unwrap_or_default()
 }
 
@@ -531,12 +714,20 @@ fn serve(
         }
         (Method::DELETE, Some(name)) => {
             let key = (target.resource.clone(), namespace.clone(), name.clone());
-            match state.objects.remove(&key) {
+            match state.delete(&key) {
                 Some(object) => {
                     // Garbage collection of the pods it owned.
-                    state.objects.retain(|(r, ns, pod), _| {
-                        !(r == "pods" && *ns == namespace && owner_of(pod) == Some(name.as_str()))
-                    });
+                    let owned: Vec<Key> = state
+                        .objects
+                        .keys()
+                        .filter(|(r, ns, pod)| {
+                            r == "pods" && *ns == namespace && owner_of(pod) == Some(name.as_str())
+                        })
+                        .cloned()
+                        .collect();
+                    for pod in &owned {
+                        state.delete(pod);
+                    }
                     (200, object)
                 }
                 None => not_found(&target, name),
@@ -563,15 +754,13 @@ fn not_found(target: &Target, name: &str) -> (u16, Value) {
 fn server_side_apply(state: &mut State, key: Key, mut applied: Value) -> Value {
     let existing = state.objects.get(&key).cloned();
     let Some(mut object) = existing else {
-        let version = state.bump();
-        applied["metadata"]["uid"] = json!(format!("uid-{version}"));
-        applied["metadata"]["resourceVersion"] = json!(version.to_string());
+        applied["metadata"]["uid"] = json!(format!("uid-{}", state.next_version + 1));
         applied["metadata"]["generation"] = json!(1);
         applied["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
         applied["metadata"]["managedFields"] =
             json!([{ "manager": "deployd", "operation": "Apply" }]);
-        state.objects.insert(key, applied.clone());
-        return applied;
+        state.put(key.clone(), applied);
+        return state.objects.get(&key).cloned().unwrap_or_default();
     };
     let mut changed = false;
     let mut spec_changed = false;
@@ -600,13 +789,12 @@ fn server_side_apply(state: &mut State, key: Key, mut applied: Value) -> Value {
         }
     }
     if changed {
-        let version = state.bump();
-        object["metadata"]["resourceVersion"] = json!(version.to_string());
         if spec_changed {
             let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
             object["metadata"]["generation"] = json!(generation + 1);
         }
-        state.objects.insert(key, object.clone());
+        state.put(key.clone(), object);
+        return state.objects.get(&key).cloned().unwrap_or_default();
     }
     object
 }

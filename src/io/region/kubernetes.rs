@@ -17,21 +17,26 @@
 //! rollout machinery would add an object per deployment and a level of
 //! status to wait through for nothing.
 //!
-//! `observe` polls: it reads the ReplicaSet (ready when its
-//! `observedGeneration` is current and `readyReplicas` reaches the desired
-//! count) and lists its pods (instances at `podIP:port`; a pod whose image
-//! cannot be pulled, whose spec is invalid or that crash-loops fails the
-//! region at once). Polling, not a watch, because the readiness children
-//! already poll with backoff up to 2 s and stop once the region settled:
-//! two reads per poll of a deployment in flight, none for settled ones. A
-//! reflector would pay off once thousands of deployments are in flight at
-//! once; it would also bring kube's runtime and a watch to keep alive.
+//! `observe` reads what a watch keeps ([`watch`]): one watch of
+//! ReplicaSets and one of Pods per region, across namespaces, so a
+//! deployment in flight costs no read at all and its readiness child is
+//! woken by the event that may make it ready instead of its next poll.
+//! Ready when the ReplicaSet's `observedGeneration` is current and
+//! `readyReplicas` reaches the desired count; instances at `podIP:port`; a
+//! pod whose image cannot be pulled, whose spec is invalid or that
+//! crash-loops fails the region at once ([`observed`]). While the watch is
+//! not established, and with `readiness = "poll"`, `observe` reads the
+//! ReplicaSet and lists its pods instead: the same reading, two calls per
+//! look.
 
 mod errors;
 pub mod objects;
+mod observed;
+mod watch;
 
 use std::fmt::Debug;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,7 +50,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{DriverError, Held, Observed, RegionDriver, WorkloadSpec};
-use crate::model::{DeploymentId, Instance, ProjectId};
+use crate::config::KubernetesReadiness;
+use crate::model::{DeploymentId, ProjectId};
 use errors::classify;
 use objects::{LABEL_COMPONENT, LABEL_DEPLOYMENT, MANAGED_BY, MANAGER, Objects};
 
@@ -56,6 +62,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Quick tries of one call before its error goes to the caller.
 const CALL_TRIES: u32 = 4;
 const CALL_RETRY_FIRST: Duration = Duration::from_millis(20);
+/// How long a look waits for the readiness watch's first lists before it
+/// reads the API server instead.
+const FIRST_LIST_WAIT: Duration = Duration::from_secs(2);
 
 pub struct KubernetesRegion {
     name: String,
@@ -67,6 +76,12 @@ pub struct KubernetesRegion {
     /// runtime, and a cluster that is down at start must not stop the
     /// daemon.
     client: tokio::sync::OnceCell<Client>,
+    readiness: KubernetesReadiness,
+    /// What the region's watches have seen; empty and not live until they
+    /// start, and always under `readiness = "poll"`.
+    cache: Arc<watch::Cache>,
+    /// Started by the first `observe`, once there is a client.
+    watches: tokio::sync::OnceCell<watch::Watches>,
 }
 
 impl KubernetesRegion {
@@ -75,6 +90,7 @@ impl KubernetesRegion {
         kubeconfig: Option<PathBuf>,
         context: Option<String>,
         sentinel_image: String,
+        readiness: KubernetesReadiness,
     ) -> Self {
         Self {
             name: name.to_string(),
@@ -82,6 +98,9 @@ impl KubernetesRegion {
             context,
             sentinel_image,
             client: tokio::sync::OnceCell::new(),
+            readiness,
+            cache: Arc::default(),
+            watches: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -228,34 +247,23 @@ impl RegionDriver for KubernetesRegion {
 
     async fn observe(&self, spec: &WorkloadSpec) -> Result<Observed, DriverError> {
         let client = self.client().await?;
-        let namespace = objects::namespace_name(&spec.project_id);
-        let name = objects::workload_name(&spec.deployment_id);
-        let replica_sets: Api<ReplicaSet> = Self::namespaced(&client, &namespace);
-        let Some(workload) = replica_sets
-            .get_opt(&name)
-            .await
-            .map_err(|e| classify(&format!("get ReplicaSet {name}"), e))?
-        else {
-            return Ok(Observed::default());
-        };
-        let pods: Api<Pod> = Self::namespaced(&client, &namespace);
-        let selector = format!(
-            "{LABEL_DEPLOYMENT}={},{LABEL_COMPONENT}=workload",
-            spec.deployment_id
-        );
-        let pods = pods
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| classify(&format!("list pods of {name}"), e))?;
-        let settled = is_settled(&workload, spec);
-        let mut observed = Observed::default();
-        for pod in &pods.items {
-            if spec.running && observed.failed.is_none() {
-                observed.failed = errors::permanent_failure(pod);
+        if self.readiness == KubernetesReadiness::Watch {
+            self.watches
+                .get_or_init(|| async { watch::Watches::start(&client, &self.cache, &self.name) })
+                .await;
+            // The first looks wait for the first lists rather than read
+            // around them (two lists serve every deployment after).
+            self.cache.started(FIRST_LIST_WAIT).await;
+            if let Some(observed) = self.cache.observed(spec) {
+                return Ok(observed);
             }
-            observed.instances.push(instance(pod, spec.port, settled));
         }
-        Ok(observed)
+        read_workload(&client, spec).await
+    }
+
+    fn changes(&self, spec: &WorkloadSpec) -> Option<tokio::sync::watch::Receiver<u64>> {
+        (self.readiness == KubernetesReadiness::Watch)
+            .then(|| self.cache.changes(&spec.deployment_id))
     }
 
     async fn held(&self) -> Result<Option<Vec<Held>>, DriverError> {
@@ -317,6 +325,31 @@ impl RegionDriver for KubernetesRegion {
     }
 }
 
+/// `observe` without the watch: the ReplicaSet and its pods, read from the
+/// API server.
+async fn read_workload(client: &Client, spec: &WorkloadSpec) -> Result<Observed, DriverError> {
+    let namespace = objects::namespace_name(&spec.project_id);
+    let name = objects::workload_name(&spec.deployment_id);
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
+    let Some(workload) = replica_sets
+        .get_opt(&name)
+        .await
+        .map_err(|e| classify(&format!("get ReplicaSet {name}"), e))?
+    else {
+        return Ok(Observed::default());
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let selector = format!(
+        "{LABEL_DEPLOYMENT}={},{LABEL_COMPONENT}=workload",
+        spec.deployment_id
+    );
+    let pods = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| classify(&format!("list pods of {name}"), e))?;
+    Ok(observed::observed(Some(&workload), &pods.items, spec))
+}
+
 /// Objects per deployment: ReplicaSet, Service, two NetworkPolicies.
 pub const OBJECTS_PER_DEPLOYMENT: usize = 4;
 
@@ -336,108 +369,4 @@ fn held_entry<'a>(
         objects: 0,
         complete_at: OBJECTS_PER_DEPLOYMENT,
     }))
-}
-
-/// The ReplicaSet controller has seen the latest spec and as many pods as
-/// the spec wants are ready.
-fn is_settled(workload: &ReplicaSet, spec: &WorkloadSpec) -> bool {
-    let generation = workload.metadata.generation.unwrap_or(0);
-    let Some(status) = workload.status.as_ref() else {
-        return false;
-    };
-    let desired = if spec.running { spec.replicas } else { 0 };
-    status.observed_generation.unwrap_or(0) >= generation
-        && status.ready_replicas.unwrap_or(0).max(0) as u32 >= desired
-}
-
-/// A pod as an instance: `running` only while it is ready and its
-/// ReplicaSet is settled, so a deployment is never reported ready on a
-/// stale status.
-fn instance(pod: &Pod, port: u16, settled: bool) -> Instance {
-    let status = pod.status.as_ref();
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let address = status
-        .and_then(|s| s.pod_ip.as_deref())
-        .filter(|ip| !ip.is_empty())
-        .map(|ip| match ip.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
-            _ => format!("{ip}:{port}"),
-        });
-    let deleting = pod.metadata.deletion_timestamp.is_some();
-    let state = match (ready && settled && !deleting, address.is_some()) {
-        (true, true) => "running",
-        _ if deleting => "terminating",
-        _ => "pending",
-    };
-    Instance {
-        id: pod.metadata.name.clone().unwrap_or_default(),
-        status: state.to_string(),
-        address,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec() -> WorkloadSpec {
-        WorkloadSpec {
-            deployment_id: DeploymentId::parse("dep_0000000000000001", "d").unwrap(),
-            project_id: ProjectId::parse("prj_0000000000000001", "p").unwrap(),
-            environment: "production".into(),
-            image: "nginx:1".into(),
-            command: vec![],
-            port: 3000,
-            replicas: 2,
-            running: true,
-            sentinel_replicas: 3,
-        }
-    }
-
-    fn replica_set(generation: i64, observed: i64, ready: i32) -> ReplicaSet {
-        serde_json::from_value(serde_json::json!({
-            "metadata": { "name": "dep-0000000000000001", "generation": generation },
-            "spec": { "selector": {} },
-            "status": { "replicas": 2, "readyReplicas": ready, "observedGeneration": observed },
-        }))
-        .unwrap()
-    }
-
-    fn pod(ip: &str, ready: bool) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": { "name": "p" },
-            "status": {
-                "podIP": ip,
-                "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }],
-            },
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn ready_needs_the_current_generation_and_enough_ready_replicas() {
-        assert!(is_settled(&replica_set(2, 2, 2), &spec()));
-        // A status from before the last apply says nothing about it.
-        assert!(!is_settled(&replica_set(3, 2, 2), &spec()));
-        assert!(!is_settled(&replica_set(2, 2, 1), &spec()));
-    }
-
-    #[test]
-    fn an_instance_runs_at_its_pod_address_only_once_ready_and_settled() {
-        let ready = instance(&pod("10.0.0.7", true), 3000, true);
-        assert_eq!(ready.status, "running");
-        assert_eq!(ready.address.as_deref(), Some("10.0.0.7:3000"));
-        assert_eq!(
-            instance(&pod("10.0.0.7", true), 3000, false).status,
-            "pending"
-        );
-        assert_eq!(
-            instance(&pod("10.0.0.7", false), 3000, true).status,
-            "pending"
-        );
-        let v6 = instance(&pod("fd00::7", true), 3000, true);
-        assert_eq!(v6.address.as_deref(), Some("[fd00::7]:3000"));
-    }
 }

@@ -1,13 +1,49 @@
 //! The fake's cluster side: a ReplicaSet/Deployment controller and a
-//! kubelet that take one step per request, and the discovery documents
-//! `kubectl` needs.
+//! kubelet, stepped by a task of their own whenever something changed,
+//! and the discovery documents `kubectl` needs.
+
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
 use super::{Key, State};
 
+/// Steps the controller and kubelet after every change until a step
+/// changes nothing, waiting `kubelet_delay` before each step.
+pub(super) async fn run_kubelet(state: Arc<Mutex<State>>) {
+    let mut changes = match state.lock() {
+        Ok(state) => state.changed.subscribe(),
+        Err(_) => return,
+    };
+    loop {
+        if changes.changed().await.is_err() {
+            return;
+        }
+        loop {
+            let delay = match state.lock() {
+                Ok(state) => state.kubelet_delay,
+                Err(_) => return,
+            };
+            if delay.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(delay).await;
+            }
+            changes.borrow_and_update();
+            let Ok(mut state) = state.lock() else {
+                return;
+            };
+            let before = state.next_version;
+            controller_step(&mut state);
+            if state.next_version == before {
+                break;
+            }
+        }
+    }
+}
+
 /// One step of the ReplicaSet/Deployment controller and the kubelet.
-pub(super) fn controller_step(state: &mut State) {
+fn controller_step(state: &mut State) {
     let owners: Vec<Key> = state
         .objects
         .keys()
@@ -22,62 +58,63 @@ pub(super) fn controller_step(state: &mut State) {
         let generation = owner["metadata"]["generation"].as_i64().unwrap_or(1);
         let replicas = owner["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
         let observed = owner["status"]["observedGeneration"].as_i64().unwrap_or(0);
+        let pod_key = |index: usize| {
+            (
+                "pods".to_string(),
+                namespace.clone(),
+                format!("{name}-{index}"),
+            )
+        };
         if observed < generation {
             // The controller sees the new spec: pods beyond the count go,
             // missing ones are created.
-            state.objects.retain(|(r, ns, pod), _| {
-                let index = pod
-                    .strip_prefix(name.as_str())
-                    .and_then(|rest| rest.strip_prefix('-'))
-                    .and_then(|i| i.parse::<usize>().ok());
-                !(r == "pods" && ns == namespace && index.is_some_and(|i| i >= replicas))
-            });
+            let extra: Vec<Key> = state
+                .objects
+                .keys()
+                .filter(|(r, ns, pod)| {
+                    let index = pod
+                        .strip_prefix(name.as_str())
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .and_then(|i| i.parse::<usize>().ok());
+                    r == "pods" && ns == namespace && index.is_some_and(|i| i >= replicas)
+                })
+                .cloned()
+                .collect();
+            for pod in &extra {
+                state.delete(pod);
+            }
             for index in 0..replicas {
-                let pod = format!("{name}-{index}");
-                let pod_key = ("pods".to_string(), namespace.clone(), pod.clone());
+                let pod_key = pod_key(index);
                 if !state.objects.contains_key(&pod_key) {
                     state.next_ip += 1;
                     let ip = format!("10.244.{}.{}", state.next_ip / 250, state.next_ip % 250 + 1);
-                    let version = state.bump();
                     let template = &owner["spec"]["template"];
-                    state.objects.insert(
-                        pod_key,
-                        json!({
-                            "apiVersion": "v1", "kind": "Pod",
-                            "metadata": {
-                                "name": pod, "namespace": namespace,
-                                "labels": template["metadata"]["labels"],
-                                "resourceVersion": version.to_string(),
-                            },
-                            "spec": template["spec"],
-                            "status": { "phase": "Pending", "podIP": ip },
-                        }),
-                    );
+                    let pod = json!({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {
+                            "name": pod_key.2, "namespace": namespace,
+                            "labels": template["metadata"]["labels"],
+                        },
+                        "spec": template["spec"],
+                        "status": { "phase": "Pending", "podIP": ip },
+                    });
+                    state.put(pod_key, pod);
                 }
             }
-        } else {
+        } else if !state.held {
             for index in 0..replicas {
-                let pod_key = (
-                    "pods".to_string(),
-                    namespace.clone(),
-                    format!("{name}-{index}"),
-                );
-                if let Some(pod) = state.objects.get_mut(&pod_key)
-                    && !state.held
-                {
-                    kubelet_step(pod);
+                let pod_key = pod_key(index);
+                if let Some(pod) = state.objects.get(&pod_key) {
+                    let mut next = pod.clone();
+                    kubelet_step(&mut next);
+                    if next != *pod {
+                        state.put(pod_key, next);
+                    }
                 }
             }
         }
         let ready = (0..replicas)
-            .filter(|index| {
-                let pod_key = (
-                    "pods".to_string(),
-                    namespace.clone(),
-                    format!("{name}-{index}"),
-                );
-                state.objects.get(&pod_key).is_some_and(is_ready)
-            })
+            .filter(|index| state.objects.get(&pod_key(*index)).is_some_and(is_ready))
             .count();
         let status = json!({
             "replicas": replicas,
@@ -85,10 +122,12 @@ pub(super) fn controller_step(state: &mut State) {
             "availableReplicas": ready,
             "observedGeneration": generation,
         });
-        if let Some(owner) = state.objects.get_mut(&key)
+        if let Some(owner) = state.objects.get(&key)
             && owner["status"] != status
         {
+            let mut owner = owner.clone();
             owner["status"] = status;
+            state.put(key, owner);
         }
     }
 }
