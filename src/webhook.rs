@@ -32,9 +32,12 @@ use crate::actors::Projects;
 use crate::error::Error;
 use crate::http1_server;
 use crate::io::store::Store;
+use crate::model::auth::{Caller, Role};
 use crate::model::deployment::DEFAULT_PORT;
 use crate::model::names::fnv1a64;
-use crate::model::{GitSource, Idempotency, IdempotencyKey, NewDeployment, Origin, Source};
+use crate::model::{
+    AuditEvent, GitSource, Idempotency, IdempotencyKey, NewDeployment, Origin, Source, TokenId,
+};
 use push::{PushAction, PushEvent};
 
 /// A client that has not sent a whole request head within this long is
@@ -168,13 +171,18 @@ impl Hook {
             command: Vec::new(),
             port: DEFAULT_PORT,
         };
+        let delivery_id = delivery.as_str().to_string();
         let idempotency = Idempotency {
             key: delivery,
             fingerprint,
         };
+        let origin = Origin {
+            idempotency: Some(idempotency),
+            audit: Some(Box::new(push_audit_event(&delivery_id))),
+        };
         match self
             .projects
-            .deploy(&connection.project_id, new, Origin::keyed(idempotency))
+            .deploy(&connection.project_id, new, origin)
             .await
         {
             Ok(created) => {
@@ -212,4 +220,23 @@ fn refusal(error: &Error) -> Response<Full<Bytes>> {
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     answer(status, error.to_string())
+}
+
+/// Who the audit log names for a deployment a push created: the webhook
+/// authenticates deliveries by signature, not by token, so its events carry
+/// this reserved token id (no token ever has it: generated ids start with
+/// the time in base 36, and `githubweb` as one is far in the future).
+pub const WEBHOOK_TOKEN_ID: &str = "tok_githubwebhooks00";
+
+/// The audit event of a push's deployment: the `GitHubPush` "call" by the
+/// webhook, naming the delivery (the project, workspace and created
+/// deployment are added where the change is decided).
+fn push_audit_event(delivery: &str) -> AuditEvent {
+    let caller = Caller {
+        token_id: TokenId::parse(WEBHOOK_TOKEN_ID, "webhook token id")
+            .unwrap_or_else(|_| TokenId::generate()),
+        role: Role::Deployer,
+        workspace: None,
+    };
+    AuditEvent::new(&caller, "GitHubPush").id(format!("delivery:{delivery}"))
 }

@@ -281,6 +281,31 @@ async fn a_redelivery_creates_nothing_new() {
     .await;
     assert_eq!(other.status, 422, "{other:?}");
     assert_eq!(world.daemon.list(&world.project.id).await.len(), 1);
+
+    // The push's deployment is in the audit log once, by the webhook.
+    let events =
+        deployd::pb::audit_service_client::AuditServiceClient::new(world.daemon.channel().await)
+            .list_audit_events(pb::ListAuditEventsRequest {
+                project_id: world.project.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("audit log")
+            .into_inner()
+            .events;
+    let pushes: Vec<_> = events.iter().filter(|e| e.rpc == "GitHubPush").collect();
+    assert_eq!(pushes.len(), 1, "{events:?}");
+    let push = pushes[0];
+    assert_eq!(push.token_id, deployd::webhook::WEBHOOK_TOKEN_ID);
+    assert_eq!(push.workspace_id, world.project.workspace_id);
+    assert_eq!(push.result, "OK");
+    assert!(
+        push.ids.contains(&first.deployment_id())
+            && push
+                .ids
+                .contains(&"delivery:72d3162e-cc78-11e3-81ab-4c9367dc0958".to_string()),
+        "{push:?}"
+    );
 }
 
 #[tokio::test]
