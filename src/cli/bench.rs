@@ -12,6 +12,7 @@ mod edge;
 mod flood;
 mod history;
 pub mod prepare;
+mod secure;
 mod stats;
 mod workload;
 
@@ -81,6 +82,12 @@ pub struct BenchArgs {
     /// for a build slot, build time and time to READY.
     #[arg(long, conflicts_with_all = ["flood", "history", "edge", "target"])]
     pub builds: bool,
+    /// Run the usual load twice, each on a fresh daemon: plain HTTP/2,
+    /// then TLS (a certificate made for the run); both with a bearer token
+    /// (auth is always on). Prints the two side by side. Takes one
+    /// `--clients` count.
+    #[arg(long, conflicts_with_all = ["flood", "history", "edge", "builds", "target", "prepare_deployments"])]
+    pub compare_secure: bool,
 }
 
 /// Everything the run measured.
@@ -100,6 +107,7 @@ pub struct Report {
     pub history: Option<history::HistoryReport>,
     pub edge: Option<edge::EdgeReport>,
     pub builds: Option<builds::BuildsReport>,
+    pub secure: Option<secure::SecureReport>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -155,13 +163,21 @@ pub fn zero_latency_config() -> Config {
 pub struct Target {
     pub addr: String,
     pub token: Option<String>,
+    /// For an `https://` address: the CA (PEM) its certificate is signed
+    /// by, and the certificate is for `localhost`.
+    pub ca_pem: Option<String>,
 }
 
 impl Target {
     async fn connect(&self) -> anyhow::Result<crate::cli::AuthChannel> {
-        let channel = tonic::transport::Channel::from_shared(self.addr.clone())?
-            .connect()
-            .await?;
+        let mut endpoint = tonic::transport::Channel::from_shared(self.addr.clone())?;
+        if let Some(ca) = &self.ca_pem {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                .domain_name("localhost");
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint.connect().await?;
         crate::cli::with_token(channel, self.token.as_deref())
     }
 }
@@ -209,6 +225,7 @@ async fn start_local(mut config: Config) -> anyhow::Result<Local> {
         target: Target {
             addr,
             token: Some(token),
+            ca_pem: None,
         },
         edge,
         stop,
@@ -258,8 +275,14 @@ async fn run_in(
         let target = Target {
             addr: target.clone(),
             token,
+            ca_pem: None,
         };
         return workload::drive(&target, args, report, false).await;
+    }
+
+    if args.compare_secure {
+        report.secure = Some(secure::run(&config, args, dir).await?);
+        return Ok(report);
     }
 
     if args.flood {
@@ -389,6 +412,9 @@ impl Report {
         }
         if let Some(builds) = &self.builds {
             return builds.table();
+        }
+        if let Some(secure) = &self.secure {
+            return secure.table();
         }
         let mut out = String::new();
         let mut line = |label: &str, value: String| {
