@@ -227,3 +227,60 @@ async fn without_verification_a_claimed_domain_is_live_at_once() {
     );
     assert_eq!(get(daemon.edge(), DOMAIN, &[]).await.deployment(), live);
 }
+
+/// Two projects proving one domain at the same moment (DNS holds both
+/// tokens, say across a change of owner): one gets it, the other an
+/// `ALREADY_EXISTS` answer, and neither actor fails over it.
+#[tokio::test]
+async fn a_race_to_verify_one_domain_has_one_winner_and_no_crash() {
+    let dns = TestDns::start().await;
+    let daemon = TestDaemon::start_with(config_with(&dns)).await;
+    let first = daemon.project("acme", "web").await;
+    let second = daemon.project("other", "api").await;
+    for round in 0..10 {
+        let fqdn = format!("race{round}.example.com");
+        let mut tokens = Vec::new();
+        for project in [&first, &second] {
+            let challenge = add(&daemon, &project.id, &fqdn).await.challenge.expect("challenge");
+            tokens.push(challenge.record_value);
+        }
+        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        dns.set_txt(&format!("_deployd-challenge.{fqdn}"), &tokens);
+        let (a, b) = tokio::join!(
+            verify(&daemon, &first.id, &fqdn),
+            verify(&daemon, &second.id, &fqdn)
+        );
+        let (winner, lost) = match (a, b) {
+            (Ok(_), Err(lost)) => (&first, lost),
+            (Err(lost), Ok(_)) => (&second, lost),
+            other => panic!("exactly one must win {fqdn}: {other:?}"),
+        };
+        assert_eq!(lost.code(), Code::AlreadyExists, "{}", lost.message());
+        let attached = daemon.get_project(&winner.id).await.custom_domains;
+        assert!(attached.contains(&fqdn), "{attached:?}");
+    }
+    let stats = daemon.stats().await;
+    assert_eq!(stats.project_actor_failures, 0);
+    assert_eq!(stats.broken_projects, 0);
+}
+
+#[tokio::test]
+async fn a_domain_too_long_for_its_challenge_record_is_refused() {
+    let dns = TestDns::start().await;
+    let daemon = TestDaemon::start_with(config_with(&dns)).await;
+    let project = daemon.project("acme", "web").await;
+    // 242 characters: a valid name, but `_deployd-challenge.` makes 261.
+    let long = format!("{}.{}.com", vec!["a".repeat(63); 3].join("."), "b".repeat(46));
+    let refused = daemon
+        .projects()
+        .await
+        .add_custom_domain(pb::AddCustomDomainRequest {
+            project_id: project.id.clone(),
+            fqdn: long,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(daemon.get_project(&project.id).await.pending_custom_domains.is_empty());
+}
