@@ -79,7 +79,11 @@ async fn a_claimed_domain_takes_traffic_only_once_its_txt_record_proves_it() {
     // No record: refused, saying what to create; nothing changes.
     let refused = verify(&daemon, &project.id, DOMAIN).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    assert!(refused.message().contains(CHALLENGE), "{}", refused.message());
+    assert!(
+        refused.message().contains(CHALLENGE),
+        "{}",
+        refused.message()
+    );
     assert!(refused.message().contains(&challenge.record_value));
     assert!(refused.message().contains("no TXT record"));
     assert_eq!(daemon.get_project(&project.id).await, pending);
@@ -87,10 +91,17 @@ async fn a_claimed_domain_takes_traffic_only_once_its_txt_record_proves_it() {
     assert_eq!(get(edge, DOMAIN, &[]).await.status, 404);
 
     // Another value: refused, quoting what DNS holds.
-    dns.set_txt(CHALLENGE, &["deployd-verify=0123456789abcdef0123456789abcdef"]);
+    dns.set_txt(
+        CHALLENGE,
+        &["deployd-verify=0123456789abcdef0123456789abcdef"],
+    );
     let refused = verify(&daemon, &project.id, DOMAIN).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    assert!(refused.message().contains("0123456789abcdef"), "{}", refused.message());
+    assert!(
+        refused.message().contains("0123456789abcdef"),
+        "{}",
+        refused.message()
+    );
     assert_eq!(daemon.get_project(&project.id).await, pending);
     assert_eq!(get(edge, DOMAIN, &[]).await.status, 404);
 
@@ -110,7 +121,9 @@ async fn a_claimed_domain_takes_traffic_only_once_its_txt_record_proves_it() {
 
     // Verifying again answers the attached domain without asking DNS.
     let queries = dns.queries();
-    let again = verify(&daemon, &project.id, DOMAIN).await.expect("verify again");
+    let again = verify(&daemon, &project.id, DOMAIN)
+        .await
+        .expect("verify again");
     assert_eq!(again.route.map(|r| r.deployment_id), Some(live.clone()));
     assert_eq!(dns.queries(), queries);
 
@@ -141,13 +154,18 @@ async fn a_pending_claim_blocks_no_one_and_a_verified_domain_is_exclusive() {
         .challenge
         .expect("challenge")
         .record_value;
-    assert_ne!(squatter_token, owner_token, "each project has its own token");
+    assert_ne!(
+        squatter_token, owner_token,
+        "each project has its own token"
+    );
 
     // DNS holds the owner's token: the squatter cannot verify.
     dns.set_txt(CHALLENGE, &[&owner_token]);
     let refused = verify(&daemon, &squatter.id, DOMAIN).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    verify(&daemon, &owner.id, DOMAIN).await.expect("the owner verifies");
+    verify(&daemon, &owner.id, DOMAIN)
+        .await
+        .expect("the owner verifies");
     assert_eq!(get(daemon.edge(), DOMAIN, &[]).await.deployment(), live);
 
     // Even with its token in DNS too, the squatter gets ALREADY_EXISTS,
@@ -167,7 +185,13 @@ async fn a_pending_claim_blocks_no_one_and_a_verified_domain_is_exclusive() {
         .await
         .unwrap_err();
     assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
-    assert!(daemon.routes(&squatter.id).await.iter().all(|r| r.fqdn != DOMAIN));
+    assert!(
+        daemon
+            .routes(&squatter.id)
+            .await
+            .iter()
+            .all(|r| r.fqdn != DOMAIN)
+    );
     assert_eq!(get(daemon.edge(), DOMAIN, &[]).await.deployment(), live);
 }
 
@@ -184,7 +208,9 @@ async fn a_domain_verified_before_the_first_deploy_is_routed_by_it() {
     dns.set_txt(CHALLENGE, &[&token]);
     let verified = verify(&daemon, &project.id, DOMAIN).await.expect("verify");
     assert!(verified.route.is_none(), "no live deployment yet");
-    let live = daemon.deploy_ready(&project.id, "production", "nginx:1").await;
+    let live = daemon
+        .deploy_ready(&project.id, "production", "nginx:1")
+        .await;
     assert_eq!(get(daemon.edge(), DOMAIN, &[]).await.deployment(), live);
 }
 
@@ -201,7 +227,11 @@ async fn unclaimed_domains_and_unreachable_dns_change_nothing() {
 
     let unclaimed = verify(&daemon, &project.id, DOMAIN).await.unwrap_err();
     assert_eq!(unclaimed.code(), Code::FailedPrecondition, "{unclaimed:?}");
-    assert!(unclaimed.message().contains("not claimed"), "{}", unclaimed.message());
+    assert!(
+        unclaimed.message().contains("not claimed"),
+        "{}",
+        unclaimed.message()
+    );
 
     add(&daemon, &project.id, DOMAIN).await;
     let before = daemon.get_project(&project.id).await;
@@ -241,7 +271,10 @@ async fn a_race_to_verify_one_domain_has_one_winner_and_no_crash() {
         let fqdn = format!("race{round}.example.com");
         let mut tokens = Vec::new();
         for project in [&first, &second] {
-            let challenge = add(&daemon, &project.id, &fqdn).await.challenge.expect("challenge");
+            let challenge = add(&daemon, &project.id, &fqdn)
+                .await
+                .challenge
+                .expect("challenge");
             tokens.push(challenge.record_value);
         }
         let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
@@ -270,7 +303,11 @@ async fn a_domain_too_long_for_its_challenge_record_is_refused() {
     let daemon = TestDaemon::start_with(config_with(&dns)).await;
     let project = daemon.project("acme", "web").await;
     // 242 characters: a valid name, but `_deployd-challenge.` makes 261.
-    let long = format!("{}.{}.com", vec!["a".repeat(63); 3].join("."), "b".repeat(46));
+    let long = format!(
+        "{}.{}.com",
+        vec!["a".repeat(63); 3].join("."),
+        "b".repeat(46)
+    );
     let refused = daemon
         .projects()
         .await
@@ -282,5 +319,11 @@ async fn a_domain_too_long_for_its_challenge_record_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert!(daemon.get_project(&project.id).await.pending_custom_domains.is_empty());
+    assert!(
+        daemon
+            .get_project(&project.id)
+            .await
+            .pending_custom_domains
+            .is_empty()
+    );
 }

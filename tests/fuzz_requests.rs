@@ -528,9 +528,13 @@ fn typed_request(target: &Target) -> BoxedStrategy<(&'static str, Bytes)> {
     let disconnect = id
         .clone()
         .prop_map(|project_id| msg(PATHS[24], pb::DisconnectRepositoryRequest { project_id }));
-    let verify = (id.clone(), text(vec!["www.example.com".into()])).prop_map(
-        |(project_id, fqdn)| msg(PATHS[25], pb::VerifyCustomDomainRequest { project_id, fqdn }),
-    );
+    let verify =
+        (id.clone(), text(vec!["www.example.com".into()])).prop_map(|(project_id, fqdn)| {
+            msg(
+                PATHS[25],
+                pb::VerifyCustomDomainRequest { project_id, fqdn },
+            )
+        });
     let routes = (id, any::<i32>(), any::<u32>(), text(vec![])).prop_map(
         |(project_id, kind, page_size, page_token)| {
             msg(

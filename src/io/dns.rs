@@ -48,7 +48,10 @@ pub enum LookupError {
     #[error("no nameserver: {0}")]
     NoNameserver(String),
     #[error("nameserver {server} did not answer within {timeout:?}")]
-    Timeout { server: SocketAddr, timeout: Duration },
+    Timeout {
+        server: SocketAddr,
+        timeout: Duration,
+    },
     #[error("cannot reach nameserver {server}: {source}")]
     Io {
         server: SocketAddr,
@@ -116,7 +119,8 @@ impl TxtResolver {
             let deadline = tokio::time::Instant::now() + self.timeout;
             // Datagrams that are not the answer to this query (a late
             // answer to the first try, garbage) are skipped.
-            while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await
+            while let Ok(received) =
+                tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await
             {
                 let length = received.map_err(io)?;
                 if let Some(answer) = answer_to(id, &buffer[..length]) {
@@ -241,7 +245,10 @@ mod tests {
         let bytes = answer.to_vec().expect("encode");
         assert!(answer_to(id, &bytes).is_some());
         assert!(answer_to(id.wrapping_add(1), &bytes).is_none());
-        assert!(answer_to(id, &query.to_vec().expect("encode")).is_none(), "a query is no answer");
+        assert!(
+            answer_to(id, &query.to_vec().expect("encode")).is_none(),
+            "a query is no answer"
+        );
         assert!(answer_to(id, b"garbage").is_none());
         answer.metadata.response_code = ResponseCode::NXDomain;
         assert!(txt_strings(&answer).is_empty());

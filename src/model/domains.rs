@@ -110,7 +110,11 @@ mod tests {
     #[test]
     fn a_long_domain_has_no_room_for_its_challenge() {
         assert!(has_room_for_challenge("example.com"));
-        let long = format!("{}.{}.com", vec!["a".repeat(63); 3].join("."), "b".repeat(46));
+        let long = format!(
+            "{}.{}.com",
+            vec!["a".repeat(63); 3].join("."),
+            "b".repeat(46)
+        );
         assert!(long.len() <= 253 && !has_room_for_challenge(&long));
     }
 }

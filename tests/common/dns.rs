@@ -42,7 +42,10 @@ impl TestDns {
         if values.is_empty() {
             records.remove(name);
         } else {
-            records.insert(name.to_string(), values.iter().map(|v| v.to_string()).collect());
+            records.insert(
+                name.to_string(),
+                values.iter().map(|v| v.to_string()).collect(),
+            );
         }
     }
 

@@ -102,8 +102,9 @@ fn check_claim(
     }
     let pending = core.project.pending_domains.iter().any(|d| d == fqdn);
     let limit = core.deps.config.max_custom_domains_per_project;
-    let claimed =
-        core.project.custom_domains.len() + core.project.pending_domains.len() + core.claiming.len();
+    let claimed = core.project.custom_domains.len()
+        + core.project.pending_domains.len()
+        + core.claiming.len();
     if !pending && claimed >= limit {
         return Err(Error::ResourceExhausted(format!(
             "project {} already has {limit} custom domains (attached or pending), the most this daemon allows",

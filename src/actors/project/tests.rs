@@ -598,13 +598,31 @@ async fn verifying_changes_no_memory_until_the_claim_lands() {
 
     let (reply, answer) = port();
     let found = vec!["deployd-verify=someone-else".to_string()];
-    domains::verify_custom_domain(&mut h.core, "example.com".into(), found, Origin::default(), reply);
+    domains::verify_custom_domain(
+        &mut h.core,
+        "example.com".into(),
+        found,
+        Origin::default(),
+        reply,
+    );
     let effects = h.run().await;
-    assert!(effects.iter().all(|e| e.writes.is_empty()), "a refusal writes nothing");
-    assert!(matches!(answer.await.unwrap(), Err(Error::FailedPrecondition(_))));
+    assert!(
+        effects.iter().all(|e| e.writes.is_empty()),
+        "a refusal writes nothing"
+    );
+    assert!(matches!(
+        answer.await.unwrap(),
+        Err(Error::FailedPrecondition(_))
+    ));
 
     let (reply, _answer) = port();
-    domains::verify_custom_domain(&mut h.core, "example.com".into(), vec![token], Origin::default(), reply);
+    domains::verify_custom_domain(
+        &mut h.core,
+        "example.com".into(),
+        vec![token],
+        Origin::default(),
+        reply,
+    );
     let effects = h.core.take_effects();
     assert_eq!(effects[0].writes.len(), 1);
     assert!(matches!(effects[0].writes[0], Mutation::ClaimDomain { .. }));
@@ -616,10 +634,16 @@ async fn verifying_changes_no_memory_until_the_claim_lands() {
 #[tokio::test]
 async fn without_verification_a_claim_is_attached_at_once() {
     let mut h = Harness::new().await;
-    std::sync::Arc::make_mut(&mut h.core.deps.config).domains.verification =
-        crate::config::DomainVerification::None;
+    std::sync::Arc::make_mut(&mut h.core.deps.config)
+        .domains
+        .verification = crate::config::DomainVerification::None;
     let (reply, _answer) = port();
-    domains::add_custom_domain(&mut h.core, "www.example.com".into(), Origin::default(), reply);
+    domains::add_custom_domain(
+        &mut h.core,
+        "www.example.com".into(),
+        Origin::default(),
+        reply,
+    );
     let effects = h.core.take_effects();
     assert_eq!(effects[0].writes.len(), 1);
     assert!(matches!(effects[0].writes[0], Mutation::ClaimDomain { .. }));

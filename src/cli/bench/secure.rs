@@ -106,15 +106,31 @@ impl SecureReport {
             ));
         };
         let (p, t) = (&self.plain, &self.tls);
-        ms("rollback ack alone, p50", p.rollback_alone.p50_ms, t.rollback_alone.p50_ms);
-        ms("rollback ack alone, p99", p.rollback_alone.p99_ms, t.rollback_alone.p99_ms);
-        ms("promote ack alone, p99", p.promote_alone.p99_ms, t.promote_alone.p99_ms);
+        ms(
+            "rollback ack alone, p50",
+            p.rollback_alone.p50_ms,
+            t.rollback_alone.p50_ms,
+        );
+        ms(
+            "rollback ack alone, p99",
+            p.rollback_alone.p99_ms,
+            t.rollback_alone.p99_ms,
+        );
+        ms(
+            "promote ack alone, p99",
+            p.promote_alone.p99_ms,
+            t.promote_alone.p99_ms,
+        );
         ms(
             "rollback ack under load, p99",
             p.load.rollback_under_load.p99_ms,
             t.load.rollback_under_load.p99_ms,
         );
-        ms("deploy latency, p99", p.load.deploy_latency.p99_ms, t.load.deploy_latency.p99_ms);
+        ms(
+            "deploy latency, p99",
+            p.load.deploy_latency.p99_ms,
+            t.load.deploy_latency.p99_ms,
+        );
         let (plain, tls) = (p.load.deploys_per_second, t.load.deploys_per_second);
         let change = if plain > 0.0 {
             (tls - plain) / plain * 100.0

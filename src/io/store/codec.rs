@@ -187,7 +187,10 @@ mod tests {
         assert_eq!(decode::<Project>(&bytes).expect("decode"), project);
         let mut unknown = bytes;
         unknown[0] = FORMAT + 1;
-        assert!(decode::<Project>(&unknown).is_err(), "a newer format is refused");
+        assert!(
+            decode::<Project>(&unknown).is_err(),
+            "a newer format is refused"
+        );
     }
 
     #[test]
