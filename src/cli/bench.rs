@@ -88,6 +88,10 @@ pub struct BenchArgs {
     /// `--clients` count.
     #[arg(long, conflicts_with_all = ["flood", "history", "edge", "builds", "target", "prepare_deployments"])]
     pub compare_secure: bool,
+    /// With `--compare-secure`: pairs of runs, alternating which goes
+    /// first; the table shows each figure's median.
+    #[arg(long, default_value_t = 1, requires = "compare_secure")]
+    pub rounds: usize,
 }
 
 /// Everything the run measured.

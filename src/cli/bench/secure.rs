@@ -6,6 +6,10 @@
 //! runs carry a bearer token on every call: authentication cannot be
 //! turned off in deployd, so this measures TLS on top of auth, and
 //! `benches/hot_paths.rs` (`auth_check`) measures the token check itself.
+//!
+//! On a shared machine one pair of runs says little, so `--rounds N` runs
+//! N pairs, alternating which goes first, and reports each figure's median
+//! over the rounds.
 
 use std::path::Path;
 
@@ -18,7 +22,7 @@ use super::{BenchArgs, Report, start_local};
 use crate::Config;
 use crate::config::TlsConfig;
 
-/// One of the two runs.
+/// One run: plain text or TLS.
 #[derive(Debug, Default, Serialize)]
 pub struct SecureRun {
     pub rollback_alone: Percentiles,
@@ -26,26 +30,47 @@ pub struct SecureRun {
     pub load: LoadFigures,
 }
 
-/// Both runs, plain text first.
+/// Every round's two runs.
 #[derive(Debug, Default, Serialize)]
 pub struct SecureReport {
     pub clients: usize,
-    pub plain: SecureRun,
-    pub tls: SecureRun,
+    pub plain: Vec<SecureRun>,
+    pub tls: Vec<SecureRun>,
 }
 
 pub async fn run(config: &Config, args: &BenchArgs, dir: &Path) -> anyhow::Result<SecureReport> {
-    let clients = args.one_client_count()?;
-    let plain = one_run(config, args, &dir.join("plain"), None).await?;
-    let tls_dir = dir.join("tls");
-    std::fs::create_dir_all(&tls_dir)?;
-    let (tls, ca) = certificates(&tls_dir)?;
-    let secure = one_run(config, args, &tls_dir, Some((tls, ca))).await?;
-    Ok(SecureReport {
-        clients,
-        plain,
-        tls: secure,
-    })
+    if args.rounds == 0 {
+        anyhow::bail!("--rounds must be at least 1");
+    }
+    let mut report = SecureReport {
+        clients: args.one_client_count()?,
+        ..SecureReport::default()
+    };
+    for round in 0..args.rounds {
+        let round_dir = dir.join(format!("round-{round}"));
+        let tls_dir = round_dir.join("tls");
+        std::fs::create_dir_all(&tls_dir)?;
+        let tls = certificates(&tls_dir)?;
+        let plain_dir = round_dir.join("plain");
+        // Alternate the order, so a machine that gets busier or quieter
+        // during the run favours neither side.
+        if round % 2 == 0 {
+            report
+                .plain
+                .push(one_run(config, args, &plain_dir, None).await?);
+            report
+                .tls
+                .push(one_run(config, args, &tls_dir, Some(tls)).await?);
+        } else {
+            report
+                .tls
+                .push(one_run(config, args, &tls_dir, Some(tls)).await?);
+            report
+                .plain
+                .push(one_run(config, args, &plain_dir, None).await?);
+        }
+    }
+    Ok(report)
 }
 
 async fn one_run(
@@ -93,45 +118,48 @@ fn certificates(dir: &Path) -> anyhow::Result<(TlsConfig, String)> {
     Ok((files, ca.pem()))
 }
 
+/// How a figure is read from a run.
+type Figure = fn(&SecureRun) -> f64;
+
+/// The median of one figure over the rounds.
+fn median(runs: &[SecureRun], figure: impl Fn(&SecureRun) -> f64) -> f64 {
+    let mut values: Vec<f64> = runs.iter().map(figure).collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 impl SecureReport {
     pub fn table(&self) -> String {
+        let (p, t) = (&self.plain, &self.tls);
         let mut out = format!(
             "{:<34} {:>14} {:>14} {:>10}\n",
-            "both with a bearer token", "plain text", "TLS", "change"
+            format!("median of {} round(s), tokens", p.len()),
+            "plain text",
+            "TLS",
+            "change"
         );
-        let mut ms = |label: &str, plain: f64, tls: f64| {
+        let latencies: [(&str, Figure); 5] = [
+            ("rollback ack alone, p50", |r| r.rollback_alone.p50_ms),
+            ("rollback ack alone, p99", |r| r.rollback_alone.p99_ms),
+            ("promote ack alone, p99", |r| r.promote_alone.p99_ms),
+            ("rollback ack under load, p99", |r| {
+                r.load.rollback_under_load.p99_ms
+            }),
+            ("deploy latency, p99", |r| r.load.deploy_latency.p99_ms),
+        ];
+        for (label, figure) in latencies {
+            let (plain, tls) = (median(p, figure), median(t, figure));
             out.push_str(&format!(
                 "{label:<34} {plain:>11.3} ms {tls:>11.3} ms {:>+7.3} ms\n",
                 tls - plain
             ));
-        };
-        let (p, t) = (&self.plain, &self.tls);
-        ms(
-            "rollback ack alone, p50",
-            p.rollback_alone.p50_ms,
-            t.rollback_alone.p50_ms,
-        );
-        ms(
-            "rollback ack alone, p99",
-            p.rollback_alone.p99_ms,
-            t.rollback_alone.p99_ms,
-        );
-        ms(
-            "promote ack alone, p99",
-            p.promote_alone.p99_ms,
-            t.promote_alone.p99_ms,
-        );
-        ms(
-            "rollback ack under load, p99",
-            p.load.rollback_under_load.p99_ms,
-            t.load.rollback_under_load.p99_ms,
-        );
-        ms(
-            "deploy latency, p99",
-            p.load.deploy_latency.p99_ms,
-            t.load.deploy_latency.p99_ms,
-        );
-        let (plain, tls) = (p.load.deploys_per_second, t.load.deploys_per_second);
+        }
+        let deploys = |r: &SecureRun| r.load.deploys_per_second;
+        let (plain, tls) = (median(p, deploys), median(t, deploys));
         let change = if plain > 0.0 {
             (tls - plain) / plain * 100.0
         } else {
@@ -141,10 +169,27 @@ impl SecureReport {
             "{:<34} {plain:>12.0}/s {tls:>12.0}/s {change:>+8.1} %\n",
             format!("deploys to READY ({} clients)", self.clients)
         ));
+        let cpu = |r: &SecureRun| r.load.cpu_ms_per_deploy;
         out.push_str(&format!(
             "{:<34} {:>14.3} {:>14.3}\n",
-            "CPU ms per deploy (whole process)", p.load.cpu_ms_per_deploy, t.load.cpu_ms_per_deploy
+            "CPU ms per deploy (whole process)",
+            median(p, cpu),
+            median(t, cpu)
         ));
+        if p.len() > 1 {
+            let each = |runs: &[SecureRun]| {
+                let rates: Vec<String> = runs
+                    .iter()
+                    .map(|r| format!("{:.0}", r.load.deploys_per_second))
+                    .collect();
+                rates.join(", ")
+            };
+            out.push_str(&format!(
+                "deploys/s by round: plain {}; TLS {}\n",
+                each(p),
+                each(t)
+            ));
+        }
         out
     }
 }
