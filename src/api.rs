@@ -14,6 +14,7 @@ mod projects;
 mod routing;
 mod spans;
 mod status;
+pub mod switch_lane;
 mod tokens;
 mod watch;
 mod workspaces;
@@ -130,6 +131,8 @@ pub struct DaemonHandle {
     pub bootstrap_token: Option<String>,
     /// Where the GitHub webhook listener serves, when configured.
     pub webhook: Option<std::net::SocketAddr>,
+    /// Where the switch lane serves, when `switch_listen` is set.
+    pub switch_lane: Option<std::net::SocketAddr>,
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves: opens the store,
@@ -218,7 +221,7 @@ pub async fn serve_observed(
             open_reflection: config.auth.open_reflection,
             rates: auth::rate::RateLimits::new(&config.quotas),
         })
-        .add_service(health_service)
+        .add_service(health_service.clone())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(
@@ -250,6 +253,15 @@ pub async fn serve_observed(
             GitHubServiceServer::new(github::GitHub(context.clone()))
                 .max_decoding_message_size(max),
         );
+    let switch_lane = match config.switch_listen {
+        Some(address) => Some(switch_lane::SwitchLane::start(
+            &context,
+            address,
+            health_service.clone(),
+            api_tls.as_ref().map(|t| t.acceptor()),
+        )?),
+        None => None,
+    };
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let draining_connections = Arc::clone(&connections);
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
@@ -315,6 +327,7 @@ pub async fn serve_observed(
         metrics,
         bootstrap_token,
         webhook,
+        switch_lane: switch_lane.as_ref().map(|lane| lane.address),
     });
 
     // After the shutdown signal, in-flight requests get `shutdown_timeout`
@@ -355,6 +368,9 @@ pub async fn serve_observed(
             .max(MIN_STEP)
     };
     set_health(&health, tonic_health::ServingStatus::NotServing).await;
+    if let Some(lane) = switch_lane {
+        lane.stopped(budget(Duration::ZERO)).await;
+    }
     resync.stop().await;
     projects.shutdown(budget(ACTORS_BY)).await;
     context.deps.reconciler.stop();

@@ -29,6 +29,11 @@ pub use quotas::QuotasConfig;
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
+    /// A second gRPC address that serves only `Rollback` and `Promote` (and
+    /// health), on a thread and async runtime of its own: a switch sent
+    /// there never queues behind deploy traffic on the main listener's
+    /// runtime. Same TLS and tokens as `listen`. Off when unset.
+    pub switch_listen: Option<SocketAddr>,
     /// Directory holding `deployd.redb`; created if missing.
     pub data_dir: PathBuf,
     /// Parent domain of every generated hostname.
@@ -390,6 +395,7 @@ impl Default for Config {
         };
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            switch_listen: None,
             data_dir: PathBuf::from("data"),
             apex_domain: "deployd.local".to_string(),
             standby_delay_ms: 30 * 60 * 1000,
@@ -565,6 +571,9 @@ impl Config {
         let mut plain = vec![];
         if self.tls.is_none() {
             plain.push(("listen", self.listen));
+            if let Some(listen) = self.switch_listen {
+                plain.push(("switch_listen", listen));
+            }
         }
         if self.edge.enabled && self.edge.tls.is_none() {
             plain.push(("edge.listen", self.edge.listen));

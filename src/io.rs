@@ -17,4 +17,5 @@ pub mod dns;
 pub mod github;
 pub mod region;
 pub mod store;
+pub mod thread_priority;
 pub mod tls;

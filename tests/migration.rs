@@ -31,11 +31,61 @@ fn fixture() -> (tempfile::TempDir, Manifest) {
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema1");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::copy(here.join("deployd.redb"), dir.path().join("deployd.redb")).expect("copy");
+    keep_idempotency_keys_alive(&dir.path().join("deployd.redb"));
     let manifest = std::fs::read(here.join("manifest.json")).expect("manifest");
     (
         dir,
         serde_json::from_slice(&manifest).expect("manifest json"),
     )
+}
+
+/// The fixture's idempotency records expire a day after it was made; a
+/// test that retries them must not depend on the day it runs. Each record
+/// (a format byte, then postcard) ends with `expires_at` as a varint, which
+/// is replaced with one a day from now, so the keyed retries below are
+/// within their lifetime whenever the test runs.
+fn keep_idempotency_keys_alive(file: &std::path::Path) {
+    const IDEMPOTENCY: redb::TableDefinition<(&str, &str), &[u8]> =
+        redb::TableDefinition::new("idempotency");
+    let db = redb::Database::open(file).expect("fixture opens");
+    let txn = db.begin_write().expect("write");
+    {
+        let mut table = txn.open_table(IDEMPOTENCY).expect("idempotency table");
+        let mut records = Vec::new();
+        for entry in redb::ReadableTable::iter(&table).expect("iter") {
+            let (key, value) = entry.expect("row");
+            let (project, idempotency_key) = key.value();
+            records.push((
+                project.to_string(),
+                idempotency_key.to_string(),
+                value.value().to_vec(),
+            ));
+        }
+        assert!(!records.is_empty(), "the fixture has keyed requests");
+        let later = deployd::model::now_millis() + 24 * 60 * 60 * 1000;
+        for (project, idempotency_key, mut record) in records {
+            // The last varint: its final byte has the high bit clear, the
+            // ones before it in the same varint have it set.
+            let mut start = record.len() - 1;
+            while start > 0 && record[start - 1] & 0x80 != 0 {
+                start -= 1;
+            }
+            record.truncate(start);
+            let mut value = later;
+            while value >= 0x80 {
+                record.push((value as u8) | 0x80);
+                value >>= 7;
+            }
+            record.push(value as u8);
+            table
+                .insert(
+                    (project.as_str(), idempotency_key.as_str()),
+                    record.as_slice(),
+                )
+                .expect("rewrite");
+        }
+    }
+    txn.commit().expect("commit");
 }
 
 fn kind_name(kind: i32) -> String {

@@ -28,6 +28,10 @@ pub use stats::{Percentiles, rss_mib};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
+    /// With `--target`: the running daemon's switch lane (`switch_listen`),
+    /// so the switch latency under load is measured through both listeners
+    #[arg(long, value_name = "URL", requires = "target")]
+    pub switch_target: Option<String>,
     /// Drive a running daemon at this address instead of starting one.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
@@ -135,6 +139,7 @@ pub fn zero_latency_config() -> Config {
     };
     Config {
         listen: ([127, 0, 0, 1], 0).into(),
+        switch_listen: Some(([127, 0, 0, 1], 0).into()),
         standby_delay_ms: 60 * 60 * 1000,
         readiness_poll_ms: 1,
         regions: BTreeMap::from([
@@ -167,12 +172,24 @@ pub fn zero_latency_config() -> Config {
 pub struct Target {
     pub addr: String,
     pub token: Option<String>,
-    /// For an `https://` address: the CA (PEM) its certificate is signed
+    /// The daemon's switch lane (`switch_listen`), when it has one.
+    pub switch_addr: Option<String>,
+    /// For `https://` addresses: the CA (PEM) their certificate is signed
     /// by, and the certificate is for `localhost`.
     pub ca_pem: Option<String>,
 }
 
 impl Target {
+    /// The same daemon reached through its switch lane.
+    pub fn switch_lane(&self) -> Option<Target> {
+        self.switch_addr.as_ref().map(|addr| Target {
+            addr: addr.clone(),
+            token: self.token.clone(),
+            switch_addr: None,
+            ca_pem: self.ca_pem.clone(),
+        })
+    }
+
     async fn connect(&self) -> anyhow::Result<crate::cli::AuthChannel> {
         let mut endpoint = tonic::transport::Channel::from_shared(self.addr.clone())?;
         if let Some(ca) = &self.ca_pem {
@@ -218,10 +235,10 @@ async fn start_local(mut config: Config) -> anyhow::Result<Local> {
         // Only the moment and the edge's address matter; the handle would
         // hold the store open.
         move |handle| {
-            let _ = ready_tx.send(handle.edge);
+            let _ = ready_tx.send((handle.edge, handle.switch_lane));
         },
     ));
-    let Ok(edge) = ready_rx.await else {
+    let Ok((edge, switch_lane)) = ready_rx.await else {
         task.await??;
         anyhow::bail!("the daemon stopped before serving");
     };
@@ -229,6 +246,7 @@ async fn start_local(mut config: Config) -> anyhow::Result<Local> {
         target: Target {
             addr,
             token: Some(token),
+            switch_addr: switch_lane.map(|lane| format!("http://{lane}")),
             ca_pem: None,
         },
         edge,
@@ -279,6 +297,7 @@ async fn run_in(
         let target = Target {
             addr: target.clone(),
             token,
+            switch_addr: args.switch_target.clone(),
             ca_pem: None,
         };
         return workload::drive(&target, args, report, false).await;

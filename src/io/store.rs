@@ -7,6 +7,7 @@
 mod audit;
 pub mod check;
 mod codec;
+mod commit_tables;
 mod github;
 pub mod guarded;
 mod holders;

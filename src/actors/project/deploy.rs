@@ -128,8 +128,8 @@ pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), E
                 let ready_now = effects.children.is_empty();
                 core.push(effects);
                 if ready_now {
-                    regions_ready(core, id);
-                    return switch_routes(core, id);
+                    let network = regions_ready(core, id);
+                    return switch_routes(core, id, network);
                 }
             }
         }
@@ -137,7 +137,7 @@ pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), E
             if let Some(in_flight) = core.in_flight.get_mut(id) {
                 in_flight.enter(StepName::Network);
             }
-            return switch_routes(core, id);
+            return switch_routes(core, id, None);
         }
         DeploymentStatus::Ready | DeploymentStatus::Failed | DeploymentStatus::Cancelled => {
             core.in_flight.remove(id);
@@ -345,8 +345,8 @@ pub(super) fn region_settled(
             // every region again anyway (level-triggered). It is stored
             // with NETWORK, once all regions are ready.
             if in_flight.deployment.regions_not_ready().is_empty() {
-                regions_ready(core, id);
-                return switch_routes(core, id);
+                let network = regions_ready(core, id);
+                return switch_routes(core, id, network);
             }
         }
         RegionOutcome::Failed(failure) => fail(core, id, failure.to_string()),
@@ -354,10 +354,12 @@ pub(super) fn region_settled(
     Ok(())
 }
 
-fn regions_ready(core: &mut ProjectCore, id: &DeploymentId) {
-    let Some(in_flight) = core.in_flight.get_mut(id) else {
-        return;
-    };
+/// `DEPLOYING -> NETWORK`. The effects are the switch's to submit: the
+/// switch follows at once and stores the deployment's final state in the
+/// same submission, so `NETWORK` reaches watchers but is stored only if the
+/// switch cannot be decided now.
+fn regions_ready(core: &mut ProjectCore, id: &DeploymentId) -> Option<Effects> {
+    let in_flight = core.in_flight.get_mut(id)?;
     let now = now_millis();
     in_flight
         .deployment
@@ -375,16 +377,25 @@ fn regions_ready(core: &mut ProjectCore, id: &DeploymentId) {
             DeploymentStatus::Network,
             Some(StepName::Deploy),
         );
-    core.push(effects);
+    Some(effects)
 }
 
 /// `NETWORK -> READY`: in one transaction the deployment becomes `READY`,
 /// takes its routes and, when the plan says so, the live pointer; the
 /// previous live deployment, and preview deployments left without a sticky
 /// route, are scheduled for standby.
-fn switch_routes(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), Error> {
+/// `network`: the effects of entering `NETWORK` in this same turn, stored
+/// with the switch (or alone, if the switch cannot be decided now).
+fn switch_routes(
+    core: &mut ProjectCore,
+    id: &DeploymentId,
+    network: Option<Effects>,
+) -> Result<(), Error> {
     core.fail_point("deploy.before_route_switch");
     let Some(mut in_flight) = core.in_flight.remove(id) else {
+        if let Some(network) = network {
+            core.push(network);
+        }
         return Ok(());
     };
     let deployment = &mut in_flight.deployment;
@@ -397,6 +408,9 @@ fn switch_routes(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), Error>
     });
     if let Some(e) = read_error.into_inner() {
         core.in_flight.insert(id.clone(), in_flight);
+        if let Some(network) = network {
+            core.push(network);
+        }
         return Err(e);
     }
     let now = now_millis();
@@ -415,7 +429,9 @@ fn switch_routes(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), Error>
     in_flight.ended(StepName::Network);
     let deployment = &mut in_flight.deployment;
 
-    let mut effects = Effects::new();
+    let mut effects = network
+        .map(Effects::superseded_by_later_write)
+        .unwrap_or_default();
     effects
         .write(Mutation::PutDeployment(deployment.clone()))
         .observe(deployment, DeploymentStatus::Ready, Some(StepName::Network));

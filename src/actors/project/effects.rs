@@ -62,6 +62,11 @@ pub struct Effects {
     /// Figures for the metrics, counted once the writes are committed (a
     /// failed commit counts nothing).
     pub observations: Vec<Observation>,
+    /// States a deployment passed through within this submission's
+    /// decisions and that only watchers see (published after the commit,
+    /// before the stored records): a step entered and left in one turn is
+    /// stored once, in its final state, by the same commit.
+    pub snapshots: Vec<Deployment>,
 }
 
 /// Something the metrics count about a deployment.
@@ -172,6 +177,20 @@ impl Effects {
             self.on_reject = OnReject::Reload;
         }
         self.observations.extend(other.observations);
+        self.snapshots.extend(other.snapshots);
+    }
+
+    /// These effects with their deployment records turned into watcher
+    /// snapshots: a later decision of the same submission stores the
+    /// deployment's final state.
+    pub fn superseded_by_later_write(mut self) -> Self {
+        for write in std::mem::take(&mut self.writes) {
+            match write {
+                Mutation::PutDeployment(deployment) => self.snapshots.push(deployment),
+                other => self.writes.push(other),
+            }
+        }
+        self
     }
 
     /// Nothing to store and nothing to wait for: the executor can run the

@@ -62,6 +62,7 @@ impl Executor {
             fail_point_after_commit,
             on_reject,
             observations,
+            snapshots,
         } = effects;
         let mut after = AfterCommit {
             outcome: Ok(()),
@@ -95,6 +96,9 @@ impl Executor {
                 answer.send(&answered);
             }
             if result.is_ok() {
+                for snapshot in &snapshots {
+                    deps.events.publish(snapshot);
+                }
                 publish(&deps, &mutations);
                 for observation in observations {
                     observation.record(&deps.metrics);
@@ -122,6 +126,9 @@ impl Executor {
     }
 
     fn run_now(&self, effects: Effects) -> AfterCommit {
+        for snapshot in &effects.snapshots {
+            self.deps.events.publish(snapshot);
+        }
         for answer in effects.answers {
             answer.send(&Ok(()));
         }

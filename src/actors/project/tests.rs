@@ -271,8 +271,24 @@ async fn all_regions_ready_switches_every_route_and_the_live_pointer_in_one_subm
     let mut h = Harness::new().await;
     let (id, effects) = h.create(image("production", "main")).await;
     let settled = h.settle_regions(&effects).await;
-    assert_eq!(settled.len(), 2, "NETWORK, then the switch");
-    let switch = &settled[1];
+    assert_eq!(
+        settled.len(),
+        1,
+        "NETWORK and the switch, in one submission"
+    );
+    let switch = &settled[0];
+    // NETWORK reaches watchers first; only READY is stored.
+    let snapshots: Vec<_> = switch.snapshots.iter().map(|d| d.status).collect();
+    assert_eq!(snapshots, [DeploymentStatus::Network]);
+    let stored: Vec<_> = switch
+        .writes
+        .iter()
+        .filter_map(|m| match m {
+            Mutation::PutDeployment(d) => Some(d.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored, [DeploymentStatus::Ready]);
     let kinds: Vec<_> = switch
         .writes
         .iter()

@@ -85,7 +85,12 @@ async fn one_run(
     config.tls = tls.map(|(files, _)| files);
     let mut local = start_local(config).await?;
     if let Some(ca) = ca {
+        // The switch lane serves the same TLS as the API.
         local.target.addr = local.target.addr.replacen("http://", "https://", 1);
+        local.target.switch_addr = local
+            .target
+            .switch_addr
+            .map(|lane| lane.replacen("http://", "https://", 1));
         local.target.ca_pem = Some(ca);
     }
     let report = workload::drive(&local.target, args, Report::default(), true).await;

@@ -43,8 +43,12 @@ pub struct LoadFigures {
     pub deploys_failed: u64,
     pub deploys_per_second: f64,
     pub deploy_latency: Percentiles,
+    /// Through the main listener.
     pub rollback_under_load: Percentiles,
     pub promote_under_load: Percentiles,
+    /// Through the switch lane (`switch_listen`), when the daemon has one.
+    pub rollback_under_load_lane: Option<Percentiles>,
+    pub promote_under_load_lane: Option<Percentiles>,
     pub commits_per_second: f64,
     pub operations_per_commit: f64,
     /// CPU time of this process during the load, and per deploy that
@@ -78,6 +82,12 @@ impl LoadFigures {
             "promote ack, under deploy load",
             self.promote_under_load.row(),
         );
+        if let Some(lane) = &self.rollback_under_load_lane {
+            line("rollback ack, loaded, switch lane", lane.row());
+        }
+        if let Some(lane) = &self.promote_under_load_lane {
+            line("promote ack, loaded, switch lane", lane.row());
+        }
         line(
             "durable commits",
             format!(
@@ -129,7 +139,16 @@ pub async fn drive(
     report.promote_alone = Percentiles::of(promote_alone);
 
     for &clients in &args.clients {
-        let load = deploy_load(&channels, args, clients, deploy_projects, &pairs, local).await?;
+        let load = deploy_load(
+            target,
+            &channels,
+            args,
+            clients,
+            deploy_projects,
+            &pairs,
+            local,
+        )
+        .await?;
         report.loads.push(load);
     }
     let (rss, peak) = rss_mib();
@@ -143,6 +162,7 @@ pub async fn drive(
 /// `clients` deploying clients for `--seconds` (or `--deploys`), with one
 /// more client switching `pairs` beside them.
 async fn deploy_load(
+    target: &super::Target,
     channels: &[AuthChannel],
     args: &BenchArgs,
     clients: usize,
@@ -189,21 +209,39 @@ async fn deploy_load(
             latencies
         }));
     }
-    // The switching client stops when the deploying ones do.
+    // The switching clients stop when the deploying ones do. With a switch
+    // lane, half the pairs switch through it and half through the main
+    // listener, side by side under the same load.
     let (stop_switching, switching_stopped) = tokio::sync::watch::channel(false);
-    let switching = {
-        let channel = channels[CONNECTIONS - 1].clone();
-        let pairs = pairs.to_vec();
-        tokio::spawn(async move {
-            switch_pairs(&channel, &pairs, None, Some((deadline, switching_stopped))).await
-        })
+    let (main_pairs, lane) = match target.switch_lane() {
+        Some(lane) => {
+            let (through_lane, through_main) = pairs.split_at(pairs.len() / 2);
+            let client = isolated_switching_client(
+                lane,
+                through_lane.to_vec(),
+                deadline,
+                switching_stopped.clone(),
+            )?;
+            (through_main, Some(client))
+        }
+        None => (pairs, None),
     };
+    let switching = isolated_switching_client(
+        target.clone(),
+        main_pairs.to_vec(),
+        deadline,
+        switching_stopped,
+    )?;
     let mut deploy_latencies = Vec::new();
     for task in tasks {
         deploy_latencies.extend(task.await?);
     }
     let _ = stop_switching.send(true);
-    let (rollback_loaded, promote_loaded) = switching.await??;
+    let (rollback_loaded, promote_loaded) = joined(switching).await?;
+    let through_lane = match lane {
+        Some(client) => Some(joined(client).await?),
+        None => None,
+    };
     let elapsed = began.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu_before;
     let stats_after = stats(&channels[0]).await?;
@@ -221,6 +259,10 @@ async fn deploy_load(
         deploy_latency: Percentiles::of(deploy_latencies),
         rollback_under_load: Percentiles::of(rollback_loaded),
         promote_under_load: Percentiles::of(promote_loaded),
+        rollback_under_load_lane: through_lane
+            .as_ref()
+            .map(|(rollbacks, _)| Percentiles::of(rollbacks.clone())),
+        promote_under_load_lane: through_lane.map(|(_, promotes)| Percentiles::of(promotes)),
         commits_per_second: commits as f64 / elapsed,
         operations_per_commit: operations as f64 / commits.max(1) as f64,
         cpu_seconds,
@@ -335,6 +377,40 @@ pub(super) async fn deploy_and_wait(
 /// Rollback to the older deployment, then promote the newer one back, on
 /// each pair in turn, `count` times or until `until` (a deadline, or an
 /// earlier stop signal). Returns the acknowledgement latencies of each.
+async fn joined(
+    client: std::thread::JoinHandle<anyhow::Result<SwitchLatencies>>,
+) -> anyhow::Result<SwitchLatencies> {
+    tokio::task::spawn_blocking(move || client.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("a switching client panicked"))?
+}
+
+/// Rollback and promote acknowledgement times.
+type SwitchLatencies = (Vec<Duration>, Vec<Duration>);
+
+/// The switching client on a thread, runtime and connection of its own, as
+/// a separate client process would be: what its rollbacks wait for is the
+/// daemon, not the deploying clients' tasks queued on the same runtime.
+fn isolated_switching_client(
+    target: super::Target,
+    pairs: Vec<(String, String)>,
+    deadline: Instant,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<SwitchLatencies>>> {
+    let thread = std::thread::Builder::new()
+        .name("bench-switching".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let channel = target.connect().await?;
+                switch_pairs(&channel, &pairs, None, Some((deadline, stop))).await
+            })
+        })?;
+    Ok(thread)
+}
+
 pub(super) async fn switch_pairs(
     channel: &AuthChannel,
     pairs: &[(String, String)],

@@ -3,7 +3,9 @@
 //! per index (its workspace, its project), all written in the transaction
 //! of the change it describes.
 
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::commit_tables::CommitTables;
 
 use super::codec::{decode, encode};
 use super::tables::*;
@@ -26,7 +28,7 @@ pub struct AuditPage {
     pub next_before: Option<(u64, String)>,
 }
 
-pub(super) fn put_token(txn: &WriteTransaction, token: &TokenRecord) -> Result<(), Error> {
+pub(super) fn put_token(txn: &CommitTables<'_>, token: &TokenRecord) -> Result<(), Error> {
     txn.open_table(TOKENS)
         .map_err(storage)?
         .insert(token.id.as_str(), encode(token)?.as_slice())
@@ -34,7 +36,7 @@ pub(super) fn put_token(txn: &WriteTransaction, token: &TokenRecord) -> Result<(
     Ok(())
 }
 
-pub(super) fn mark_bootstrap_issued(txn: &WriteTransaction) -> Result<(), Error> {
+pub(super) fn mark_bootstrap_issued(txn: &CommitTables<'_>) -> Result<(), Error> {
     txn.open_table(META)
         .map_err(storage)?
         .insert(BOOTSTRAP_ISSUED_KEY, [1u8].as_slice())
@@ -42,7 +44,7 @@ pub(super) fn mark_bootstrap_issued(txn: &WriteTransaction) -> Result<(), Error>
     Ok(())
 }
 
-pub(super) fn put_event(txn: &WriteTransaction, event: &AuditEvent) -> Result<(), Error> {
+pub(super) fn put_event(txn: &CommitTables<'_>, event: &AuditEvent) -> Result<(), Error> {
     let (at, id) = (event.at, event.id.as_str());
     txn.open_table(AUDIT)
         .map_err(storage)?
@@ -66,7 +68,7 @@ pub(super) fn put_event(txn: &WriteTransaction, event: &AuditEvent) -> Result<()
 /// Deletes up to `limit` events older than `before`, with their index
 /// rows. A bounded batch keeps the commit that carries it short; the
 /// pruner submits another while it finds more.
-pub(super) fn prune(txn: &WriteTransaction, before: UnixMillis, limit: usize) -> Result<(), Error> {
+pub(super) fn prune(txn: &CommitTables<'_>, before: UnixMillis, limit: usize) -> Result<(), Error> {
     let mut audit = txn.open_table(AUDIT).map_err(storage)?;
     let mut old = Vec::new();
     for entry in audit.range(..(before, "")).map_err(storage)?.take(limit) {

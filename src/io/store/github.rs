@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::ReadableTable;
+
+use super::commit_tables::CommitTables;
 
 use super::codec::{decode, encode};
 use super::tables::*;
@@ -19,7 +21,7 @@ use crate::model::{Deployment, DeploymentId, Project, ProjectId, Source};
 
 /// Check of `Mutation::ConnectRepository`: `Ok(Err(_))` rejects it.
 pub(super) fn check_connect(
-    txn: &WriteTransaction,
+    txn: &CommitTables<'_>,
     connection: &RepositoryConnection,
 ) -> Result<Result<(), Error>, Error> {
     let project = connection.project_id.as_str();
@@ -50,7 +52,7 @@ pub(super) fn check_connect(
 
 /// Check of `Mutation::DisconnectRepository`.
 pub(super) fn check_disconnect(
-    txn: &WriteTransaction,
+    txn: &CommitTables<'_>,
     project_id: &ProjectId,
 ) -> Result<Result<(), Error>, Error> {
     let connections = txn.open_table(GITHUB_CONNECTIONS).map_err(storage)?;
@@ -68,7 +70,7 @@ pub(super) fn check_disconnect(
 
 /// Connects (or reconnects) a project, replacing its previous repository.
 pub(super) fn connect(
-    txn: &WriteTransaction,
+    txn: &CommitTables<'_>,
     connection: &RepositoryConnection,
 ) -> Result<(), Error> {
     let project = connection.project_id.as_str();
@@ -91,7 +93,7 @@ pub(super) fn connect(
 /// its deployments are dropped by the reporter when it finds no
 /// connection.
 pub(super) fn disconnect(
-    txn: &WriteTransaction,
+    txn: &CommitTables<'_>,
     project_id: &ProjectId,
 ) -> Result<Option<RepositoryConnection>, Error> {
     let mut connections = txn.open_table(GITHUB_CONNECTIONS).map_err(storage)?;
@@ -110,7 +112,7 @@ pub(super) fn disconnect(
 /// The state GitHub should show for `deployment`, if its project is
 /// connected and it was built from the connected repository.
 fn wanted_state(
-    txn: &WriteTransaction,
+    txn: &CommitTables<'_>,
     deployment: &Deployment,
 ) -> Result<Option<CommitState>, Error> {
     // Image deployments have no commit to report on: no lookup at all.
@@ -130,7 +132,7 @@ fn wanted_state(
         .then(|| CommitState::of(deployment.status)))
 }
 
-fn reported_state(txn: &WriteTransaction, id: &str) -> Result<Option<CommitState>, Error> {
+fn reported_state(txn: &CommitTables<'_>, id: &str) -> Result<Option<CommitState>, Error> {
     let statuses = txn.open_table(GITHUB_STATUSES).map_err(storage)?;
     match statuses.get(id).map_err(storage)? {
         Some(bytes) => Ok(Some(decode::<ReportedStatus>(bytes.value())?.state)),
@@ -141,7 +143,7 @@ fn reported_state(txn: &WriteTransaction, id: &str) -> Result<Option<CommitState
 /// Part of `PutDeployment`: puts the deployment in the outbox when GitHub
 /// should show another state than it was last given.
 pub(super) fn deployment_written(
-    txn: &WriteTransaction,
+    txn: &CommitTables<'_>,
     deployment: &Deployment,
 ) -> Result<(), Error> {
     let Some(wanted) = wanted_state(txn, deployment)? else {
@@ -161,7 +163,7 @@ pub(super) fn deployment_written(
 /// and removes the outbox row unless the stored deployment now calls for
 /// another state (it changed while the status was on its way).
 pub(super) fn settle(
-    txn: &WriteTransaction,
+    txn: &CommitTables<'_>,
     deployment_id: &DeploymentId,
     reported: Option<&ReportedStatus>,
 ) -> Result<(), Error> {

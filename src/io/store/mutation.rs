@@ -6,7 +6,9 @@
 //! is unaffected. No mutation is ever skipped quietly: what cannot be
 //! written is a rejection the submitter hears about.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::ReadableTable;
+
+use crate::io::store::commit_tables::CommitTables;
 
 use crate::error::Error;
 use crate::io::store::audit;
@@ -139,7 +141,7 @@ pub(crate) enum Applied {
 
 /// Applies one submission. `Err` means storage itself failed and the whole
 /// transaction must be abandoned.
-pub(crate) fn apply(txn: &WriteTransaction, mutations: &[Mutation]) -> Result<Applied, Error> {
+pub(crate) fn apply(txn: &CommitTables<'_>, mutations: &[Mutation]) -> Result<Applied, Error> {
     for mutation in mutations {
         if let Err(rejection) = check(txn, mutation)? {
             for mutation in mutations {
@@ -156,17 +158,17 @@ pub(crate) fn apply(txn: &WriteTransaction, mutations: &[Mutation]) -> Result<Ap
     Ok(Applied::Done)
 }
 
-fn holder(txn: &WriteTransaction, fqdn: &str) -> Result<Option<Holder>, Error> {
+fn holder(txn: &CommitTables<'_>, fqdn: &str) -> Result<Option<Holder>, Error> {
     let routes = txn.open_table(ROUTES).map_err(storage)?;
     let reserved = txn.open_table(RESERVED_HOSTNAMES).map_err(storage)?;
     let domains = txn.open_table(DOMAINS).map_err(storage)?;
-    holder_of(&routes, &reserved, &domains, fqdn)
+    holder_of(&*routes, &*reserved, &*domains, fqdn)
 }
 
 /// Counts the projects of `workspace` through the slug index, stopping at
 /// `max`: a create never walks more than the quota's worth of rows.
 fn check_project_quota(
-    txn: &WriteTransaction,
+    txn: &CommitTables<'_>,
     workspace: &WorkspaceId,
     max: u32,
 ) -> Result<Result<(), Error>, Error> {
@@ -191,7 +193,7 @@ fn check_project_quota(
 }
 
 /// Outer `Err`: storage failure. Inner `Err`: the submission is rejected.
-fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error>, Error> {
+fn check(txn: &CommitTables<'_>, mutation: &Mutation) -> Result<Result<(), Error>, Error> {
     match mutation {
         Mutation::CreateWorkspace(ws) => {
             let slugs = txn.open_table(WORKSPACE_SLUGS).map_err(storage)?;
@@ -267,7 +269,7 @@ fn check(txn: &WriteTransaction, mutation: &Mutation) -> Result<Result<(), Error
     Ok(Ok(()))
 }
 
-fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
+fn write(txn: &CommitTables<'_>, mutation: &Mutation) -> Result<(), Error> {
     match mutation {
         Mutation::CreateWorkspace(ws) => {
             txn.open_table(WORKSPACES)
@@ -424,7 +426,7 @@ fn write(txn: &WriteTransaction, mutation: &Mutation) -> Result<(), Error> {
     Ok(())
 }
 
-fn put_deployment(txn: &WriteTransaction, deployment: &Deployment) -> Result<(), Error> {
+fn put_deployment(txn: &CommitTables<'_>, deployment: &Deployment) -> Result<(), Error> {
     let project = deployment.project_id.as_str();
     let id = deployment.id.as_str();
     txn.open_table(DEPLOYMENTS)
@@ -468,7 +470,7 @@ fn put_deployment(txn: &WriteTransaction, deployment: &Deployment) -> Result<(),
     github::deployment_written(txn, deployment)
 }
 
-fn expire_idempotency(txn: &WriteTransaction, now: UnixMillis) -> Result<(), Error> {
+fn expire_idempotency(txn: &CommitTables<'_>, now: UnixMillis) -> Result<(), Error> {
     let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
     let mut records = txn.open_table(IDEMPOTENCY).map_err(storage)?;
     let mut expired = Vec::new();
@@ -498,7 +500,7 @@ fn expire_idempotency(txn: &WriteTransaction, now: UnixMillis) -> Result<(), Err
     Ok(())
 }
 
-fn put_project(txn: &WriteTransaction, project: &Project) -> Result<(), Error> {
+fn put_project(txn: &CommitTables<'_>, project: &Project) -> Result<(), Error> {
     txn.open_table(PROJECTS)
         .map_err(storage)?
         .insert(project.id.as_str(), encode(project)?.as_slice())

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use redb::Database;
 
 use crate::error::{Error, StorageFault};
+use crate::io::store::commit_tables::CommitTables;
 use crate::io::store::mutation::{Applied, Mutation, apply};
 use crate::io::store::state::{Shared, panic_message, storage};
 
@@ -93,7 +94,7 @@ pub(crate) fn spawn(
     let handle = std::thread::Builder::new()
         .name("deployd-store-writer".into())
         .spawn(move || {
-            raise_priority();
+            crate::io::thread_priority::raise("store writer");
             let mut writer = Writer {
                 shared: &shared,
                 reopen,
@@ -272,10 +273,12 @@ impl Writer<'_> {
 fn apply_batch(db: &Database, batch: &[Submission]) -> Result<Vec<Applied>, Error> {
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let txn = db.begin_write().map_err(storage)?;
+        let tables = CommitTables::new(&txn);
         let mut outcomes = Vec::with_capacity(batch.len());
         for submission in batch {
-            outcomes.push(apply(&txn, &submission.mutations)?);
+            outcomes.push(apply(&tables, &submission.mutations)?);
         }
+        tables.close();
         txn.commit().map_err(storage)?;
         Ok(outcomes)
     }));
@@ -296,21 +299,5 @@ fn complete(submission: Submission, result: Result<(), Error>) {
     let call = std::panic::AssertUnwindSafe(move || done(result, mutations));
     if std::panic::catch_unwind(call).is_err() {
         tracing::error!("a commit completion panicked");
-    }
-}
-
-/// Every acknowledgement waits for this thread, so under CPU saturation it
-/// should not queue behind request handling. Linux applies nice values per
-/// thread; raising priority needs CAP_SYS_NICE, and without it the thread
-/// simply keeps the default.
-fn raise_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority has no memory effects; `who = 0` names the
-        // calling thread.
-        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) };
-        if result != 0 {
-            tracing::debug!("store writer keeps the default priority (no CAP_SYS_NICE)");
-        }
     }
 }
