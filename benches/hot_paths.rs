@@ -1,7 +1,9 @@
 //! Micro-benchmarks of the hot paths: a durable commit through the store
 //! writer (alone and with many submissions sharing commits), the route
 //! switch of a rollback (plan plus durable transaction), a project actor
-//! mailbox round trip, and hostname generation.
+//! mailbox round trip, hostname generation, and the bearer token check every
+//! gRPC request pays (`auth_check`: what `bench --compare-secure` cannot
+//! switch off).
 //!
 //! `cargo bench --bench hot_paths`. These measure; they assert nothing.
 
@@ -185,8 +187,30 @@ fn hostnames(c: &mut Criterion) {
     });
 }
 
+/// The authentication layer's work per request: parse the header, SHA-256
+/// the secret, look the id up, compare hashes.
+fn auth_check(c: &mut Criterion) {
+    let tokens = deployd::api::auth::tokens::Tokens::default();
+    let token = deployd::model::auth::NewToken::generate();
+    tokens.insert(&deployd::model::TokenRecord {
+        id: token.id.clone(),
+        role: deployd::model::Role::Admin,
+        workspace: None,
+        description: "bench".into(),
+        secret_sha256: token.secret_sha256,
+        created_at: 0,
+        created_by: None,
+        revoked_at: None,
+    });
+    let header = format!("Bearer {}", token.text);
+    c.bench_function("auth_check", |b| {
+        b.iter(|| tokens.authenticate(Some(&header)).expect("a valid token"))
+    });
+}
+
 criterion_group!(
     benches,
+    auth_check,
     store_commits,
     rollback_switch,
     actor_round_trip,

@@ -15,6 +15,8 @@ use crate::model::validate;
 
 mod auth;
 pub use auth::{AuditConfig, AuthConfig};
+mod domains;
+pub use domains::{DomainVerification, DomainsConfig};
 mod github;
 pub use github::{GithubConfig, read_secret};
 mod quotas;
@@ -138,6 +140,8 @@ pub struct Config {
     pub github: GithubConfig,
     /// Projects per workspace, requests per second per token.
     pub quotas: QuotasConfig,
+    /// How custom domains are proven (`[domains]`).
+    pub domains: DomainsConfig,
     /// Test-only fault injection, compiled in only with the `fail-points`
     /// feature. Keys are fail point names (see `actors::fail_points`).
     #[cfg(feature = "fail-points")]
@@ -453,6 +457,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             github: GithubConfig::default(),
             quotas: QuotasConfig::default(),
+            domains: DomainsConfig::default(),
             #[cfg(feature = "fail-points")]
             fail_points: BTreeMap::new(),
         }
@@ -524,6 +529,7 @@ impl Config {
             ("watch_send_timeout_ms", self.watch_send_timeout_ms),
             ("max_message_bytes", self.max_message_bytes as u64),
             ("audit.retention_days", self.audit.retention_days),
+            ("domains.lookup_timeout_ms", self.domains.lookup_timeout_ms),
             ("builder.slots", self.builder.slots() as u64),
             (
                 "quotas.max_projects_per_workspace",

@@ -9,9 +9,11 @@
 //! - [`backends`]: where each deployment's instances listen, as the drivers
 //!   report it; the reconciler writes it, the edge reads it.
 //! - [`github`]: GitHub's REST API (commit statuses).
+//! - [`dns`]: TXT lookups that prove custom domains.
 
 pub mod backends;
 pub mod builder;
+pub mod dns;
 pub mod github;
 pub mod region;
 pub mod store;

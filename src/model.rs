@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 pub mod deployment;
+pub mod domains;
 pub mod github;
 pub mod idempotency;
 pub mod ids;

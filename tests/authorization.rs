@@ -26,6 +26,9 @@ use deployd::pb::workspace_service_client::WorkspaceServiceClient;
 use prost::Message as _;
 use tonic::Code;
 
+/// A custom domain of project A whose TXT record holds A's token.
+const PROVEN_DOMAIN: &str = "proven.example.com";
+
 /// What a method needs, as the README's roles table says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Needs {
@@ -198,6 +201,20 @@ fn table() -> Vec<Row> {
                     project_id: fx.project_a.clone(),
                     fqdn: format!("{}.example.com", fx.unique("www")),
                     ..Default::default()
+                })
+            }
+        ),
+        // The fixture claimed the domain and put the project's token in
+        // the test DNS server: the first allowed call attaches it, the
+        // next ones answer it again.
+        row!(
+            "ProjectService/VerifyCustomDomain",
+            Needs::Write,
+            ProjectServiceClient,
+            |c, fx| {
+                c.verify_custom_domain(pb::VerifyCustomDomainRequest {
+                    project_id: fx.project_a.clone(),
+                    fqdn: PROVEN_DOMAIN.into(),
                 })
             }
         ),
@@ -499,8 +516,24 @@ async fn every_rpc_answers_each_caller_as_its_rule_says_and_refusals_change_noth
     if let deployd::config::BuilderConfig::Simulated { rules, .. } = &mut config.builder {
         rules.push(build_rule(Some("held"), None, Some(600_000), false));
     }
+    let dns = common::dns::TestDns::start().await;
+    config.domains.resolver = Some(dns.addr);
     let daemon = TestDaemon::start_with(config).await;
     let project_a = daemon.project("team-a", "web").await;
+    let challenge = daemon
+        .projects()
+        .await
+        .add_custom_domain(pb::AddCustomDomainRequest {
+            project_id: project_a.id.clone(),
+            fqdn: PROVEN_DOMAIN.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("claim")
+        .into_inner()
+        .challenge
+        .expect("challenge");
+    dns.set_txt(&challenge.record_name, &[&challenge.record_value]);
     let workspace_b = daemon
         .workspaces()
         .await

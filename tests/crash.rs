@@ -64,7 +64,8 @@ enum Request {
 #[derive(Clone, Debug, PartialEq)]
 enum Answer {
     Deployed(String),
-    Switched(pb::Project, Vec<pb::Route>),
+    // Boxed: a project is much larger than a deployment id.
+    Switched(Box<pb::Project>, Vec<pb::Route>),
 }
 
 #[allow(clippy::large_enum_variant)] // a test ledger entry
@@ -608,11 +609,11 @@ async fn send(client: &mut DeploymentServiceClient<AuthChannel>, request: &Reque
             .map(|r| Answer::Deployed(r.into_inner().deployment_id)),
         Request::Rollback(r) => client.rollback(r.clone()).await.map(|r| {
             let r = r.into_inner();
-            Answer::Switched(r.project.unwrap_or_default(), r.routes)
+            Answer::Switched(Box::new(r.project.unwrap_or_default()), r.routes)
         }),
         Request::Promote(r) => client.promote(r.clone()).await.map(|r| {
             let r = r.into_inner();
-            Answer::Switched(r.project.unwrap_or_default(), r.routes)
+            Answer::Switched(Box::new(r.project.unwrap_or_default()), r.routes)
         }),
     };
     match result {

@@ -36,7 +36,7 @@ const REFUSALS: [Code; 6] = [
     Code::OutOfRange,
 ];
 
-const PATHS: [&str; 25] = [
+const PATHS: [&str; 26] = [
     "/deployd.v1.WorkspaceService/CreateWorkspace",
     "/deployd.v1.WorkspaceService/GetWorkspace",
     "/deployd.v1.ProjectService/CreateProject",
@@ -62,6 +62,7 @@ const PATHS: [&str; 25] = [
     "/deployd.v1.GitHubService/ConnectRepository",
     "/deployd.v1.GitHubService/GetRepositoryConnection",
     "/deployd.v1.GitHubService/DisconnectRepository",
+    "/deployd.v1.ProjectService/VerifyCustomDomain",
 ];
 
 fn cases() -> u32 {
@@ -109,6 +110,9 @@ fn runner() -> TestRunner {
 /// The daemon under test and the ids that make requests get further.
 struct Target {
     daemon: TestDaemon,
+    /// The daemon's nameserver (no records: a verification finds nothing,
+    /// and nothing is asked of a nameserver off this machine).
+    _dns: common::dns::TestDns,
     channel: AuthChannel,
     workspace: String,
     project: String,
@@ -119,11 +123,13 @@ impl Target {
     async fn start() -> Self {
         // No standby within a long run: a timer's write would look like a
         // refused request's.
-        let daemon = TestDaemon::start_with(deployd::Config {
+        let dns = common::dns::TestDns::start().await;
+        let mut config = deployd::Config {
             standby_delay_ms: 24 * 60 * 60 * 1000,
             ..fast_config()
-        })
-        .await;
+        };
+        config.domains.resolver = Some(dns.addr);
+        let daemon = TestDaemon::start_with(config).await;
         let project = daemon.project("acme", "web").await;
         let live = daemon
             .deploy_ready(&project.id, "production", "nginx:1")
@@ -133,6 +139,7 @@ impl Target {
         // request, not the caller.
         let channel = daemon.channel().await;
         Self {
+            _dns: dns,
             channel,
             workspace: project.workspace_id.clone(),
             project: project.id,
@@ -521,6 +528,13 @@ fn typed_request(target: &Target) -> BoxedStrategy<(&'static str, Bytes)> {
     let disconnect = id
         .clone()
         .prop_map(|project_id| msg(PATHS[24], pb::DisconnectRepositoryRequest { project_id }));
+    let verify =
+        (id.clone(), text(vec!["www.example.com".into()])).prop_map(|(project_id, fqdn)| {
+            msg(
+                PATHS[25],
+                pb::VerifyCustomDomainRequest { project_id, fqdn },
+            )
+        });
     let routes = (id, any::<i32>(), any::<u32>(), text(vec![])).prop_map(
         |(project_id, kind, page_size, page_token)| {
             msg(
@@ -558,6 +572,7 @@ fn typed_request(target: &Target) -> BoxedStrategy<(&'static str, Bytes)> {
         connect,
         connection,
         disconnect,
+        verify,
     ]
     .boxed()
 }

@@ -176,7 +176,8 @@ async fn keys_survive_a_restart_and_expire() {
 /// same key with another request is refused.
 #[tokio::test]
 async fn settings_mutations_take_idempotency_keys() {
-    let daemon = TestDaemon::start().await;
+    // Domains attached at once, so the answer carries the route.
+    let daemon = TestDaemon::start_with(config_without_domain_verification()).await;
     let project = daemon.project("acme", "web").await;
     daemon
         .deploy_ready(&project.id, "production", "nginx:1")

@@ -21,6 +21,7 @@ enum Call {
     ListProjects(String),
     Regions(pb::SetEnvironmentRegionsRequest),
     Domain(pb::AddCustomDomainRequest),
+    Verify(pb::VerifyCustomDomainRequest),
     Deploy(pb::CreateDeploymentRequest),
     GetDeployment(String),
     List(pb::ListDeploymentsRequest),
@@ -67,6 +68,12 @@ async fn run(daemon: &TestDaemon, call: Call) -> Result<(), tonic::Status> {
             .await
             .map(drop),
         Call::Domain(r) => daemon.projects().await.add_custom_domain(r).await.map(drop),
+        Call::Verify(r) => daemon
+            .projects()
+            .await
+            .verify_custom_domain(r)
+            .await
+            .map(drop),
         Call::Deploy(r) => daemon
             .deployments()
             .await
@@ -124,7 +131,8 @@ fn image(image: &str) -> impl FnOnce(&mut pb::CreateDeploymentRequest) + use<> {
 
 #[tokio::test]
 async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
-    let daemon = TestDaemon::start().await;
+    // "taken.example.com" must be attached to the other project at once.
+    let daemon = TestDaemon::start_with(config_without_domain_verification()).await;
     let project = daemon.project("acme", "web").await;
     let other = daemon.project("other", "api").await;
     let live = daemon
@@ -377,6 +385,30 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
                 ..Default::default()
             }),
             Code::InvalidArgument,
+        ),
+        (
+            "verify: not a domain",
+            Call::Verify(pb::VerifyCustomDomainRequest {
+                project_id: p.into(),
+                fqdn: "localhost".into(),
+            }),
+            Code::InvalidArgument,
+        ),
+        (
+            "verify: unknown project",
+            Call::Verify(pb::VerifyCustomDomainRequest {
+                project_id: unknown_project.clone(),
+                fqdn: "www.example.com".into(),
+            }),
+            Code::NotFound,
+        ),
+        (
+            "verify: not claimed by the project",
+            Call::Verify(pb::VerifyCustomDomainRequest {
+                project_id: p.into(),
+                fqdn: "taken.example.com".into(),
+            }),
+            Code::FailedPrecondition,
         ),
         // Deployments
         (
@@ -783,6 +815,13 @@ async fn huge_inputs_get_short_errors() {
                 project_id: p.into(),
                 fqdn: mb("a."),
                 ..Default::default()
+            }),
+        ),
+        (
+            "verify: fqdn",
+            Call::Verify(pb::VerifyCustomDomainRequest {
+                project_id: p.into(),
+                fqdn: mb("a."),
             }),
         ),
         (

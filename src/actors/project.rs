@@ -13,6 +13,7 @@
 mod cancel;
 mod core;
 mod deploy;
+mod domains;
 pub mod effects;
 mod executor;
 pub mod messages;
@@ -151,7 +152,13 @@ impl Actor for ProjectActor {
                 fqdn,
                 origin,
                 reply,
-            } => settings::add_custom_domain(core, fqdn, origin, reply),
+            } => domains::add_custom_domain(core, fqdn, origin, reply),
+            ProjectMsg::VerifyCustomDomain {
+                fqdn,
+                found,
+                origin,
+                reply,
+            } => domains::verify_custom_domain(core, fqdn, found, origin, reply),
             ProjectMsg::Ping { reply } => core.answer(reply, Ok(())),
             ProjectMsg::Cancel {
                 deployment,
@@ -336,7 +343,7 @@ fn continue_with(core: &mut ProjectCore, follow_up: FollowUp, outcome: Result<()
             fqdn,
             origin,
             reply,
-        } => settings::domain_claimed(core, fqdn, origin, reply, outcome),
+        } => domains::domain_claimed(core, fqdn, origin, reply, outcome),
     }
 }
 

@@ -265,6 +265,25 @@ impl Projects {
         })
         .await
     }
+
+    /// Attaches a claimed domain if `found` (what DNS holds at its
+    /// challenge record) proves it.
+    pub async fn verify_custom_domain(
+        &self,
+        project: &ProjectId,
+        fqdn: String,
+        found: Vec<String>,
+        origin: Origin,
+    ) -> Result<DomainAdded, Error> {
+        let timeout = self.deps.config.call_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::VerifyCustomDomain {
+            fqdn,
+            found,
+            origin,
+            reply,
+        })
+        .await
+    }
 }
 
 /// A place in a project's queue of waiting calls, given back on drop (also

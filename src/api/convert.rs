@@ -57,6 +57,7 @@ pub fn project<'a>(
             })
             .collect(),
         custom_domains: project.custom_domains.clone(),
+        pending_custom_domains: project.pending_domains.clone(),
         created_at: Some(timestamp(project.created_at)),
     }
 }

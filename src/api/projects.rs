@@ -10,7 +10,9 @@ use tonic::{Request, Response, Status};
 use crate::api::auth::{self, Rpc};
 use crate::api::{Context, convert, idempotency, record_id};
 use crate::error::Error;
+use crate::io::dns::TxtResolver;
 use crate::io::store::Mutation;
+use crate::model::domains::challenge_name;
 use crate::model::names::Hostnames;
 use crate::model::project::Project;
 use crate::model::routes::fixed_hostnames;
@@ -186,6 +188,49 @@ impl ProjectService for Projects {
         Ok(Response::new(pb::AddCustomDomainResponse {
             project: Some(self.to_pb(&added.project)),
             route: added.route.as_ref().map(convert::route),
+            challenge: added.challenge.map(|c| pb::DomainChallenge {
+                record_name: c.record_name,
+                record_value: c.record_value,
+            }),
+        }))
+    }
+
+    /// The DNS lookup runs here, in the request's task, and only its
+    /// answer goes to the project's actor: a slow nameserver never holds
+    /// up the mailbox.
+    async fn verify_custom_domain(
+        &self,
+        request: Request<pb::VerifyCustomDomainRequest>,
+    ) -> Result<Response<pb::VerifyCustomDomainResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let request = request.into_inner();
+        let id = ProjectId::parse(&request.project_id, "project_id")?;
+        record_id("project_id", &id);
+        validate::fqdn(&request.fqdn, "fqdn")?;
+        let project = self.0.project_for(&caller, &id)?;
+        let fqdn = request.fqdn;
+        let found = if project.pending_domains.contains(&fqdn) {
+            let name = challenge_name(&fqdn);
+            TxtResolver::from_config(&self.0.deps.config.domains)
+                .txt(&name)
+                .await
+                .map_err(|e| {
+                    Error::Unavailable(format!("cannot look up TXT {name}: {e}; try again"))
+                })?
+        } else {
+            // Attached already, or not claimed: the actor answers without
+            // DNS (and from its own memory, which the store may trail).
+            Vec::new()
+        };
+        let event = auth::audit(&caller, Rpc::VerifyCustomDomain).id(&fqdn);
+        let verified = self
+            .0
+            .projects
+            .verify_custom_domain(&id, fqdn, found, auth::origin(None, event))
+            .await?;
+        Ok(Response::new(pb::VerifyCustomDomainResponse {
+            project: Some(self.to_pb(&verified.project)),
+            route: verified.route.as_ref().map(convert::route),
         }))
     }
 }

@@ -225,7 +225,9 @@ pub struct RegionsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DomainCommand {
-    /// Serve the project's production deployment on a custom domain.
+    /// Claim a custom domain for the project's production deployment.
+    /// Unless the daemon skips verification, prints the TXT record to
+    /// create; then run `deployd domain verify`.
     Add {
         #[arg(long, value_name = "PROJECT_ID")]
         project: String,
@@ -233,6 +235,14 @@ pub enum DomainCommand {
         fqdn: String,
         #[command(flatten)]
         idempotency: IdempotencyArgs,
+    },
+    /// Check the domain's TXT record and, if it holds the project's
+    /// token, serve the project's production deployment on it.
+    Verify {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        /// A domain claimed with `deployd domain add`.
+        fqdn: String,
     },
 }
 

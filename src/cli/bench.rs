@@ -12,6 +12,7 @@ mod edge;
 mod flood;
 mod history;
 pub mod prepare;
+mod secure;
 mod stats;
 mod workload;
 
@@ -85,6 +86,16 @@ pub struct BenchArgs {
     /// for a build slot, build time and time to READY.
     #[arg(long, conflicts_with_all = ["flood", "history", "edge", "target"])]
     pub builds: bool,
+    /// Run the usual load twice, each on a fresh daemon: plain HTTP/2,
+    /// then TLS (a certificate made for the run); both with a bearer token
+    /// (auth is always on). Prints the two side by side. Takes one
+    /// `--clients` count.
+    #[arg(long, conflicts_with_all = ["flood", "history", "edge", "builds", "target", "prepare_deployments"])]
+    pub compare_secure: bool,
+    /// With `--compare-secure`: pairs of runs, alternating which goes
+    /// first; the table shows each figure's median.
+    #[arg(long, default_value_t = 1, requires = "compare_secure")]
+    pub rounds: usize,
 }
 
 /// Everything the run measured.
@@ -104,6 +115,7 @@ pub struct Report {
     pub history: Option<history::HistoryReport>,
     pub edge: Option<edge::EdgeReport>,
     pub builds: Option<builds::BuildsReport>,
+    pub secure: Option<secure::SecureReport>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -162,6 +174,9 @@ pub struct Target {
     pub token: Option<String>,
     /// The daemon's switch lane (`switch_listen`), when it has one.
     pub switch_addr: Option<String>,
+    /// For `https://` addresses: the CA (PEM) their certificate is signed
+    /// by, and the certificate is for `localhost`.
+    pub ca_pem: Option<String>,
 }
 
 impl Target {
@@ -171,13 +186,19 @@ impl Target {
             addr: addr.clone(),
             token: self.token.clone(),
             switch_addr: None,
+            ca_pem: self.ca_pem.clone(),
         })
     }
 
     async fn connect(&self) -> anyhow::Result<crate::cli::AuthChannel> {
-        let channel = tonic::transport::Channel::from_shared(self.addr.clone())?
-            .connect()
-            .await?;
+        let mut endpoint = tonic::transport::Channel::from_shared(self.addr.clone())?;
+        if let Some(ca) = &self.ca_pem {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                .domain_name("localhost");
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint.connect().await?;
         crate::cli::with_token(channel, self.token.as_deref())
     }
 }
@@ -226,6 +247,7 @@ async fn start_local(mut config: Config) -> anyhow::Result<Local> {
             addr,
             token: Some(token),
             switch_addr: switch_lane.map(|lane| format!("http://{lane}")),
+            ca_pem: None,
         },
         edge,
         stop,
@@ -276,8 +298,14 @@ async fn run_in(
             addr: target.clone(),
             token,
             switch_addr: args.switch_target.clone(),
+            ca_pem: None,
         };
         return workload::drive(&target, args, report, false).await;
+    }
+
+    if args.compare_secure {
+        report.secure = Some(secure::run(&config, args, dir).await?);
+        return Ok(report);
     }
 
     if args.flood {
@@ -407,6 +435,9 @@ impl Report {
         }
         if let Some(builds) = &self.builds {
             return builds.table();
+        }
+        if let Some(secure) = &self.secure {
+            return secure.table();
         }
         let mut out = String::new();
         let mut line = |label: &str, value: String| {

@@ -289,6 +289,25 @@ pub async fn run(
                     text.push('\n');
                     text.push_str(&render::routes(std::slice::from_ref(route)));
                 }
+                if let Some(challenge) = &r.challenge {
+                    text.push('\n');
+                    text.push_str(&render::domain_challenge(challenge));
+                }
+                text
+            })?;
+        }
+        Command::Domain(DomainCommand::Verify { project, fqdn }) => {
+            let request = pb::VerifyCustomDomainRequest {
+                project_id: project,
+                fqdn,
+            };
+            let response = rpc(clients.projects().verify_custom_domain(request).await)?;
+            show(json, &response, |r| {
+                let mut text = r.project.as_ref().map(render::project).unwrap_or_default();
+                if let Some(route) = &r.route {
+                    text.push('\n');
+                    text.push_str(&render::routes(std::slice::from_ref(route)));
+                }
                 text
             })?;
         }

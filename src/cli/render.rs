@@ -39,10 +39,27 @@ pub fn project(project: &pb::Project) -> String {
         ("live", live(project)),
         ("rolled back", yes_no(project.is_rolled_back)),
         ("domains", or_dash(&project.custom_domains.join("\n"))),
+        (
+            "pending domains",
+            or_dash(&project.pending_custom_domains.join("\n")),
+        ),
         ("created", output::timestamp(project.created_at.as_ref())),
     ]);
     text.push('\n');
     text.push_str(&environments(&project.environments));
+    text
+}
+
+/// What to do for a pending custom domain.
+pub fn domain_challenge(challenge: &pb::DomainChallenge) -> String {
+    let mut text = fields(&[
+        ("record", challenge.record_name.clone()),
+        ("type", "TXT".to_string()),
+        ("value", challenge.record_value.clone()),
+    ]);
+    text.push_str(
+        "\nThe domain is pending: create this DNS record, then run `deployd domain verify`.\n",
+    );
     text
 }
 

@@ -65,10 +65,21 @@ pub struct Project {
     /// `STANDBY`, so their capacity does not leak.
     pub rolled_back_from: Vec<DeploymentId>,
     pub environments: Vec<Environment>,
+    /// Verified custom domains (or, with `[domains] verification =
+    /// "none"`, every claimed one): `LIVE` names of production.
     pub custom_domains: Vec<String>,
     /// The sequence number the next deployment gets.
     pub next_sequence: u64,
     pub created_at: UnixMillis,
+    /// Custom domains claimed but not yet proven (format 4). They take no
+    /// route and hold no name: another project may claim the same domain,
+    /// and whoever proves it first gets it.
+    pub pending_domains: Vec<String>,
+    /// The value the TXT record `_deployd-challenge.<domain>` must hold
+    /// for this project to prove a domain (`model::domains`); made at the
+    /// first claim and never changed, so records already created stay
+    /// valid (format 4).
+    pub domain_token: Option<String>,
 }
 
 impl Project {
@@ -90,6 +101,8 @@ impl Project {
             custom_domains: Vec::new(),
             next_sequence: 1,
             created_at: now,
+            pending_domains: Vec::new(),
+            domain_token: None,
         }
     }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod fake_kube;
 pub mod github;
 pub mod http;
@@ -77,6 +78,16 @@ pub fn fast_config() -> Config {
 /// Environments without region settings use every configured region, so
 /// tests with this config give their environments explicit regions
 /// ([`TestDaemon::set_regions`]).
+/// `fast_config` with `[domains] verification = "none"`: a claimed custom
+/// domain is attached (and routed) at once, as before verification existed.
+/// For tests about what an attached domain does, not about proving it
+/// (that is `tests/domains.rs`).
+pub fn config_without_domain_verification() -> Config {
+    let mut config = fast_config();
+    config.domains.verification = deployd::config::DomainVerification::None;
+    config
+}
+
 pub fn config_with_stuck_region() -> Config {
     let mut config = fast_config();
     config.regions.insert(

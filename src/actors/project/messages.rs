@@ -9,6 +9,7 @@ use crate::actors::project::effects::{Child, FollowUp, OnReject, Timer};
 use crate::actors::readiness::RegionOutcome;
 use crate::error::Error;
 use crate::io::builder::{BuildError, BuildOutput};
+use crate::model::domains::DomainChallenge;
 use crate::model::project::Project;
 use crate::model::{Deployment, DeploymentId, DeploymentStatus, Origin, Route};
 pub use crate::model::{NewDeployment, SwitchOutcome};
@@ -20,12 +21,14 @@ pub struct Created {
     pub status: DeploymentStatus,
 }
 
-/// The answer to `AddCustomDomain`: the project and the domain's `LIVE`
-/// route, if the project has a live deployment.
+/// The answer to `AddCustomDomain` and `VerifyCustomDomain`: the project,
+/// the domain's `LIVE` route if it is attached and the project has a live
+/// deployment, and the TXT record to create while it waits for its proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainAdded {
     pub project: Project,
     pub route: Option<Route>,
+    pub challenge: Option<DomainChallenge>,
 }
 
 pub type Reply<T> = RpcReplyPort<Result<T, Error>>;
@@ -56,6 +59,15 @@ pub enum ProjectMsg {
     },
     AddCustomDomain {
         fqdn: String,
+        origin: Origin,
+        reply: Reply<DomainAdded>,
+    },
+    /// `VerifyCustomDomain`, with what DNS answered for the domain's
+    /// challenge record (looked up by the API handler, outside the
+    /// mailbox).
+    VerifyCustomDomain {
+        fqdn: String,
+        found: Vec<String>,
         origin: Origin,
         reply: Reply<DomainAdded>,
     },
@@ -131,6 +143,7 @@ impl ProjectMsg {
                 | Self::Promote { .. }
                 | Self::SetEnvironmentRegions { .. }
                 | Self::AddCustomDomain { .. }
+                | Self::VerifyCustomDomain { .. }
                 | Self::Cancel { .. }
                 | Self::Ping { .. }
         )

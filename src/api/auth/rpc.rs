@@ -29,6 +29,7 @@ pub enum Rpc {
     ListProjects,
     SetEnvironmentRegions,
     AddCustomDomain,
+    VerifyCustomDomain,
     CreateDeployment,
     GetDeployment,
     ListDeployments,
@@ -49,7 +50,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 24] = [
+    pub const ALL: [Rpc; 25] = [
         Rpc::CreateWorkspace,
         Rpc::GetWorkspace,
         Rpc::CreateProject,
@@ -57,6 +58,7 @@ impl Rpc {
         Rpc::ListProjects,
         Rpc::SetEnvironmentRegions,
         Rpc::AddCustomDomain,
+        Rpc::VerifyCustomDomain,
         Rpc::CreateDeployment,
         Rpc::GetDeployment,
         Rpc::ListDeployments,
@@ -95,6 +97,7 @@ impl Rpc {
             Rpc::CreateProject
             | Rpc::SetEnvironmentRegions
             | Rpc::AddCustomDomain
+            | Rpc::VerifyCustomDomain
             | Rpc::CreateDeployment
             | Rpc::Rollback
             | Rpc::Promote
@@ -119,6 +122,7 @@ impl Rpc {
             Rpc::ListProjects => ("ProjectService", "ListProjects"),
             Rpc::SetEnvironmentRegions => ("ProjectService", "SetEnvironmentRegions"),
             Rpc::AddCustomDomain => ("ProjectService", "AddCustomDomain"),
+            Rpc::VerifyCustomDomain => ("ProjectService", "VerifyCustomDomain"),
             Rpc::CreateDeployment => ("DeploymentService", "CreateDeployment"),
             Rpc::GetDeployment => ("DeploymentService", "GetDeployment"),
             Rpc::ListDeployments => ("DeploymentService", "ListDeployments"),

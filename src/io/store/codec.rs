@@ -21,7 +21,9 @@ use crate::model::{
 /// - 2: `Project.rolled_back_from`; `Deployment.hostnames` and `port`;
 ///   `Instance.address`; compact idempotency replies.
 /// - 3: `DeploymentStatus::Cancelled` and `Deployment.superseded_by`.
-pub const FORMAT: u8 = 3;
+/// - 4: `Project.pending_domains` and `Project.domain_token` (custom
+///   domains are proven before they take traffic).
+pub const FORMAT: u8 = 4;
 
 /// A type stored in redb.
 pub trait Record: Serialize + DeserializeOwned {
@@ -76,10 +78,24 @@ impl Record for ReportedStatus {
 
 impl Record for Project {
     const WHAT: &'static str = "project";
-    const SAME_SINCE: u8 = 2;
+    const SAME_SINCE: u8 = 4;
 
     fn upgrade(format: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (format == 1).then(|| postcard::from_bytes::<legacy::ProjectV1>(body).map(Into::into))
+        match format {
+            1 => Some(postcard::from_bytes::<legacy::ProjectV1>(body).map(Into::into)),
+            // Format 4 only appended `pending_domains` (an empty `Vec` is
+            // one zero byte) and `domain_token` (`None`: one zero byte), so
+            // format 2 and 3 bytes plus those two are a format 4 project
+            // with no pending claim and no token yet. Its custom domains
+            // were attached unproven and stay attached.
+            2 | 3 => {
+                let mut bytes = Vec::with_capacity(body.len() + 2);
+                bytes.extend_from_slice(body);
+                bytes.extend_from_slice(&[0, 0]);
+                Some(postcard::from_bytes::<Project>(&bytes))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -145,6 +161,37 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, Error> {
 mod tests {
     use super::*;
     use crate::model::{DeploymentId, NewDeployment, ProjectId, Source};
+
+    #[test]
+    fn a_format_3_project_reads_with_no_pending_domain() {
+        let workspace = crate::model::Workspace {
+            id: crate::model::WorkspaceId::generate(),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            created_at: 0,
+        };
+        let mut project = Project::new(&workspace, "web".into(), "Web".into(), 0);
+        project.custom_domains = vec!["www.example.com".into()];
+        let mut bytes = encode(&project).expect("encode");
+        // Formats 2 and 3 wrote the same fields but the last two (0, 0).
+        assert_eq!(bytes.split_off(bytes.len() - 2), [0, 0]);
+        for format in [2, 3] {
+            bytes[0] = format;
+            assert_eq!(decode::<Project>(&bytes).expect("decode"), project);
+        }
+
+        project.pending_domains = vec!["api.example.com".into()];
+        project.domain_token = Some("deployd-verify=00".into());
+        let bytes = encode(&project).expect("encode");
+        assert_eq!(bytes[0], FORMAT);
+        assert_eq!(decode::<Project>(&bytes).expect("decode"), project);
+        let mut unknown = bytes;
+        unknown[0] = FORMAT + 1;
+        assert!(
+            decode::<Project>(&unknown).is_err(),
+            "a newer format is refused"
+        );
+    }
 
     #[test]
     fn a_format_2_deployment_reads_as_never_superseded() {

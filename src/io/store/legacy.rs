@@ -45,6 +45,8 @@ impl From<ProjectV1> for Project {
             custom_domains: v1.custom_domains,
             next_sequence: v1.next_sequence,
             created_at: v1.created_at,
+            pending_domains: Vec::new(),
+            domain_token: None,
         }
     }
 }
