@@ -54,10 +54,21 @@ impl DaemonProcess {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        assert!(
-            serving(&addr).await,
-            "deployd printed its address but is not SERVING"
-        );
+        if !serving(&addr).await {
+            // A fail point armed for this run may kill the daemon as soon
+            // as resumed work reaches it: that is a crash at start, as
+            // above. A daemon still running must be SERVING.
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(!status.success(), "deployd exited after listening");
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(!status.success(), "deployd exited after listening");
+                return None;
+            }
+            panic!("deployd printed its address but is not SERVING");
+        }
         Some(Self { child, addr, token })
     }
 
