@@ -111,6 +111,16 @@ impl Context {
     }
 }
 
+/// The HTTP/2 settings and per-request span every gRPC listener (the main
+/// one and the switch lane) shares.
+fn grpc_server(config: &Config) -> Server {
+    Server::builder()
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .http2_keepalive_interval(Some(config.keepalive_interval()))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout()))
+        .trace_fn(spans::rpc_span)
+}
+
 /// What an embedding program (the load generator, tests) can observe of a
 /// running daemon: the store, the actors, and the region drivers with the
 /// reconciler that calls them.
@@ -210,11 +220,7 @@ pub async fn serve_observed(
     let config = &context.deps.config;
     // Requests over this size are refused before they are decoded.
     let max = config.max_message_bytes;
-    let router = Server::builder()
-        .max_concurrent_streams(config.max_streams_per_connection)
-        .http2_keepalive_interval(Some(config.keepalive_interval()))
-        .http2_keepalive_timeout(Some(config.keepalive_timeout()))
-        .trace_fn(spans::rpc_span)
+    let router = grpc_server(config)
         .layer(CountStreams)
         .layer(auth::layer::Authenticate {
             tokens: context.tokens.clone(),

@@ -21,12 +21,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tonic::Status;
-use tonic::transport::Server;
 use tonic_health::pb::health_server::{Health, HealthServer};
 
 use crate::api::auth::rpc::Rpc;
 use crate::api::listener::{Connections, CountStreams};
-use crate::api::{Context, auth, deployments, spans};
+use crate::api::{Context, auth, deployments, grpc_server};
 use crate::pb::deployment_service_server::DeploymentServiceServer;
 
 /// A running lane: where it listens and its thread.
@@ -91,11 +90,7 @@ async fn serve(
     let connections = std::sync::Arc::new(connections);
     let mut shutdown = context.shutdown.clone();
     let shutdown_timeout = config.shutdown_timeout();
-    let router = Server::builder()
-        .max_concurrent_streams(config.max_streams_per_connection)
-        .http2_keepalive_interval(Some(config.keepalive_interval()))
-        .http2_keepalive_timeout(Some(config.keepalive_timeout()))
-        .trace_fn(spans::rpc_span)
+    let router = grpc_server(config)
         .layer(CountStreams)
         .layer(OnlySwitches)
         .layer(auth::layer::Authenticate {
