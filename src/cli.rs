@@ -60,7 +60,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => serve::check(&args.config),
         Command::Bench(args) => {
-            let report = runtime(true)?.block_on(bench::run(*args, cli.token))?;
+            let report = runtime(true)?.block_on(bench::run(*args, cli.token, &cli.tls))?;
             if cli.json {
                 output::json_pretty(&report)?;
             } else {

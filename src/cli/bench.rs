@@ -174,9 +174,9 @@ pub struct Target {
     pub token: Option<String>,
     /// The daemon's switch lane (`switch_listen`), when it has one.
     pub switch_addr: Option<String>,
-    /// For `https://` addresses: the CA (PEM) their certificate is signed
-    /// by, and the certificate is for `localhost`.
-    pub ca_pem: Option<String>,
+    /// For `https://` addresses: whom to trust and which client
+    /// certificate to show.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Target {
@@ -186,17 +186,14 @@ impl Target {
             addr: addr.clone(),
             token: self.token.clone(),
             switch_addr: None,
-            ca_pem: self.ca_pem.clone(),
+            tls: self.tls.clone(),
         })
     }
 
     async fn connect(&self) -> anyhow::Result<crate::cli::AuthChannel> {
         let mut endpoint = tonic::transport::Channel::from_shared(self.addr.clone())?;
-        if let Some(ca) = &self.ca_pem {
-            let tls = tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(ca))
-                .domain_name("localhost");
-            endpoint = endpoint.tls_config(tls)?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
         }
         let channel = endpoint.connect().await?;
         crate::cli::with_token(channel, self.token.as_deref())
@@ -247,7 +244,7 @@ async fn start_local(mut config: Config) -> anyhow::Result<Local> {
             addr,
             token: Some(token),
             switch_addr: switch_lane.map(|lane| format!("http://{lane}")),
-            ca_pem: None,
+            tls: None,
         },
         edge,
         stop,
@@ -264,9 +261,13 @@ impl Local {
     }
 }
 
-pub async fn run(args: BenchArgs, token: Option<String>) -> anyhow::Result<Report> {
+pub async fn run(
+    args: BenchArgs,
+    token: Option<String>,
+    tls: &crate::cli::args::TlsArgs,
+) -> anyhow::Result<Report> {
     let dir = data_dir(&args)?;
-    let result = run_in(&args, token, &dir).await;
+    let result = run_in(&args, token, tls, &dir).await;
     // A temporary data directory goes with the run; one the user named stays.
     if args.data_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -277,6 +278,7 @@ pub async fn run(args: BenchArgs, token: Option<String>) -> anyhow::Result<Repor
 async fn run_in(
     args: &BenchArgs,
     token: Option<String>,
+    tls: &crate::cli::args::TlsArgs,
     dir: &std::path::Path,
 ) -> anyhow::Result<Report> {
     if args.projects == 0 || args.clients.is_empty() || args.clients.contains(&0) {
@@ -298,7 +300,7 @@ async fn run_in(
             addr: target.clone(),
             token,
             switch_addr: args.switch_target.clone(),
-            ca_pem: None,
+            tls: crate::cli::client::tls_towards(target, tls)?,
         };
         return workload::drive(&target, args, report, false).await;
     }

@@ -122,14 +122,10 @@ impl Clients {
         let mut endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| anyhow::anyhow!("invalid --addr {addr:?}: {e}"))?
             .connect_timeout(Duration::from_secs(5));
-        if uri.starts_with("https://") {
+        if let Some(tls) = tls_towards(&uri, tls)? {
             endpoint = endpoint
-                .tls_config(client_tls(tls)?)
+                .tls_config(tls)
                 .map_err(|e| anyhow::anyhow!("cannot use TLS towards {addr}: {}", chain(&e)))?;
-        } else if tls.ca_file.is_some() || tls.cert_file.is_some() {
-            anyhow::bail!(
-                "--ca-file and --cert-file need an https:// address; {addr:?} is plain text"
-            );
         }
         let channel = endpoint
             .connect()
@@ -182,6 +178,18 @@ fn endpoint_uri(addr: &str) -> anyhow::Result<String> {
         Some((scheme, _)) => anyhow::bail!(
             "invalid --addr {addr:?}: unsupported scheme {scheme:?}; use http://HOST:PORT or https://HOST:PORT"
         ),
+    }
+}
+
+/// The TLS settings for `uri` (`https://` only), from the flags; the TLS
+/// flags with a plain-text address are a mistake worth saying.
+pub(crate) fn tls_towards(uri: &str, tls: &TlsArgs) -> anyhow::Result<Option<ClientTlsConfig>> {
+    if uri.starts_with("https://") {
+        client_tls(tls).map(Some)
+    } else if tls.ca_file.is_some() || tls.cert_file.is_some() {
+        anyhow::bail!("--ca-file and --cert-file need an https:// address; {uri:?} is plain text")
+    } else {
+        Ok(None)
     }
 }
 

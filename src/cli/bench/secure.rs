@@ -91,7 +91,11 @@ async fn one_run(
             .target
             .switch_addr
             .map(|lane| lane.replacen("http://", "https://", 1));
-        local.target.ca_pem = Some(ca);
+        local.target.tls = Some(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                .domain_name("localhost"),
+        );
     }
     let report = workload::drive(&local.target, args, Report::default(), true).await;
     local.stop().await?;
