@@ -251,8 +251,9 @@ impl Default for EdgeConfig {
     }
 }
 
-/// A certificate chain and its key, PEM files read at start and again on
-/// SIGHUP or when either file changes (checked every `reload_poll_ms`).
+/// A certificate chain and its key (and the client CAs), PEM files read at
+/// start and again on SIGHUP or when one of them changes (checked every
+/// `reload_poll_ms`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -260,7 +261,8 @@ pub struct TlsConfig {
     pub key_file: PathBuf,
     /// PEM file of the CAs whose client certificates the gRPC API accepts;
     /// when set, a client without such a certificate is refused during the
-    /// handshake. Read at start.
+    /// handshake. Reloaded with the certificate; setting or removing it
+    /// takes a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca_file: Option<PathBuf>,
     #[serde(default = "default_reload_poll_ms")]

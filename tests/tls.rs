@@ -1,7 +1,7 @@
 //! TLS on the gRPC API and the edge, with certificates made at test time
 //! (rcgen): a handshake and a call; a reload (file change, SIGHUP) that new
 //! connections see while an open one keeps working; a required client
-//! certificate; HTTPS through the edge; and no plain text off loopback
+//! certificate, and a client CA file replaced while the daemon runs; HTTPS through the edge; and no plain text off loopback
 //! without the opt-in.
 
 mod common;
@@ -260,6 +260,65 @@ async fn a_required_client_certificate_that_is_missing_or_foreign_is_refused() {
         };
         assert!(refused, "{what}: the call went through");
     }
+}
+
+#[tokio::test]
+async fn a_replaced_client_ca_file_is_used_for_new_connections() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server_ca = Ca::new("server ca");
+    let (old_clients, new_clients) = (Ca::new("old client ca"), Ca::new("new client ca"));
+    let client_ca_file = dir.path().join("clients.pem");
+    std::fs::write(&client_ca_file, old_clients.pem()).expect("write");
+    let mut files = install(&server_ca.leaf("localhost"), dir.path());
+    files.client_ca_file = Some(client_ca_file.clone());
+    let mut config = fast_config();
+    config.tls = Some(files);
+    let with =
+        |leaf: &Leaf| trusting(&server_ca).identity(Identity::from_pem(&leaf.cert, &leaf.key));
+    let (old_operator, new_operator) = (old_clients.leaf("old"), new_clients.leaf("new"));
+    let daemon = TestDaemon::start_tls(config, with(&old_operator)).await;
+    let open = daemon.channel().await;
+    create_workspace(open.clone(), "before")
+        .await
+        .expect("a client of the old CA, before the change");
+    let new_connection_passes = |leaf: &Leaf, slug: String| {
+        let tls = with(leaf);
+        let daemon = &daemon;
+        async move {
+            match connect(&daemon.addr, Some(tls)).await {
+                Ok(channel) => create_workspace(authorized(daemon, channel), &slug)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            }
+        }
+    };
+    assert!(
+        !new_connection_passes(&new_operator, "too-early".into()).await,
+        "a client of the new CA before the change"
+    );
+
+    let temporary = client_ca_file.with_extension("tmp");
+    std::fs::write(&temporary, new_clients.pem()).expect("write");
+    std::fs::rename(&temporary, &client_ca_file).expect("rename");
+    let mut n = 0;
+    eventually(
+        "a client of the new CA gets in",
+        Duration::from_secs(10),
+        || {
+            n += 1;
+            let passes = new_connection_passes(&new_operator, format!("after-{n}"));
+            async move { passes.await.then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        !new_connection_passes(&old_operator, "old-ca".into()).await,
+        "a new connection with a certificate of the replaced CA"
+    );
+    create_workspace(open, "still-open")
+        .await
+        .expect("the connection opened before the change");
 }
 
 #[tokio::test]

@@ -3,15 +3,17 @@
 //! certificate and key can be replaced while the daemon runs.
 //!
 //! The configuration never changes; its [`Certificates`] resolver hands
-//! each new handshake the current certified key, which a reload swaps in
-//! one step. Connections already established keep the session they
-//! negotiated, so a reload drops none of them. A reload that fails (a
-//! missing file, a key that does not match the certificate) is logged and
-//! keeps the previous certificate.
+//! each new handshake the current certified key, and its [`ClientCas`]
+//! verifier (with `client_ca_file`) checks client certificates against the
+//! current CAs; a reload swaps both in one step. Connections already
+//! established keep the session they negotiated, so a reload drops none of
+//! them. A reload that fails (a missing file, a key that does not match the
+//! certificate, a CA file without a CA) is logged and keeps the previous
+//! certificate and CAs.
 //!
-//! Reloads happen on SIGHUP and when the certificate or key file changes
-//! (modification time, size or inode, checked every `reload_poll_ms`:
-//! polling costs two `stat` calls and no dependency).
+//! Reloads happen on SIGHUP and when the certificate, key or client CA
+//! file changes (modification time, size or inode, checked every
+//! `reload_poll_ms`: polling costs a few `stat` calls and no dependency).
 
 use std::fmt;
 use std::path::Path;
@@ -19,12 +21,14 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -39,6 +43,8 @@ pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 pub struct ServerTls {
     acceptor: TlsAcceptor,
     certificates: Arc<Certificates>,
+    /// With `client_ca_file`: the CAs client certificates must chain to.
+    client_cas: Option<Arc<ClientCas>>,
     files: TlsConfig,
     provider: Arc<CryptoProvider>,
 }
@@ -62,6 +68,72 @@ impl ResolvesServerCert for Certificates {
     }
 }
 
+/// The client-certificate verifier of every handshake, delegating to the
+/// one built from the current client CA file.
+pub struct ClientCas {
+    current: RwLock<Arc<dyn ClientCertVerifier>>,
+    /// The delegate's schemes, fixed by the provider (a reload keeps it).
+    schemes: Vec<SignatureScheme>,
+}
+
+impl fmt::Debug for ClientCas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCas").finish_non_exhaustive()
+    }
+}
+
+impl ClientCas {
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        // A poisoned lock still holds a whole verifier: a swap is one store.
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl ClientCertVerifier for ClientCas {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    /// No hints: they would have to be borrowed from behind the lock, and
+    /// TLS lets the server send none ("any CA"); clients here hold one
+    /// certificate, so they have nothing to choose.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
+}
+
 impl ServerTls {
     /// Reads the files and builds the server configuration, offering
     /// `alpn`. With `client_ca_file`, every client must present a
@@ -74,22 +146,18 @@ impl ServerTls {
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .context("TLS: no protocol version in common with the ring provider")?;
-        let builder = match &files.client_ca_file {
+        let client_cas = match &files.client_ca_file {
             Some(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_certs(path)? {
-                    roots.add(cert).with_context(|| {
-                        format!("TLS: a certificate in {} is not a valid CA", path.display())
-                    })?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .with_context(|| {
-                            format!("TLS: cannot verify clients with {}", path.display())
-                        })?;
-                builder.with_client_cert_verifier(verifier)
+                let verifier = client_verifier(path, &provider)?;
+                Some(Arc::new(ClientCas {
+                    schemes: verifier.supported_verify_schemes(),
+                    current: RwLock::new(verifier),
+                }))
             }
+            None => None,
+        };
+        let builder = match &client_cas {
+            Some(cas) => builder.with_client_cert_verifier(cas.clone()),
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(certificates.clone());
@@ -97,6 +165,7 @@ impl ServerTls {
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             certificates,
+            client_cas,
             files: files.clone(),
             provider,
         })
@@ -106,15 +175,22 @@ impl ServerTls {
         self.acceptor.clone()
     }
 
-    /// Reads the certificate and key again; new handshakes get them.
+    /// Reads the certificate, key and client CAs again; new handshakes
+    /// get them. Either all of them change or none does.
     pub fn reload(&self) -> anyhow::Result<()> {
         let key = Arc::new(certified_key(&self.files, &self.provider)?);
-        let mut current = self
+        let verifier = match (&self.files.client_ca_file, &self.client_cas) {
+            (Some(path), Some(_)) => Some(client_verifier(path, &self.provider)?),
+            _ => None,
+        };
+        if let (Some(verifier), Some(cas)) = (verifier, &self.client_cas) {
+            *cas.current.write().unwrap_or_else(|e| e.into_inner()) = verifier;
+        }
+        *self
             .certificates
             .current
             .write()
-            .unwrap_or_else(|e| e.into_inner());
-        *current = key;
+            .unwrap_or_else(|e| e.into_inner()) = key;
         Ok(())
     }
 
@@ -167,8 +243,13 @@ impl ServerTls {
         });
     }
 
-    fn stamps(&self) -> [Option<(SystemTime, u64, u64)>; 2] {
-        [&self.files.cert_file, &self.files.key_file].map(|path| stamp(path))
+    fn stamps(&self) -> [Option<(SystemTime, u64, u64)>; 3] {
+        [
+            Some(&self.files.cert_file),
+            Some(&self.files.key_file),
+            self.files.client_ca_file.as_ref(),
+        ]
+        .map(|path| stamp(path?))
     }
 }
 
@@ -176,6 +257,22 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
+/// A verifier of client certificates chaining to the CAs in `path`.
+fn client_verifier(
+    path: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots.add(cert).with_context(|| {
+            format!("TLS: a certificate in {} is not a valid CA", path.display())
+        })?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .with_context(|| format!("TLS: cannot verify clients with {}", path.display()))
 }
 
 fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
