@@ -60,6 +60,10 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => serve::check(&args.config),
         Command::Bench(args) => {
+            // Without a subscriber every span of h2 and tonic would take
+            // tracing's `log` fallback (kube-client switches it on), a cost
+            // no deployed daemon pays.
+            serve::init_bench_logging()?;
             let report = runtime(true)?.block_on(bench::run(*args, cli.token, &cli.tls))?;
             if cli.json {
                 output::json_pretty(&report)?;

@@ -123,6 +123,32 @@ fn init_logging(format: LogFormat) -> anyhow::Result<()> {
     installed.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
+/// The load generator's in-process daemon logs as `serve` does (`RUST_LOG`,
+/// default `info`), so its spans and events cost what they cost a deployed
+/// daemon; only warnings and errors reach the terminal, since a line per
+/// rollback would bury the report.
+pub(crate) fn init_bench_logging() -> anyhow::Result<()> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env()
+        .context("invalid RUST_LOG")?;
+    let as_served = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::sink)
+        .with_filter(filter);
+    let shown = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(LevelFilter::WARN);
+    tracing_subscriber::registry()
+        .with(as_served)
+        .with(shown)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
 /// Resolves on the first SIGINT or SIGTERM. Handlers are installed before
 /// the daemon starts, so a signal that arrives during startup still counts.
 /// Once shutdown has begun, a second signal exits at once, for the operator
