@@ -89,11 +89,31 @@ pub(super) fn create(
     };
     effects.writes.extend(replay::record(core, &origin, stored));
     effects.answer(reply, Ok(created));
-    core.push(effects);
     let id = deployment.id.clone();
+    core.in_flight
+        .insert(id.clone(), InFlight::new(deployment.clone()));
+    // The first step (a build, or the deploy of an image) follows in this
+    // same turn and stores the deployment again: one submission carries
+    // both, `PENDING` reaching watchers as a snapshot. The answer still
+    // waits for that commit, and older builds are superseded only after it.
+    start_first_step(core, &id, effects);
     cancel::supersede(core, &deployment);
-    core.in_flight.insert(id.clone(), InFlight::new(deployment));
-    advance(core, &id)
+    Ok(())
+}
+
+/// `PENDING -> BUILDING` or, for an image, `PENDING -> DEPLOYING`, stored
+/// with `created` (the creation's effects) in one submission.
+fn start_first_step(core: &mut ProjectCore, id: &DeploymentId, created: Effects) {
+    let has_image = core
+        .in_flight
+        .get(id)
+        .is_some_and(|f| f.deployment.image.is_some());
+    let earlier = created.superseded_by_later_write();
+    if has_image {
+        start_deploying(core, id, earlier);
+    } else {
+        start_build(core, id, earlier);
+    }
 }
 
 /// Drives a deployment from whatever step it last recorded. Used for new
@@ -105,9 +125,9 @@ pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), E
     match in_flight.deployment.status {
         DeploymentStatus::Pending | DeploymentStatus::Building => {
             if in_flight.deployment.image.is_some() {
-                start_deploying(core, id);
+                start_deploying(core, id, Effects::new());
             } else {
-                start_build(core, id);
+                start_build(core, id, Effects::new());
             }
         }
         DeploymentStatus::Deploying => {
@@ -150,12 +170,16 @@ fn in_flight_deployment(core: &ProjectCore, id: &DeploymentId) -> Option<Deploym
     core.in_flight.get(id).map(|f| f.deployment.clone())
 }
 
-fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
+/// `earlier`: effects of this turn to store in the same submission (see
+/// [`start_first_step`]).
+fn start_build(core: &mut ProjectCore, id: &DeploymentId, earlier: Effects) {
     let ticket = core.next_ticket();
     let Some(in_flight) = core.in_flight.get_mut(id) else {
+        core.push(earlier);
         return;
     };
     let Source::Git(git) = in_flight.deployment.source.clone() else {
+        core.push(earlier);
         return;
     };
     in_flight.ticket = ticket;
@@ -185,7 +209,7 @@ fn start_build(core: &mut ProjectCore, id: &DeploymentId) {
     } else {
         Priority::Other
     };
-    let mut effects = Effects::new();
+    let mut effects = earlier;
     effects
         .write(Mutation::PutDeployment(deployment.clone()))
         .observe(&deployment, DeploymentStatus::Building, None);
@@ -245,7 +269,7 @@ pub(super) fn build_finished(
             deployment.build_id = Some(output.build_id);
             deployment.finish_step(StepName::Build, now_millis(), None);
             in_flight.ended(StepName::Build);
-            start_deploying(core, id);
+            start_deploying(core, id, Effects::new());
         }
         // The failed step is `build`; the builder's words say why.
         Err(e) => fail(core, id, e.to_string()),
@@ -254,10 +278,13 @@ pub(super) fn build_finished(
 
 /// `DEPLOYING`: one topology per region, stored with the driver intent;
 /// after that commit the drivers are told and each region is watched.
-fn start_deploying(core: &mut ProjectCore, id: &DeploymentId) {
+/// `earlier`: effects of this turn to store in the same submission (see
+/// [`start_first_step`]).
+fn start_deploying(core: &mut ProjectCore, id: &DeploymentId, earlier: Effects) {
     let ticket = core.next_ticket();
     let regions = {
         let Some(in_flight) = core.in_flight.get(id) else {
+            core.push(earlier);
             return;
         };
         core.project
@@ -266,6 +293,7 @@ fn start_deploying(core: &mut ProjectCore, id: &DeploymentId) {
             .unwrap_or_default()
     };
     let Some(in_flight) = core.in_flight.get_mut(id) else {
+        core.push(earlier);
         return;
     };
     in_flight.ticket = ticket;
@@ -287,7 +315,7 @@ fn start_deploying(core: &mut ProjectCore, id: &DeploymentId) {
         .collect();
     let deployment = deployment.clone();
     let (track, intent) = core.intent(&deployment);
-    let mut effects = Effects::new();
+    let mut effects = earlier;
     effects
         .write(Mutation::PutDeployment(deployment.clone()))
         .write(track)

@@ -246,18 +246,33 @@ fn both_regions(id: &DeploymentId, running: bool) -> Vec<(DeploymentId, String, 
 }
 
 #[tokio::test]
-async fn a_deploy_stores_pending_then_tells_the_drivers_after_the_deploying_commit() {
+async fn a_deploy_stores_its_creation_with_deploying_and_tells_the_drivers_after_that_commit() {
     let mut h = Harness::new().await;
     let (id, effects) = h.create(image("production", "main")).await;
-    assert_eq!(effects.len(), 2, "PENDING, then DEPLOYING");
-    let pending = &effects[0];
-    assert!(pending.drivers.is_empty() && pending.children.is_empty());
-    assert!(
-        matches!(&pending.writes[1], Mutation::PutDeployment(d) if d.status == DeploymentStatus::Pending)
+    assert_eq!(
+        effects.len(),
+        1,
+        "the creation and DEPLOYING, in one submission"
     );
-    let deploying = &effects[1];
+    let created = &effects[0];
+    // PENDING reaches watchers first; only DEPLOYING is stored, with the
+    // project's next sequence number and the answer.
+    let snapshots: Vec<_> = created.snapshots.iter().map(|d| d.status).collect();
+    assert_eq!(snapshots, [DeploymentStatus::Pending]);
+    let stored: Vec<_> = created
+        .writes
+        .iter()
+        .filter_map(|m| match m {
+            Mutation::PutDeployment(d) => Some(d.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored, [DeploymentStatus::Deploying]);
     assert!(
-        matches!(&deploying.writes[0], Mutation::PutDeployment(d) if d.status == DeploymentStatus::Deploying)
+        created
+            .writes
+            .iter()
+            .any(|m| matches!(m, Mutation::PutProject(_)))
     );
     // The intent is stored with the decision, so a crash before the
     // drivers confirm is re-applied at start.
