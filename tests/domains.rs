@@ -10,6 +10,7 @@ use common::dns::TestDns;
 use common::http::get;
 use common::*;
 use deployd::config::DomainVerification;
+use deployd::io::store::check::check_file;
 use deployd::pb;
 use tonic::Code;
 
@@ -405,8 +406,12 @@ async fn a_removed_domain_stops_serving_at_once_and_is_free_for_another_project(
             .all(|r| r.fqdn != DOMAIN)
     );
 
-    // A restart keeps the removal and the new owner.
-    let daemon = daemon.stop().await.start().await;
+    // The stored records still satisfy `deployd check`, and a restart
+    // keeps the removal and the new owner.
+    let stopped = daemon.stop().await;
+    let report = check_file(&stopped.db_path()).expect("check");
+    assert!(report.is_sound(), "{}", report.summary());
+    let daemon = stopped.start().await;
     assert_eq!(daemon.get_project(&first.id).await, stored);
     assert_eq!(daemon.routes(&first.id).await, own_routes);
     assert_eq!(

@@ -184,10 +184,11 @@ pub(super) fn verify_custom_domain(
     attach(core, fqdn, origin, reply);
 }
 
-/// `RemoveCustomDomain`: gives up `fqdn`, attached or pending. An
-/// attached domain's route and claim go in the same submission as the
+/// `RemoveCustomDomain`: gives up `fqdn`, attached or pending. The
+/// release of its route and claim goes in the same submission as the
 /// project record, so no reader ever sees the domain routed but unlisted
-/// (or listed and free for another project).
+/// (or listed and free for another project). A retry after success finds
+/// nothing and answers `NOT_FOUND`.
 pub(super) fn remove_custom_domain(
     core: &mut ProjectCore,
     fqdn: String,
@@ -215,13 +216,15 @@ pub(super) fn remove_custom_domain(
     core.project.pending_domains.retain(|d| *d != fqdn);
     let mut effects = Effects::new();
     effects.write(Mutation::PutProject(core.project.clone()));
-    if attached {
-        core.fixed_routes.remove(&fqdn);
-        effects.write(Mutation::ReleaseDomain {
-            project_id: core.project.id.clone(),
-            fqdn,
-        });
-    }
+    core.fixed_routes.remove(&fqdn);
+    // Also for a pending claim: an attach interrupted between its two
+    // steps (a crash, a failed second commit) leaves the name claimed by
+    // this project while the record still calls it pending. The release
+    // deletes only what this project holds, so it is harmless otherwise.
+    effects.write(Mutation::ReleaseDomain {
+        project_id: core.project.id.clone(),
+        fqdn,
+    });
     effects.writes.extend(replay::audit(core, &origin));
     effects.answer(reply, Ok(core.project.clone()));
     core.push(effects);

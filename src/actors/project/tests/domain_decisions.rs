@@ -132,7 +132,7 @@ fn remove(h: &mut Harness, fqdn: &str) -> tokio::sync::oneshot::Receiver<Result<
 }
 
 #[tokio::test]
-async fn removing_a_pending_claim_stores_only_the_project() {
+async fn removing_a_pending_claim_stores_the_project_and_a_release_that_finds_nothing() {
     let mut h = Harness::new().await;
     let (reply, _answer) = port();
     domains::add_custom_domain(
@@ -146,13 +146,45 @@ async fn removing_a_pending_claim_stores_only_the_project() {
     let answer = remove(&mut h, "www.example.com");
     let effects = h.run().await;
     assert_eq!(effects.len(), 1);
-    assert_eq!(effects[0].writes.len(), 1, "{:?}", effects[0].writes);
-    assert!(matches!(effects[0].writes[0], Mutation::PutProject(_)));
+    let writes = &effects[0].writes;
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(matches!(writes[0], Mutation::PutProject(_)));
+    assert!(matches!(writes[1], Mutation::ReleaseDomain { .. }));
     let project = answer.await.unwrap().unwrap();
     assert!(project.pending_domains.is_empty());
     let stored = h.store.project(&project.id).unwrap().unwrap();
     assert!(stored.pending_domains.is_empty());
     assert!(stored.custom_domains.is_empty());
+    assert!(h.store.holder("www.example.com").unwrap().is_none());
+}
+
+/// An attach whose claim landed but whose second step never did (the
+/// daemon stopped between them): the record says pending, the store says
+/// the name is this project's. Removing the claim frees the name.
+#[tokio::test]
+async fn removing_a_pending_claim_frees_a_name_an_interrupted_attach_held() {
+    let mut h = Harness::new().await;
+    let (reply, _answer) = port();
+    domains::add_custom_domain(
+        &mut h.core,
+        "www.example.com".into(),
+        Origin::default(),
+        reply,
+    );
+    h.run().await;
+    h.store
+        .commit(vec![Mutation::ClaimDomain {
+            project_id: h.core.project().id.clone(),
+            fqdn: "www.example.com".into(),
+        }])
+        .await
+        .unwrap();
+    assert!(h.store.holder("www.example.com").unwrap().is_some());
+
+    let answer = remove(&mut h, "www.example.com");
+    h.run().await;
+    assert!(answer.await.unwrap().unwrap().pending_domains.is_empty());
+    assert!(h.store.holder("www.example.com").unwrap().is_none());
 }
 
 #[tokio::test]
