@@ -28,6 +28,8 @@ use tonic::Code;
 
 /// A custom domain of project A whose TXT record holds A's token.
 const PROVEN_DOMAIN: &str = "proven.example.com";
+/// A pending claim that the `RemoveCustomDomain` row removes and claims again.
+const REMOVABLE_DOMAIN: &str = "removable.example.com";
 
 /// What a method needs, as the README's roles table says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +220,33 @@ fn table() -> Vec<Row> {
                 })
             }
         ),
+        // An admin claims the domain (again, when an allowed call removed
+        // it) before each call, so each call has a claim to remove; the
+        // fixture claimed it first, so for a refused call the admin's
+        // claim is a repeat that stores nothing.
+        Row {
+            method: "ProjectService/RemoveCustomDomain",
+            needs: Needs::Write,
+            call: Box::new(move |channel: AuthChannel, fx: Arc<Fixture>| {
+                Box::pin(async move {
+                    ProjectServiceClient::new(fx.admin.clone())
+                        .add_custom_domain(pb::AddCustomDomainRequest {
+                            project_id: fx.project_a.clone(),
+                            fqdn: REMOVABLE_DOMAIN.into(),
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("an admin claims the domain");
+                    ProjectServiceClient::new(channel)
+                        .remove_custom_domain(pb::RemoveCustomDomainRequest {
+                            project_id: fx.project_a.clone(),
+                            fqdn: REMOVABLE_DOMAIN.into(),
+                        })
+                        .await
+                        .map(drop)
+                })
+            }),
+        },
         row!(
             "DeploymentService/CreateDeployment",
             Needs::Write,
@@ -534,6 +563,16 @@ async fn every_rpc_answers_each_caller_as_its_rule_says_and_refusals_change_noth
         .challenge
         .expect("challenge");
     dns.set_txt(&challenge.record_name, &[&challenge.record_value]);
+    daemon
+        .projects()
+        .await
+        .add_custom_domain(pb::AddCustomDomainRequest {
+            project_id: project_a.id.clone(),
+            fqdn: REMOVABLE_DOMAIN.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("claim the domain to remove");
     let workspace_b = daemon
         .workspaces()
         .await

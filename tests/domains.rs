@@ -10,6 +10,7 @@ use common::dns::TestDns;
 use common::http::get;
 use common::*;
 use deployd::config::DomainVerification;
+use deployd::io::store::check::check_file;
 use deployd::pb;
 use tonic::Code;
 
@@ -325,5 +326,150 @@ async fn a_domain_too_long_for_its_challenge_record_is_refused() {
             .await
             .pending_custom_domains
             .is_empty()
+    );
+}
+
+async fn remove(
+    daemon: &TestDaemon,
+    project_id: &str,
+    fqdn: &str,
+) -> Result<pb::RemoveCustomDomainResponse, tonic::Status> {
+    daemon
+        .projects()
+        .await
+        .remove_custom_domain(pb::RemoveCustomDomainRequest {
+            project_id: project_id.into(),
+            fqdn: fqdn.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Claims and proves `fqdn` for `project_id`, with the TXT record set.
+async fn attach(daemon: &TestDaemon, dns: &TestDns, project_id: &str, fqdn: &str) {
+    let token = add(daemon, project_id, fqdn)
+        .await
+        .challenge
+        .expect("challenge")
+        .record_value;
+    dns.set_txt(&format!("_deployd-challenge.{fqdn}"), &[&token]);
+    verify(daemon, project_id, fqdn).await.expect("verify");
+}
+
+#[tokio::test]
+async fn a_removed_domain_stops_serving_at_once_and_is_free_for_another_project() {
+    let dns = TestDns::start().await;
+    let daemon = TestDaemon::start_with(config_with(&dns)).await;
+    let first = daemon.project("acme", "web").await;
+    let (_, first_live) = daemon.two_production_deploys(&first.id).await;
+    attach(&daemon, &dns, &first.id, DOMAIN).await;
+    assert_eq!(
+        get(daemon.edge(), DOMAIN, &[]).await.deployment(),
+        first_live
+    );
+    let own_routes: Vec<_> = daemon
+        .routes(&first.id)
+        .await
+        .into_iter()
+        .filter(|r| r.fqdn != DOMAIN)
+        .collect();
+
+    let removed = remove(&daemon, &first.id, DOMAIN).await.expect("remove");
+    let project = removed.project.expect("project");
+    assert!(project.custom_domains.is_empty());
+    assert!(project.pending_custom_domains.is_empty());
+    // Once the reply is here, the edge no longer knows the name, and the
+    // project's other routes are as they were.
+    assert_eq!(get(daemon.edge(), DOMAIN, &[]).await.status, 404);
+    assert_eq!(daemon.routes(&first.id).await, own_routes);
+    let stored = daemon.get_project(&first.id).await;
+    assert!(stored.custom_domains.is_empty() && stored.pending_custom_domains.is_empty());
+
+    // Removing it again: NOT_FOUND, nothing changes.
+    let again = remove(&daemon, &first.id, DOMAIN).await.unwrap_err();
+    assert_eq!(again.code(), Code::NotFound, "{again:?}");
+    assert_eq!(daemon.get_project(&first.id).await, stored);
+
+    // Another project claims, proves and serves the same name.
+    let second = daemon.project("other", "api").await;
+    let (_, second_live) = daemon.two_production_deploys(&second.id).await;
+    attach(&daemon, &dns, &second.id, DOMAIN).await;
+    assert_eq!(
+        get(daemon.edge(), DOMAIN, &[]).await.deployment(),
+        second_live
+    );
+    assert!(
+        daemon
+            .routes(&first.id)
+            .await
+            .iter()
+            .all(|r| r.fqdn != DOMAIN)
+    );
+
+    // The stored records still satisfy `deployd check`, and a restart
+    // keeps the removal and the new owner.
+    let stopped = daemon.stop().await;
+    let report = check_file(&stopped.db_path()).expect("check");
+    assert!(report.is_sound(), "{}", report.summary());
+    let daemon = stopped.start().await;
+    assert_eq!(daemon.get_project(&first.id).await, stored);
+    assert_eq!(daemon.routes(&first.id).await, own_routes);
+    assert_eq!(
+        daemon.get_project(&second.id).await.custom_domains,
+        [DOMAIN]
+    );
+    assert_eq!(
+        get(daemon.edge(), DOMAIN, &[]).await.deployment(),
+        second_live
+    );
+}
+
+#[tokio::test]
+async fn removing_a_pending_claim_frees_its_slot_and_unknown_domains_change_nothing() {
+    let dns = TestDns::start().await;
+    let mut config = config_with(&dns);
+    config.max_custom_domains_per_project = 1;
+    let daemon = TestDaemon::start_with(config).await;
+    let project = daemon.project("acme", "web").await;
+    add(&daemon, &project.id, DOMAIN).await;
+    let full = daemon
+        .projects()
+        .await
+        .add_custom_domain(pb::AddCustomDomainRequest {
+            project_id: project.id.clone(),
+            fqdn: "api.example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted, "{full:?}");
+
+    let before = daemon.get_project(&project.id).await;
+    let unknown = remove(&daemon, &project.id, "api.example.com")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    assert_eq!(daemon.get_project(&project.id).await, before);
+
+    let removed = remove(&daemon, &project.id, DOMAIN).await.expect("remove");
+    assert!(
+        removed
+            .project
+            .expect("project")
+            .pending_custom_domains
+            .is_empty()
+    );
+    let added = add(&daemon, &project.id, "api.example.com").await;
+    assert!(added.challenge.is_some());
+    assert_eq!(
+        daemon.get_project(&project.id).await.pending_custom_domains,
+        ["api.example.com"]
+    );
+
+    // After a restart the removed claim is still gone.
+    let daemon = daemon.stop().await.start().await;
+    assert_eq!(
+        daemon.get_project(&project.id).await.pending_custom_domains,
+        ["api.example.com"]
     );
 }

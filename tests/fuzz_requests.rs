@@ -36,7 +36,7 @@ const REFUSALS: [Code; 6] = [
     Code::OutOfRange,
 ];
 
-const PATHS: [&str; 26] = [
+const PATHS: [&str; 27] = [
     "/deployd.v1.WorkspaceService/CreateWorkspace",
     "/deployd.v1.WorkspaceService/GetWorkspace",
     "/deployd.v1.ProjectService/CreateProject",
@@ -63,6 +63,7 @@ const PATHS: [&str; 26] = [
     "/deployd.v1.GitHubService/GetRepositoryConnection",
     "/deployd.v1.GitHubService/DisconnectRepository",
     "/deployd.v1.ProjectService/VerifyCustomDomain",
+    "/deployd.v1.ProjectService/RemoveCustomDomain",
 ];
 
 fn cases() -> u32 {
@@ -535,6 +536,13 @@ fn typed_request(target: &Target) -> BoxedStrategy<(&'static str, Bytes)> {
                 pb::VerifyCustomDomainRequest { project_id, fqdn },
             )
         });
+    let remove =
+        (id.clone(), text(vec!["www.example.com".into()])).prop_map(|(project_id, fqdn)| {
+            msg(
+                PATHS[26],
+                pb::RemoveCustomDomainRequest { project_id, fqdn },
+            )
+        });
     let routes = (id, any::<i32>(), any::<u32>(), text(vec![])).prop_map(
         |(project_id, kind, page_size, page_token)| {
             msg(
@@ -573,6 +581,7 @@ fn typed_request(target: &Target) -> BoxedStrategy<(&'static str, Bytes)> {
         connection,
         disconnect,
         verify,
+        remove,
     ]
     .boxed()
 }

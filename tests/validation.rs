@@ -22,6 +22,7 @@ enum Call {
     Regions(pb::SetEnvironmentRegionsRequest),
     Domain(pb::AddCustomDomainRequest),
     Verify(pb::VerifyCustomDomainRequest),
+    Remove(pb::RemoveCustomDomainRequest),
     Deploy(pb::CreateDeploymentRequest),
     GetDeployment(String),
     List(pb::ListDeploymentsRequest),
@@ -72,6 +73,12 @@ async fn run(daemon: &TestDaemon, call: Call) -> Result<(), tonic::Status> {
             .projects()
             .await
             .verify_custom_domain(r)
+            .await
+            .map(drop),
+        Call::Remove(r) => daemon
+            .projects()
+            .await
+            .remove_custom_domain(r)
             .await
             .map(drop),
         Call::Deploy(r) => daemon
@@ -409,6 +416,30 @@ async fn bad_input_is_refused_with_a_clear_code_and_changes_nothing() {
                 fqdn: "taken.example.com".into(),
             }),
             Code::FailedPrecondition,
+        ),
+        (
+            "remove: not a domain",
+            Call::Remove(pb::RemoveCustomDomainRequest {
+                project_id: p.into(),
+                fqdn: "localhost".into(),
+            }),
+            Code::InvalidArgument,
+        ),
+        (
+            "remove: unknown project",
+            Call::Remove(pb::RemoveCustomDomainRequest {
+                project_id: unknown_project.clone(),
+                fqdn: "www.example.com".into(),
+            }),
+            Code::NotFound,
+        ),
+        (
+            "remove: neither attached nor claimed",
+            Call::Remove(pb::RemoveCustomDomainRequest {
+                project_id: p.into(),
+                fqdn: "never.example.com".into(),
+            }),
+            Code::NotFound,
         ),
         // Deployments
         (
@@ -820,6 +851,13 @@ async fn huge_inputs_get_short_errors() {
         (
             "verify: fqdn",
             Call::Verify(pb::VerifyCustomDomainRequest {
+                project_id: p.into(),
+                fqdn: mb("a."),
+            }),
+        ),
+        (
+            "remove: fqdn",
+            Call::Remove(pb::RemoveCustomDomainRequest {
                 project_id: p.into(),
                 fqdn: mb("a."),
             }),

@@ -159,6 +159,11 @@ impl Actor for ProjectActor {
                 origin,
                 reply,
             } => domains::verify_custom_domain(core, fqdn, found, origin, reply),
+            ProjectMsg::RemoveCustomDomain {
+                fqdn,
+                origin,
+                reply,
+            } => domains::remove_custom_domain(core, fqdn, origin, reply),
             ProjectMsg::Ping { reply } => core.answer(reply, Ok(())),
             ProjectMsg::Cancel {
                 deployment,

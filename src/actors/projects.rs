@@ -284,6 +284,22 @@ impl Projects {
         })
         .await
     }
+
+    /// Gives up a custom domain, attached or pending.
+    pub async fn remove_custom_domain(
+        &self,
+        project: &ProjectId,
+        fqdn: String,
+        origin: Origin,
+    ) -> Result<Project, Error> {
+        let timeout = self.deps.config.call_timeout();
+        self.call(project, timeout, |reply| ProjectMsg::RemoveCustomDomain {
+            fqdn,
+            origin,
+            reply,
+        })
+        .await
+    }
 }
 
 /// A place in a project's queue of waiting calls, given back on drop (also

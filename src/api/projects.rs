@@ -233,4 +233,25 @@ impl ProjectService for Projects {
             route: verified.route.as_ref().map(convert::route),
         }))
     }
+
+    async fn remove_custom_domain(
+        &self,
+        request: Request<pb::RemoveCustomDomainRequest>,
+    ) -> Result<Response<pb::RemoveCustomDomainResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let request = request.into_inner();
+        let id = ProjectId::parse(&request.project_id, "project_id")?;
+        record_id("project_id", &id);
+        validate::fqdn(&request.fqdn, "fqdn")?;
+        self.0.reach_project(&caller, &id)?;
+        let event = auth::audit(&caller, Rpc::RemoveCustomDomain).id(&request.fqdn);
+        let project = self
+            .0
+            .projects
+            .remove_custom_domain(&id, request.fqdn, auth::origin(None, event))
+            .await?;
+        Ok(Response::new(pb::RemoveCustomDomainResponse {
+            project: Some(self.to_pb(&project)),
+        }))
+    }
 }

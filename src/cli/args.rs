@@ -244,6 +244,14 @@ pub enum DomainCommand {
         /// A domain claimed with `deployd domain add`.
         fqdn: String,
     },
+    /// Give up a custom domain, attached or pending: the project stops
+    /// serving it at once and any project may claim it.
+    Remove {
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: String,
+        /// A domain attached to, or claimed by, the project.
+        fqdn: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

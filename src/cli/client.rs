@@ -319,6 +319,16 @@ pub async fn run(
                 text
             })?;
         }
+        Command::Domain(DomainCommand::Remove { project, fqdn }) => {
+            let request = pb::RemoveCustomDomainRequest {
+                project_id: project,
+                fqdn,
+            };
+            let response = rpc(clients.projects().remove_custom_domain(request).await)?;
+            show(json, &response, |r| {
+                r.project.as_ref().map(render::project).unwrap_or_default()
+            })?;
+        }
         Command::Deploy(args) => return deploy::deploy(&clients, json, *args).await,
         Command::Deployment(DeploymentCommand::Get { id }) => {
             let request = pb::GetDeploymentRequest { deployment_id: id };

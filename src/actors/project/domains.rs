@@ -8,6 +8,9 @@
 //! mailbox) and, if the project's token is there, attaches the domain.
 //! With `"none"` a claim is attached at once, unproven.
 //!
+//! `remove_custom_domain` gives a domain up, pending or attached; an
+//! attached one loses its route and its claim, and is free again.
+//!
 //! Attaching takes two steps, because another project may attach the same
 //! name at the same moment: first the claim alone is stored (nothing in
 //! this actor's memory changes, so losing the race is just an
@@ -22,7 +25,7 @@ use crate::config::DomainVerification;
 use crate::error::Error;
 use crate::io::store::Mutation;
 use crate::model::domains::{self, DomainChallenge};
-use crate::model::project::PRODUCTION;
+use crate::model::project::{PRODUCTION, Project};
 use crate::model::{Origin, Route, RouteKind, StoredReply};
 
 /// The answer about `fqdn` as the project stands: its route if attached,
@@ -179,6 +182,52 @@ pub(super) fn verify_custom_domain(
         return;
     }
     attach(core, fqdn, origin, reply);
+}
+
+/// `RemoveCustomDomain`: gives up `fqdn`, attached or pending. The
+/// release of its route and claim goes in the same submission as the
+/// project record, so no reader ever sees the domain routed but unlisted
+/// (or listed and free for another project). A retry after success finds
+/// nothing and answers `NOT_FOUND`.
+pub(super) fn remove_custom_domain(
+    core: &mut ProjectCore,
+    fqdn: String,
+    origin: Origin,
+    reply: Reply<Project>,
+) {
+    if core.claiming.contains(&fqdn) {
+        // Its claim may be about to land: removing now would leave it
+        // stored with no project listing it.
+        let message = format!("domain {fqdn} is being attached by another request; try again");
+        core.answer(reply, Err(Error::Aborted(message)));
+        return;
+    }
+    let attached = core.project.custom_domains.contains(&fqdn);
+    let pending = core.project.pending_domains.contains(&fqdn);
+    if !attached && !pending {
+        let message = format!(
+            "domain {fqdn} is neither attached to nor claimed by project {}",
+            core.project.id
+        );
+        core.answer(reply, Err(Error::not_found(message)));
+        return;
+    }
+    core.project.custom_domains.retain(|d| *d != fqdn);
+    core.project.pending_domains.retain(|d| *d != fqdn);
+    let mut effects = Effects::new();
+    effects.write(Mutation::PutProject(core.project.clone()));
+    core.fixed_routes.remove(&fqdn);
+    // Also for a pending claim: an attach interrupted between its two
+    // steps (a crash, a failed second commit) leaves the name claimed by
+    // this project while the record still calls it pending. The release
+    // deletes only what this project holds, so it is harmless otherwise.
+    effects.write(Mutation::ReleaseDomain {
+        project_id: core.project.id.clone(),
+        fqdn,
+    });
+    effects.writes.extend(replay::audit(core, &origin));
+    effects.answer(reply, Ok(core.project.clone()));
+    core.push(effects);
 }
 
 /// Step one of attaching: claim the name for this project alone.

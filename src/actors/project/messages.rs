@@ -71,6 +71,12 @@ pub enum ProjectMsg {
         origin: Origin,
         reply: Reply<DomainAdded>,
     },
+    /// `RemoveCustomDomain`: answers with the project without the domain.
+    RemoveCustomDomain {
+        fqdn: String,
+        origin: Origin,
+        reply: Reply<Project>,
+    },
 
     /// `CancelDeployment`: answers with the deployment as stored
     /// `CANCELLED`.
@@ -144,6 +150,7 @@ impl ProjectMsg {
                 | Self::SetEnvironmentRegions { .. }
                 | Self::AddCustomDomain { .. }
                 | Self::VerifyCustomDomain { .. }
+                | Self::RemoveCustomDomain { .. }
                 | Self::Cancel { .. }
                 | Self::Ping { .. }
         )

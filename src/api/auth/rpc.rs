@@ -30,6 +30,7 @@ pub enum Rpc {
     SetEnvironmentRegions,
     AddCustomDomain,
     VerifyCustomDomain,
+    RemoveCustomDomain,
     CreateDeployment,
     GetDeployment,
     ListDeployments,
@@ -50,7 +51,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 25] = [
+    pub const ALL: [Rpc; 26] = [
         Rpc::CreateWorkspace,
         Rpc::GetWorkspace,
         Rpc::CreateProject,
@@ -59,6 +60,7 @@ impl Rpc {
         Rpc::SetEnvironmentRegions,
         Rpc::AddCustomDomain,
         Rpc::VerifyCustomDomain,
+        Rpc::RemoveCustomDomain,
         Rpc::CreateDeployment,
         Rpc::GetDeployment,
         Rpc::ListDeployments,
@@ -98,6 +100,7 @@ impl Rpc {
             | Rpc::SetEnvironmentRegions
             | Rpc::AddCustomDomain
             | Rpc::VerifyCustomDomain
+            | Rpc::RemoveCustomDomain
             | Rpc::CreateDeployment
             | Rpc::Rollback
             | Rpc::Promote
@@ -123,6 +126,7 @@ impl Rpc {
             Rpc::SetEnvironmentRegions => ("ProjectService", "SetEnvironmentRegions"),
             Rpc::AddCustomDomain => ("ProjectService", "AddCustomDomain"),
             Rpc::VerifyCustomDomain => ("ProjectService", "VerifyCustomDomain"),
+            Rpc::RemoveCustomDomain => ("ProjectService", "RemoveCustomDomain"),
             Rpc::CreateDeployment => ("DeploymentService", "CreateDeployment"),
             Rpc::GetDeployment => ("DeploymentService", "GetDeployment"),
             Rpc::ListDeployments => ("DeploymentService", "ListDeployments"),

@@ -72,6 +72,14 @@ pub enum Mutation {
         project_id: ProjectId,
         fqdn: String,
     },
+    /// Gives up a custom domain: deletes its claim and its `LIVE` route
+    /// (with the route's index row), each only while `project_id` holds
+    /// it, so a release can never take a name from another project. Never
+    /// rejected: releasing what is already gone writes nothing.
+    ReleaseDomain {
+        project_id: ProjectId,
+        fqdn: String,
+    },
     PutSchedule {
         project_id: ProjectId,
         change: ScheduledChange,
@@ -342,6 +350,7 @@ fn write(txn: &CommitTables<'_>, mutation: &Mutation) -> Result<(), Error> {
                 .insert(fqdn.as_str(), project_id.as_str())
                 .map_err(storage)?;
         }
+        Mutation::ReleaseDomain { project_id, fqdn } => release_domain(txn, project_id, fqdn)?,
         Mutation::PutSchedule { project_id, change } => {
             txn.open_table(SCHEDULES)
                 .map_err(storage)?
@@ -496,6 +505,33 @@ fn expire_idempotency(txn: &CommitTables<'_>, now: UnixMillis) -> Result<(), Err
                 .remove((project.as_str(), key.as_str()))
                 .map_err(storage)?;
         }
+    }
+    Ok(())
+}
+
+fn release_domain(txn: &CommitTables<'_>, project_id: &ProjectId, fqdn: &str) -> Result<(), Error> {
+    let mut domains = txn.open_table(DOMAINS).map_err(storage)?;
+    let claimed = domains
+        .get(fqdn)
+        .map_err(storage)?
+        .is_some_and(|holder| holder.value() == project_id.as_str());
+    if claimed {
+        domains.remove(fqdn).map_err(storage)?;
+    }
+    let mut routes = txn.open_table(ROUTES).map_err(storage)?;
+    let routed = match routes.get(fqdn).map_err(storage)? {
+        Some(bytes) => {
+            let route = decode::<Route>(bytes.value())?;
+            route.project_id == *project_id && route.kind == RouteKind::Live
+        }
+        None => false,
+    };
+    if routed {
+        routes.remove(fqdn).map_err(storage)?;
+        txn.open_table(PROJECT_ROUTE_KINDS)
+            .map_err(storage)?
+            .remove((project_id.as_str(), RouteKind::Live.code(), fqdn))
+            .map_err(storage)?;
     }
     Ok(())
 }

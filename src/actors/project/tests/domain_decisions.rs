@@ -1,6 +1,9 @@
-//! Decisions of `AddCustomDomain` and `VerifyCustomDomain`.
+//! Decisions of `AddCustomDomain`, `VerifyCustomDomain` and
+//! `RemoveCustomDomain`.
 
 use super::*;
+use crate::actors::project::effects::FollowUp;
+use crate::model::ProjectId;
 
 #[tokio::test]
 async fn an_unverified_custom_domain_is_only_a_pending_claim() {
@@ -96,4 +99,202 @@ async fn without_verification_a_claim_is_attached_at_once() {
     );
     assert!(h.core.project().custom_domains.is_empty());
     assert!(h.core.project().pending_domains.is_empty());
+}
+
+/// Attaches `fqdn` without verification, both steps, to a project with a
+/// live deployment: the domain gets its `LIVE` route.
+async fn attach_live(h: &mut Harness, fqdn: &str) -> DeploymentId {
+    std::sync::Arc::make_mut(&mut h.core.deps.config)
+        .domains
+        .verification = crate::config::DomainVerification::None;
+    let live = h.deploy_ready("production", "main").await;
+    let (reply, _answer) = port();
+    domains::add_custom_domain(&mut h.core, fqdn.into(), Origin::default(), reply);
+    let effects = h.run().await;
+    let Some(FollowUp::DomainClaimed {
+        fqdn,
+        origin,
+        reply,
+    }) = effects.into_iter().find_map(|mut e| e.follow_up.take())
+    else {
+        panic!("attaching continues once the claim lands");
+    };
+    domains::domain_claimed(&mut h.core, fqdn, origin, reply, Ok(()));
+    h.run().await;
+    assert!(h.core.fixed_routes.contains_key("www.example.com"));
+    live
+}
+
+fn remove(h: &mut Harness, fqdn: &str) -> tokio::sync::oneshot::Receiver<Result<Project, Error>> {
+    let (reply, answer) = port();
+    domains::remove_custom_domain(&mut h.core, fqdn.into(), Origin::default(), reply);
+    answer
+}
+
+#[tokio::test]
+async fn removing_a_pending_claim_stores_the_project_and_a_release_that_finds_nothing() {
+    let mut h = Harness::new().await;
+    let (reply, _answer) = port();
+    domains::add_custom_domain(
+        &mut h.core,
+        "www.example.com".into(),
+        Origin::default(),
+        reply,
+    );
+    h.run().await;
+
+    let answer = remove(&mut h, "www.example.com");
+    let effects = h.run().await;
+    assert_eq!(effects.len(), 1);
+    let writes = &effects[0].writes;
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(matches!(writes[0], Mutation::PutProject(_)));
+    assert!(matches!(writes[1], Mutation::ReleaseDomain { .. }));
+    let project = answer.await.unwrap().unwrap();
+    assert!(project.pending_domains.is_empty());
+    let stored = h.store.project(&project.id).unwrap().unwrap();
+    assert!(stored.pending_domains.is_empty());
+    assert!(stored.custom_domains.is_empty());
+    assert!(h.store.holder("www.example.com").unwrap().is_none());
+}
+
+/// An attach whose claim landed but whose second step never did (the
+/// daemon stopped between them): the record says pending, the store says
+/// the name is this project's. Removing the claim frees the name.
+#[tokio::test]
+async fn removing_a_pending_claim_frees_a_name_an_interrupted_attach_held() {
+    let mut h = Harness::new().await;
+    let (reply, _answer) = port();
+    domains::add_custom_domain(
+        &mut h.core,
+        "www.example.com".into(),
+        Origin::default(),
+        reply,
+    );
+    h.run().await;
+    h.store
+        .commit(vec![Mutation::ClaimDomain {
+            project_id: h.core.project().id.clone(),
+            fqdn: "www.example.com".into(),
+        }])
+        .await
+        .unwrap();
+    assert!(h.store.holder("www.example.com").unwrap().is_some());
+
+    let answer = remove(&mut h, "www.example.com");
+    h.run().await;
+    assert!(answer.await.unwrap().unwrap().pending_domains.is_empty());
+    assert!(h.store.holder("www.example.com").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn removing_an_attached_domain_releases_its_route_and_claim_with_the_project() {
+    let mut h = Harness::new().await;
+    let live = attach_live(&mut h, "www.example.com").await;
+    let project_id = h.core.project().id.clone();
+    let routed = h.store.routes_named(&["www.example.com".into()]).unwrap();
+    assert_eq!(routed.len(), 1);
+    assert_eq!(routed[0].deployment_id, live);
+
+    let answer = remove(&mut h, "www.example.com");
+    let effects = h.run().await;
+    assert_eq!(effects.len(), 1, "one submission");
+    let writes = &effects[0].writes;
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(matches!(writes[0], Mutation::PutProject(_)));
+    assert!(matches!(
+        &writes[1],
+        Mutation::ReleaseDomain { project_id: p, fqdn } if *p == project_id && fqdn == "www.example.com"
+    ));
+    let project = answer.await.unwrap().unwrap();
+    assert!(project.custom_domains.is_empty());
+    assert!(!h.core.fixed_routes.contains_key("www.example.com"));
+
+    // The store: no route, no claim, no index row, the project's own LIVE
+    // route untouched.
+    assert!(
+        h.store
+            .routes_named(&["www.example.com".into()])
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.store.holder("www.example.com").unwrap().is_none());
+    let listed = h
+        .store
+        .routes_of_project(&project_id, Some(RouteKind::Live), None, 100)
+        .unwrap()
+        .routes;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_ne!(listed[0].fqdn, "www.example.com");
+    assert_eq!(listed[0].deployment_id, live);
+    let stored = h.store.project(&project_id).unwrap().unwrap();
+    assert!(stored.custom_domains.is_empty());
+
+    // Reloaded from the store, the actor agrees.
+    let reloaded = ProjectCore::load(h.core.deps.clone(), &project_id).unwrap();
+    assert!(!reloaded.fixed_routes.contains_key("www.example.com"));
+}
+
+#[tokio::test]
+async fn a_release_never_takes_a_name_from_another_project() {
+    let mut h = Harness::new().await;
+    attach_live(&mut h, "www.example.com").await;
+    let before = h.store.routes_named(&["www.example.com".into()]).unwrap();
+    h.store
+        .commit(vec![Mutation::ReleaseDomain {
+            project_id: ProjectId::generate(),
+            fqdn: "www.example.com".into(),
+        }])
+        .await
+        .expect("a release is never rejected");
+    assert_eq!(
+        h.store.routes_named(&["www.example.com".into()]).unwrap(),
+        before
+    );
+    assert!(h.store.holder("www.example.com").unwrap().is_some());
+    // Releasing what is already gone: accepted, nothing written.
+    h.store
+        .commit(vec![Mutation::ReleaseDomain {
+            project_id: h.core.project().id.clone(),
+            fqdn: "gone.example.com".into(),
+        }])
+        .await
+        .expect("a release is never rejected");
+}
+
+#[tokio::test]
+async fn removing_an_unknown_domain_is_not_found_and_writes_nothing() {
+    let mut h = Harness::new().await;
+    let before = h.core.project().clone();
+    let answer = remove(&mut h, "www.example.com");
+    let effects = h.run().await;
+    assert!(effects.iter().all(|e| e.writes.is_empty()));
+    assert!(matches!(answer.await.unwrap(), Err(Error::NotFound(_))));
+    assert_eq!(*h.core.project(), before);
+}
+
+#[tokio::test]
+async fn removing_a_domain_while_it_is_being_attached_is_aborted() {
+    let mut h = Harness::new().await;
+    std::sync::Arc::make_mut(&mut h.core.deps.config)
+        .domains
+        .verification = crate::config::DomainVerification::None;
+    let (reply, _answer) = port();
+    domains::add_custom_domain(
+        &mut h.core,
+        "www.example.com".into(),
+        Origin::default(),
+        reply,
+    );
+    // Step one decided, its claim not yet stored.
+    let attaching = h.core.take_effects();
+    let before = h.core.project().clone();
+
+    let answer = remove(&mut h, "www.example.com");
+    let effects = h.run().await;
+    assert!(effects.iter().all(|e| e.writes.is_empty()));
+    assert!(matches!(answer.await.unwrap(), Err(Error::Aborted(_))));
+    assert_eq!(*h.core.project(), before);
+    assert!(h.core.claiming.contains("www.example.com"));
+    drop(attaching);
 }
