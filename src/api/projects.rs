@@ -25,6 +25,15 @@ pub struct Projects(pub Context);
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_PAGE_SIZE: u32 = 500;
 
+/// The project of a custom domain request, its id recorded in the span,
+/// once the domain is well formed.
+fn domain_request(project_id: &str, fqdn: &str) -> Result<ProjectId, Status> {
+    let id = ProjectId::parse(project_id, "project_id")?;
+    record_id("project_id", &id);
+    validate::fqdn(fqdn, "fqdn")?;
+    Ok(id)
+}
+
 impl Projects {
     fn to_pb(&self, project: &Project) -> pb::Project {
         convert::project(project, self.0.deps.config.region_names())
@@ -175,9 +184,7 @@ impl ProjectService for Projects {
         )?;
         let caller = auth::caller(&request)?;
         let request = request.into_inner();
-        let id = ProjectId::parse(&request.project_id, "project_id")?;
-        record_id("project_id", &id);
-        validate::fqdn(&request.fqdn, "fqdn")?;
+        let id = domain_request(&request.project_id, &request.fqdn)?;
         self.0.reach_project(&caller, &id)?;
         let event = auth::audit(&caller, Rpc::AddCustomDomain).id(&request.fqdn);
         let added = self
@@ -204,9 +211,7 @@ impl ProjectService for Projects {
     ) -> Result<Response<pb::VerifyCustomDomainResponse>, Status> {
         let caller = auth::caller(&request)?;
         let request = request.into_inner();
-        let id = ProjectId::parse(&request.project_id, "project_id")?;
-        record_id("project_id", &id);
-        validate::fqdn(&request.fqdn, "fqdn")?;
+        let id = domain_request(&request.project_id, &request.fqdn)?;
         let project = self.0.project_for(&caller, &id)?;
         let fqdn = request.fqdn;
         let found = if project.pending_domains.contains(&fqdn) {
@@ -240,9 +245,7 @@ impl ProjectService for Projects {
     ) -> Result<Response<pb::RemoveCustomDomainResponse>, Status> {
         let caller = auth::caller(&request)?;
         let request = request.into_inner();
-        let id = ProjectId::parse(&request.project_id, "project_id")?;
-        record_id("project_id", &id);
-        validate::fqdn(&request.fqdn, "fqdn")?;
+        let id = domain_request(&request.project_id, &request.fqdn)?;
         self.0.reach_project(&caller, &id)?;
         let event = auth::audit(&caller, Rpc::RemoveCustomDomain).id(&request.fqdn);
         let project = self

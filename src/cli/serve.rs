@@ -102,12 +102,8 @@ pub fn check(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
 /// `json`: one object per line, with the current span (the RPC and its
 /// ids, or the deployment step) and the spans around it.
 fn init_logging(format: LogFormat) -> anyhow::Result<()> {
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env()
-        .context("invalid RUST_LOG")?;
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter()?)
         .with_writer(std::io::stderr);
     let installed = match format {
         // Colour codes only help a terminal; in a log file they are noise.
@@ -123,6 +119,14 @@ fn init_logging(format: LogFormat) -> anyhow::Result<()> {
     installed.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
+/// `RUST_LOG`, or `info` without it.
+fn log_filter() -> anyhow::Result<EnvFilter> {
+    EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env()
+        .context("invalid RUST_LOG")
+}
+
 /// The load generator's in-process daemon logs as `serve` does (`RUST_LOG`,
 /// default `info`), so its spans and events cost what they cost a deployed
 /// daemon; only warnings and errors reach the terminal, since a line per
@@ -131,13 +135,9 @@ pub(crate) fn init_bench_logging() -> anyhow::Result<()> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env()
-        .context("invalid RUST_LOG")?;
     let as_served = tracing_subscriber::fmt::layer()
         .with_writer(std::io::sink)
-        .with_filter(filter);
+        .with_filter(log_filter()?);
     let shown = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

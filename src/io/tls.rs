@@ -179,11 +179,11 @@ impl ServerTls {
     /// get them. Either all of them change or none does.
     pub fn reload(&self) -> anyhow::Result<()> {
         let key = Arc::new(certified_key(&self.files, &self.provider)?);
-        let verifier = match (&self.files.client_ca_file, &self.client_cas) {
-            (Some(path), Some(_)) => Some(client_verifier(path, &self.provider)?),
+        let cas = match (&self.client_cas, &self.files.client_ca_file) {
+            (Some(cas), Some(path)) => Some((cas, client_verifier(path, &self.provider)?)),
             _ => None,
         };
-        if let (Some(verifier), Some(cas)) = (verifier, &self.client_cas) {
+        if let Some((cas, verifier)) = cas {
             *cas.current.write().unwrap_or_else(|e| e.into_inner()) = verifier;
         }
         *self

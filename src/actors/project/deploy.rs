@@ -96,19 +96,18 @@ pub(super) fn create(
     // same turn and stores the deployment again: one submission carries
     // both, `PENDING` reaching watchers as a snapshot. The answer still
     // waits for that commit, and older builds are superseded only after it.
-    start_first_step(core, &id, effects);
+    start_first_step(core, &id, effects.superseded_by_later_write());
     cancel::supersede(core, &deployment);
     Ok(())
 }
 
-/// `PENDING -> BUILDING` or, for an image, `PENDING -> DEPLOYING`, stored
-/// with `created` (the creation's effects) in one submission.
-fn start_first_step(core: &mut ProjectCore, id: &DeploymentId, created: Effects) {
+/// `BUILDING`, or `DEPLOYING` for an image, stored with `earlier` (effects
+/// of this turn, such as the creation's) in one submission.
+fn start_first_step(core: &mut ProjectCore, id: &DeploymentId, earlier: Effects) {
     let has_image = core
         .in_flight
         .get(id)
         .is_some_and(|f| f.deployment.image.is_some());
-    let earlier = created.superseded_by_later_write();
     if has_image {
         start_deploying(core, id, earlier);
     } else {
@@ -124,11 +123,7 @@ pub(super) fn advance(core: &mut ProjectCore, id: &DeploymentId) -> Result<(), E
     };
     match in_flight.deployment.status {
         DeploymentStatus::Pending | DeploymentStatus::Building => {
-            if in_flight.deployment.image.is_some() {
-                start_deploying(core, id, Effects::new());
-            } else {
-                start_build(core, id, Effects::new());
-            }
+            start_first_step(core, id, Effects::new());
         }
         DeploymentStatus::Deploying => {
             // Resumed: tell the drivers again (level-triggered, adopts what

@@ -238,6 +238,23 @@ fn tracked(effects: &[Effects]) -> Vec<DeploymentId> {
         .collect()
 }
 
+/// The statuses of the deployments a submission stores.
+fn stored_statuses(effects: &Effects) -> Vec<DeploymentStatus> {
+    effects
+        .writes
+        .iter()
+        .filter_map(|m| match m {
+            Mutation::PutDeployment(d) => Some(d.status),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The statuses watchers hear of without their being stored.
+fn snapshot_statuses(effects: &Effects) -> Vec<DeploymentStatus> {
+    effects.snapshots.iter().map(|d| d.status).collect()
+}
+
 fn both_regions(id: &DeploymentId, running: bool) -> Vec<(DeploymentId, String, bool)> {
     vec![
         (id.clone(), "eu-central-1".into(), running),
@@ -257,17 +274,8 @@ async fn a_deploy_stores_its_creation_with_deploying_and_tells_the_drivers_after
     let created = &effects[0];
     // PENDING reaches watchers first; only DEPLOYING is stored, with the
     // project's next sequence number and the answer.
-    let snapshots: Vec<_> = created.snapshots.iter().map(|d| d.status).collect();
-    assert_eq!(snapshots, [DeploymentStatus::Pending]);
-    let stored: Vec<_> = created
-        .writes
-        .iter()
-        .filter_map(|m| match m {
-            Mutation::PutDeployment(d) => Some(d.status),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(stored, [DeploymentStatus::Deploying]);
+    assert_eq!(snapshot_statuses(created), [DeploymentStatus::Pending]);
+    assert_eq!(stored_statuses(created), [DeploymentStatus::Deploying]);
     assert!(
         created
             .writes
@@ -293,17 +301,8 @@ async fn all_regions_ready_switches_every_route_and_the_live_pointer_in_one_subm
     );
     let switch = &settled[0];
     // NETWORK reaches watchers first; only READY is stored.
-    let snapshots: Vec<_> = switch.snapshots.iter().map(|d| d.status).collect();
-    assert_eq!(snapshots, [DeploymentStatus::Network]);
-    let stored: Vec<_> = switch
-        .writes
-        .iter()
-        .filter_map(|m| match m {
-            Mutation::PutDeployment(d) => Some(d.status),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(stored, [DeploymentStatus::Ready]);
+    assert_eq!(snapshot_statuses(switch), [DeploymentStatus::Network]);
+    assert_eq!(stored_statuses(switch), [DeploymentStatus::Ready]);
     let kinds: Vec<_> = switch
         .writes
         .iter()
