@@ -33,7 +33,8 @@ openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key
     -CAcreateserial -out "$work/server.pem" -days 1 -extfile "$work/san" 2>/dev/null
 "$deployd" token generate >"$work/admin.token"
 
-# The load generator's own daemon settings (`zero_latency_config`).
+# The load generator's own daemon settings: a copy of `zero_latency_config`
+# (src/cli/bench.rs); change both together.
 config() { # KIND PORT
     cat <<EOF
 listen = "127.0.0.1:$2"
