@@ -21,7 +21,7 @@ mod tables;
 mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadableTable};
@@ -56,9 +56,9 @@ pub struct Store {
     // Read only by tests, which fill the disk through it.
     #[cfg_attr(not(feature = "fail-points"), allow(dead_code))]
     faults: Arc<DiskFaults>,
-    /// The queue to the writer thread, behind a lock that also hands out
+    /// The queues to the writer thread, behind a lock that also hands out
     /// submission ids, so ids follow queue order.
-    writer: Arc<Mutex<(u64, mpsc::Sender<writer::Submission>)>>,
+    writer: Arc<Mutex<writer::Queues>>,
     stats: Arc<WriterStats>,
 }
 
@@ -148,7 +148,7 @@ impl Store {
             Self {
                 shared,
                 faults,
-                writer: Arc::new(Mutex::new((0, writer))),
+                writer: Arc::new(Mutex::new(writer)),
                 stats,
             },
             WriterThread(Mutex::new(Some(handle))),
@@ -196,16 +196,9 @@ impl Store {
                 );
                 return 0;
             };
-            queue.0 += 1;
-            let id = queue.0;
-            match queue.1.send(writer::Submission {
-                id,
-                mutations,
-                done,
-                urgent,
-            }) {
-                Ok(()) => return id,
-                Err(mpsc::SendError(submission)) => submission,
+            match queue.send(mutations, done, urgent) {
+                Ok(id) => return id,
+                Err(submission) => submission,
             }
         };
         (rejected.done)(

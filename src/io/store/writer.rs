@@ -34,18 +34,81 @@ use crate::io::store::state::{Shared, panic_message, storage};
 pub type Completion = Box<dyn FnOnce(Result<(), Error>, Vec<Mutation>) + Send>;
 
 pub(crate) struct Submission {
-    /// Position in the writer's queue; ids are handed out in queue order.
+    /// Position in the writer's queues; ids are handed out in the order
+    /// submissions are queued, across both queues.
     pub(crate) id: u64,
     pub(crate) mutations: Vec<Mutation>,
     pub(crate) done: Completion,
-    /// Committed ahead of the ordinary submissions queued with it (see
-    /// [`run`]).
-    pub(crate) urgent: bool,
 }
 
-/// Upper bound on submissions per commit, so one commit's latency stays
-/// bounded under a flood.
-const MAX_SUBMISSIONS_PER_COMMIT: usize = 1024;
+/// What the ordinary queue carries: a submission, or word that an urgent
+/// one with that id waits in the urgent queue. The word wakes a writer
+/// blocked on the ordinary queue, and its place in that queue tells the
+/// writer when every id up to it has been taken.
+pub(crate) enum Queued {
+    Ordinary(Submission),
+    UrgentWaiting(u64),
+}
+
+impl Queued {
+    fn id(&self) -> u64 {
+        match self {
+            Queued::Ordinary(submission) => submission.id,
+            Queued::UrgentWaiting(id) => *id,
+        }
+    }
+}
+
+/// The sending side of the writer's two queues. Urgent submissions
+/// (rollback, promote) go into a queue of their own that the writer empties
+/// before every commit, so a switch never waits behind the deploy steps
+/// queued before it, only for the commit already under way.
+pub(crate) struct Queues {
+    last_id: u64,
+    ordinary: mpsc::Sender<Queued>,
+    urgent: mpsc::Sender<Submission>,
+}
+
+impl Queues {
+    /// Queues a submission and returns its id, or hands it back when the
+    /// writer is gone.
+    pub(crate) fn send(
+        &mut self,
+        mutations: Vec<Mutation>,
+        done: Completion,
+        urgent: bool,
+    ) -> Result<u64, Submission> {
+        self.last_id += 1;
+        let id = self.last_id;
+        let submission = Submission {
+            id,
+            mutations,
+            done,
+        };
+        if !urgent {
+            return match self.ordinary.send(Queued::Ordinary(submission)) {
+                Ok(()) => Ok(id),
+                Err(mpsc::SendError(Queued::Ordinary(submission))) => Err(submission),
+                // Only ordinary submissions were sent just above.
+                Err(mpsc::SendError(Queued::UrgentWaiting(_))) => Ok(id),
+            };
+        }
+        // The submission first, then the word: a writer that sees the word
+        // finds the submission.
+        self.urgent.send(submission).map_err(|e| e.0)?;
+        // The writer holds both receivers until it exits, so this fails only
+        // if it died, and with it whatever it had queued.
+        let _ = self.ordinary.send(Queued::UrgentWaiting(id));
+        Ok(id)
+    }
+}
+
+/// Upper bound on ordinary submissions per commit. It bounds how long an
+/// urgent submission waits for the commit under way: a commit of N deploy
+/// steps takes roughly N times the cost of one, while the fixed cost of a
+/// commit (one fsync) is small next to 32 of them (see the README's
+/// performance section for the figures behind this value).
+const MAX_ORDINARY_PER_COMMIT: usize = 1024;
 
 /// Counters for the group commit: how many submissions share a commit.
 #[derive(Debug, Default)]
@@ -89,8 +152,9 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     reopen: Option<Reopen>,
     stats: Arc<WriterStats>,
-) -> std::io::Result<(mpsc::Sender<Submission>, JoinHandle<()>)> {
-    let (tx, rx) = mpsc::channel::<Submission>();
+) -> std::io::Result<(Queues, JoinHandle<()>)> {
+    let (ordinary, ordinary_rx) = mpsc::channel::<Queued>();
+    let (urgent, urgent_rx) = mpsc::channel::<Submission>();
     let handle = std::thread::Builder::new()
         .name("deployd-store-writer".into())
         .spawn(move || {
@@ -102,9 +166,14 @@ pub(crate) fn spawn(
                 next_probe: Instant::now(),
                 probe_wait: FIRST_PROBE,
             };
-            writer.run(&rx);
+            writer.run(&ordinary_rx, &urgent_rx);
         })?;
-    Ok((tx, handle))
+    let queues = Queues {
+        last_id: 0,
+        ordinary,
+        urgent,
+    };
+    Ok((queues, handle))
 }
 
 struct Writer<'a> {
@@ -117,24 +186,24 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// Runs until every sender is dropped and the queue is drained.
+    /// Runs until every sender is dropped and the queues are drained.
     ///
     /// Urgent submissions (rollback, promote) are committed first, in a short
-    /// commit of their own, instead of waiting inside a commit of hundreds of
-    /// deploy steps. That reorders only between different senders: a sender
-    /// marks a submission urgent only when none of its earlier ones is still
-    /// queued (`Store::submit_urgent`).
-    fn run(&mut self, rx: &mpsc::Receiver<Submission>) {
+    /// commit of their own, ahead of every ordinary submission still queued.
+    /// That reorders only between different senders: a sender marks a
+    /// submission urgent only when none of its earlier ones is still queued
+    /// (`Store::submit_urgent`).
+    fn run(&mut self, ordinary: &mpsc::Receiver<Queued>, urgent: &mpsc::Receiver<Submission>) {
         loop {
             let first = if self.recovering() {
                 let wait = self.next_probe.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(wait) {
+                match ordinary.recv_timeout(wait) {
                     Ok(first) => Some(first),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             } else {
-                match rx.recv() {
+                match ordinary.recv() {
                     Ok(first) => Some(first),
                     Err(_) => break,
                 }
@@ -145,30 +214,40 @@ impl Writer<'_> {
             let Some(first) = first else {
                 continue;
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_SUBMISSIONS_PER_COMMIT {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+            let mut last_id = 0;
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(queued) = next {
+                last_id = queued.id();
+                if let Queued::Ordinary(submission) = queued {
+                    batch.push(submission);
                 }
+                next = if batch.len() < MAX_ORDINARY_PER_COMMIT {
+                    ordinary.try_recv().ok()
+                } else {
+                    None
+                };
             }
-            let last_id = batch.last().map_or(0, |s| s.id);
+            // After the ordinary queue: every urgent submission with an id
+            // below `last_id` was queued before it and is found now, so once
+            // both batches are committed, every id up to `last_id` is.
+            let urgent: Vec<Submission> = urgent.try_iter().collect();
             if let Some(fault) = self.shared.fault() {
-                self.refuse(batch, &fault, last_id);
+                self.refuse(urgent.into_iter().chain(batch), &fault, last_id);
                 continue;
             }
-            let (urgent, ordinary): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| s.urgent);
             if !urgent.is_empty() {
-                // Ids below `last_id` may still be queued in `ordinary`, so the
-                // settled mark only moves once they are committed too.
-                let settle = ordinary.is_empty().then_some(last_id);
+                let settle = batch.is_empty().then_some(last_id);
                 self.commit_batch(urgent, settle);
             }
-            if !ordinary.is_empty() {
-                match self.shared.fault() {
-                    None => self.commit_batch(ordinary, Some(last_id)),
-                    Some(fault) => self.refuse(ordinary, &fault, last_id),
-                }
+            if batch.is_empty() {
+                // Only word of urgent submissions committed before.
+                self.stats.settled_through.store(last_id, Ordering::Release);
+                continue;
+            }
+            match self.shared.fault() {
+                None => self.commit_batch(batch, Some(last_id)),
+                Some(fault) => self.refuse(batch, &fault, last_id),
             }
         }
     }
@@ -209,7 +288,12 @@ impl Writer<'_> {
         }
     }
 
-    fn refuse(&self, batch: Vec<Submission>, fault: &StorageFault, last_id: u64) {
+    fn refuse(
+        &self,
+        batch: impl IntoIterator<Item = Submission>,
+        fault: &StorageFault,
+        last_id: u64,
+    ) {
         self.stats.settled_through.store(last_id, Ordering::Release);
         for submission in batch {
             complete(submission, Err(Error::Storage(fault.clone())));
@@ -299,5 +383,75 @@ fn complete(submission: Submission, result: Result<(), Error>) {
     let call = std::panic::AssertUnwindSafe(move || done(result, mutations));
     if std::panic::catch_unwind(call).is_err() {
         tracing::error!("a commit completion panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::time::{Duration, Instant};
+
+    use super::MAX_ORDINARY_PER_COMMIT;
+    use crate::io::store::Store;
+
+    /// Which submissions completed, in order (`None`: the urgent one).
+    type Completed = Arc<Mutex<Vec<Option<usize>>>>;
+
+    fn record(completed: &Completed, which: Option<usize>) -> super::Completion {
+        let completed = Arc::clone(completed);
+        Box::new(move |result, _| {
+            assert!(result.is_ok(), "{result:?}");
+            completed.lock().unwrap().push(which);
+        })
+    }
+
+    /// The writer is held inside the completion of a first commit while
+    /// more than a commit's worth of deploy steps and then one switch are
+    /// queued behind it.
+    #[test]
+    fn an_urgent_submission_overtakes_every_ordinary_one_queued_before_it() {
+        let (store, writer) = Store::in_memory().unwrap();
+        let (held_tx, held) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        store.submit(
+            Vec::new(),
+            Box::new(move |_, _| {
+                held_tx.send(()).unwrap();
+                released.recv().unwrap();
+            }),
+        );
+        held.recv().unwrap();
+        let completed = Completed::default();
+        let ordinary = 2 * MAX_ORDINARY_PER_COMMIT + 1;
+        for i in 0..ordinary {
+            store.submit(Vec::new(), record(&completed, Some(i)));
+        }
+        let urgent_id = store.submit_urgent(Vec::new(), record(&completed, None));
+        let commits_before = store.stats().commits.load(Ordering::Relaxed);
+        release.send(()).unwrap();
+        let waited = Instant::now();
+        while completed.lock().unwrap().len() < ordinary + 1 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the writer stalled"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The switch alone, then the steps in commits of at most MAX each.
+        let commits = store.stats().commits.load(Ordering::Relaxed);
+        assert_eq!(commits - commits_before, 4);
+        assert_eq!(store.settled_through(), urgent_id);
+        drop(store);
+        writer.join();
+        let completed = completed.lock().unwrap();
+        assert_eq!(completed.len(), ordinary + 1);
+        assert_eq!(completed[0], None, "the switch committed first");
+        let steps: Vec<usize> = completed[1..].iter().map(|c| c.unwrap()).collect();
+        assert_eq!(
+            steps,
+            (0..ordinary).collect::<Vec<_>>(),
+            "steps keep their order"
+        );
     }
 }
