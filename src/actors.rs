@@ -1,7 +1,7 @@
 //! The supervision tree.
 //!
 //! ```text
-//! ProjectSupervisor
+//! ProjectSupervisor (on the actor thread, with everything below it)
 //! └── ProjectActor (one per project, spawned on demand)
 //!     ├── BuildActor (one per build)
 //!     └── ReadinessActor (one per (deployment, region))
@@ -14,8 +14,11 @@
 //! as messages, so a project's mailbox never waits behind a build or a
 //! readiness poll. API handlers reach a project actor through [`Projects`],
 //! which looks it up in a concurrent registry without a round trip through
-//! the supervisor.
+//! the supervisor. The tree runs on a thread of its own
+//! ([`actor_thread`]), so deploy traffic queued on the main runtime never
+//! delays a message to an actor.
 
+mod actor_thread;
 mod build;
 pub mod build_slots;
 mod deps;

@@ -12,6 +12,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 
 use crate::actors::Deps;
+use crate::actors::actor_thread::ActorThread;
 use crate::actors::project::messages::{
     Created, DomainAdded, NewDeployment, ProjectMsg, Reply, SwitchOutcome,
 };
@@ -29,10 +30,12 @@ pub struct Projects {
     broken: Broken,
     failures: Arc<AtomicU64>,
     supervisor: ActorRef<SupervisorMsg>,
+    thread: Arc<ActorThread>,
 }
 
 impl Projects {
-    /// Starts the supervisor.
+    /// Starts the supervisor on a thread of its own ([`ActorThread`]); the
+    /// project actors and their children run there too.
     pub async fn start(deps: Deps) -> Result<Self, Error> {
         let registry = Registry::default();
         let broken = Broken::default();
@@ -43,8 +46,13 @@ impl Projects {
             broken: broken.clone(),
             failures: failures.clone(),
         };
-        let (supervisor, _) = ProjectSupervisor::spawn(None, ProjectSupervisor, args)
+        let thread = ActorThread::start()
+            .map_err(|e| Error::internal(format!("cannot start the actor thread: {e}")))?;
+        let (supervisor, _) = thread
+            .handle()
+            .spawn(ProjectSupervisor::spawn(None, ProjectSupervisor, args))
             .await
+            .map_err(|e| Error::internal(format!("cannot start the supervisor: {e}")))?
             .map_err(|e| Error::internal(format!("cannot start the supervisor: {e}")))?;
         Ok(Self {
             deps,
@@ -52,6 +60,7 @@ impl Projects {
             broken,
             failures,
             supervisor,
+            thread: Arc::new(thread),
         })
     }
 
@@ -67,7 +76,9 @@ impl Projects {
         Ok(pending.len())
     }
 
-    /// Stops every actor and waits for them.
+    /// Stops every actor and waits for them, then stops their thread, which
+    /// drops what was left on it (timers, children's tasks) and with it
+    /// their handles on the store.
     pub async fn shutdown(&self, timeout: Duration) {
         if let Err(e) = self
             .supervisor
@@ -77,6 +88,7 @@ impl Projects {
             tracing::warn!(error = %e, "actors did not stop in time");
         }
         self.registry.clear();
+        self.thread.stop(timeout).await;
     }
 
     pub fn running_actors(&self) -> usize {

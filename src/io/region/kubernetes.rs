@@ -82,6 +82,9 @@ pub struct KubernetesRegion {
     cache: Arc<watch::Cache>,
     /// Started by the first `observe`, once there is a client.
     watches: tokio::sync::OnceCell<watch::Watches>,
+    /// Where the watches run: the runtime the region was made on (the
+    /// daemon's main one), not the actor thread that first observes.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl KubernetesRegion {
@@ -101,6 +104,7 @@ impl KubernetesRegion {
             readiness,
             cache: Arc::default(),
             watches: tokio::sync::OnceCell::new(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -249,7 +253,11 @@ impl RegionDriver for KubernetesRegion {
         let client = self.client().await?;
         if self.readiness == KubernetesReadiness::Watch {
             self.watches
-                .get_or_init(|| async { watch::Watches::start(&client, &self.cache, &self.name) })
+                .get_or_init(|| async {
+                    let current = tokio::runtime::Handle::current();
+                    let runtime = self.runtime.as_ref().unwrap_or(&current);
+                    watch::Watches::start(runtime, &client, &self.cache, &self.name)
+                })
                 .await;
             // The first looks wait for the first lists rather than read
             // around them (two lists serve every deployment after).

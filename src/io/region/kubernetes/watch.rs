@@ -312,13 +312,21 @@ pub struct Watches {
 }
 
 impl Watches {
-    pub fn start(client: &Client, cache: &Arc<Cache>, region: &str) -> Self {
-        let replica_sets = tokio::spawn(follow::<ReplicaSet>(
+    /// Starts both loops on `runtime`: they decode every event of the
+    /// region's workloads, work that must not run on the actor thread,
+    /// where the first `observe` (from a readiness child) is called.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        client: &Client,
+        cache: &Arc<Cache>,
+        region: &str,
+    ) -> Self {
+        let replica_sets = runtime.spawn(follow::<ReplicaSet>(
             Api::all(client.clone()),
             cache.clone(),
             region.to_string(),
         ));
-        let pods = tokio::spawn(follow::<Pod>(
+        let pods = runtime.spawn(follow::<Pod>(
             Api::all(client.clone()),
             cache.clone(),
             region.to_string(),
