@@ -96,6 +96,14 @@ struct Inner {
 /// The deployments a worker is busy with.
 struct Slot {
     latest: WorkloadIntent,
+    /// Whether a worker runs for it. A slot made by start-up's re-apply
+    /// waits for one of [`RESUME_WORKERS`] permits, unless a newer intent
+    /// arrives first and starts its worker at once.
+    worked: bool,
+    /// Start-up made this slot from the stored intent number alone:
+    /// `latest.regions` is still to be read from the stored deployment,
+    /// which its worker does first.
+    unread: bool,
     /// The last failure per region, while it lasts.
     errors: BTreeMap<String, DriverError>,
     /// Cuts a worker's backoff short when a newer intent arrives.
@@ -165,21 +173,19 @@ impl Reconciler {
             Some(slot) => {
                 if intent.intent > slot.latest.intent {
                     slot.latest = intent;
+                    slot.unread = false;
                     slot.newer.notify_one();
+                    if !slot.worked {
+                        slot.worked = true;
+                        let deployment = slot.latest.deployment_id.clone();
+                        self.0.runtime.spawn(work(self.0.clone(), deployment, None));
+                    }
                 }
             }
             None => {
                 let deployment = intent.deployment_id.clone();
-                slots.insert(
-                    deployment.clone(),
-                    Slot {
-                        latest: intent,
-                        errors: BTreeMap::new(),
-                        newer: Arc::new(Notify::new()),
-                    },
-                );
-                let inner = self.0.clone();
-                self.0.runtime.spawn(work(inner, deployment));
+                slots.insert(deployment.clone(), Slot::new(intent, true, false));
+                self.0.runtime.spawn(work(self.0.clone(), deployment, None));
             }
         }
     }
@@ -224,29 +230,111 @@ impl Reconciler {
         self.0
             .next_intent
             .fetch_max(newest.saturating_add(1), Ordering::Relaxed);
-        for (deployment, intent) in &tracked {
-            self.apply(WorkloadIntent {
-                deployment_id: deployment.id.clone(),
-                intent: *intent,
-                regions: workload_specs(deployment),
-            });
+        let count = tracked.len();
+        let mut waiting = Vec::with_capacity(count);
+        {
+            let Ok(mut slots) = self.0.slots.lock() else {
+                return Ok(0);
+            };
+            // Every slot exists before any actor resumes, so an actor's
+            // newer intent always finds it and wins. Its desired state is
+            // read when its worker starts, so start-up never holds every
+            // running deployment in memory at once.
+            for (deployment_id, intent) in tracked {
+                if let std::collections::hash_map::Entry::Vacant(vacant) =
+                    slots.entry(deployment_id.clone())
+                {
+                    waiting.push(deployment_id.clone());
+                    let intent = WorkloadIntent {
+                        deployment_id,
+                        intent,
+                        regions: Vec::new(),
+                    };
+                    vacant.insert(Slot::new(intent, false, true));
+                }
+            }
         }
-        Ok(tracked.len())
+        self.0.runtime.spawn(feed_resumed(self.0.clone(), waiting));
+        Ok(count)
+    }
+}
+
+impl Slot {
+    fn new(latest: WorkloadIntent, worked: bool, unread: bool) -> Self {
+        Self {
+            latest,
+            worked,
+            unread,
+            errors: BTreeMap::new(),
+            newer: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// Workers start-up's re-apply runs at once: a file with a hundred thousand
+/// running deployments would otherwise start as many tasks, each with a
+/// driver call per region, in one burst (memory that the allocator keeps
+/// afterwards, and a burst of calls to every cluster).
+const RESUME_WORKERS: usize = 256;
+
+/// Starts the workers of start-up's slots, at most [`RESUME_WORKERS`] in
+/// their first attempt at a time (a worker that must retry gives its permit
+/// back, so a region that is down cannot hold up the others); a slot whose
+/// worker a newer intent already started is skipped.
+async fn feed_resumed(inner: Arc<Inner>, waiting: Vec<DeploymentId>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(RESUME_WORKERS));
+    for deployment in waiting {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        if inner.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let start = inner.slots.lock().ok().is_some_and(|mut slots| {
+            slots
+                .get_mut(&deployment)
+                .is_some_and(|slot| !std::mem::replace(&mut slot.worked, true))
+        });
+        if start {
+            let inner = inner.clone();
+            inner
+                .runtime
+                .clone()
+                .spawn(work(inner, deployment, Some(permit)));
+        }
     }
 }
 
 /// Applies the newest intent of `deployment` until every region confirms,
 /// then forgets it (and, for a scale-down, its `workloads` row).
-async fn work(inner: Arc<Inner>, deployment: DeploymentId) {
+/// `first_attempt`: start-up's permit, given back after the first attempt.
+async fn work(
+    inner: Arc<Inner>,
+    deployment: DeploymentId,
+    mut first_attempt: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
     let mut backoff = RETRY_FIRST;
     loop {
-        let Some((intent, newer)) = inner.slots.lock().ok().and_then(|slots| {
+        let Some((intent, newer, unread)) = inner.slots.lock().ok().and_then(|slots| {
             slots
                 .get(&deployment)
-                .map(|s| (s.latest.clone(), s.newer.clone()))
+                .map(|s| (s.latest.clone(), s.newer.clone(), s.unread))
         }) else {
             return;
         };
+        if unread {
+            if let Err(error) = read_stored(&inner, &deployment, intent.intent) {
+                tracing::warn!(deployment = %deployment, %error, "cannot read the stored deployment to apply it again; retrying");
+                drop(first_attempt.take());
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = newer.notified() => {}
+                    () = inner.stop.notified() => return,
+                }
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+            continue;
+        }
         tracing::debug!(deployment = %deployment, intent = intent.intent, running = intent.runs_anywhere(), "applying");
         let mut calls = tokio::task::JoinSet::new();
         for (region, spec) in intent.regions.iter().cloned() {
@@ -275,6 +363,7 @@ async fn work(inner: Arc<Inner>, deployment: DeploymentId) {
                 }
             }
         }
+        drop(first_attempt.take());
         inner
             .failed_calls
             .fetch_add(failed.len() as u64, Ordering::Relaxed);
@@ -296,6 +385,7 @@ async fn work(inner: Arc<Inner>, deployment: DeploymentId) {
             }
             if failed.is_empty() {
                 slots.remove(&deployment);
+                release_room(&mut slots);
                 drop(slots);
                 if !intent.runs_anywhere() {
                     forget(&inner.store, intent);
@@ -317,6 +407,42 @@ async fn work(inner: Arc<Inner>, deployment: DeploymentId) {
         }
         backoff = (backoff * 2).min(RETRY_MAX);
     }
+}
+
+/// Gives back most of the map's room once it is mostly empty: start-up
+/// fills it with every running deployment, and a map never shrinks by
+/// itself. Rehashing only below an eighth keeps the cost per removal
+/// constant on average.
+fn release_room(slots: &mut HashMap<DeploymentId, Slot>) {
+    if slots.capacity() > 1024 && slots.len() < slots.capacity() / 8 {
+        slots.shrink_to(slots.len() * 2);
+    }
+}
+
+/// Fills a start-up slot's desired state from the stored deployment, unless
+/// a newer intent replaced it meanwhile; forgets the slot of a deployment
+/// no longer stored (nothing of it is left to apply).
+fn read_stored(inner: &Inner, deployment: &DeploymentId, intent: u64) -> Result<(), Error> {
+    let stored = inner.store.deployment(deployment)?;
+    let Ok(mut slots) = inner.slots.lock() else {
+        return Ok(());
+    };
+    let Some(slot) = slots.get_mut(deployment) else {
+        return Ok(());
+    };
+    if !slot.unread || slot.latest.intent != intent {
+        return Ok(());
+    }
+    match stored {
+        Some(stored) => {
+            slot.latest.regions = workload_specs(&stored);
+            slot.unread = false;
+        }
+        None => {
+            slots.remove(deployment);
+        }
+    }
+    Ok(())
 }
 
 /// One driver call, with the edge kept in step: a workload about to be
@@ -356,4 +482,159 @@ fn forget(store: &Store, intent: WorkloadIntent) {
             }
         }),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::io::region::Observed;
+    use crate::metrics::{Metrics, StoreMetrics};
+    use crate::model::ProjectId;
+    use crate::model::deployment::{NewDeployment, RegionTopology, Source};
+
+    /// Records every spec it is given, and how many applies ran at once.
+    #[derive(Default)]
+    struct CountingDriver {
+        applied: Mutex<Vec<WorkloadSpec>>,
+        in_flight: AtomicU64,
+        most_in_flight: AtomicU64,
+    }
+
+    #[async_trait]
+    impl RegionDriver for CountingDriver {
+        async fn apply(&self, spec: &WorkloadSpec) -> Result<(), DriverError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            // Long enough that the feeder would start every worker at once
+            // if nothing held it back.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            if let Ok(mut applied) = self.applied.lock() {
+                applied.push(spec.clone());
+            }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        }
+
+        async fn observe(&self, _spec: &WorkloadSpec) -> Result<Observed, DriverError> {
+            Ok(Observed::default())
+        }
+    }
+
+    fn running_deployment(project: &ProjectId, sequence: u64) -> Deployment {
+        let request = NewDeployment {
+            environment: "production".into(),
+            branch: "main".into(),
+            source: Source::Image(format!("app:{sequence}")),
+            git_commit: None,
+            command: vec![],
+            port: 8080,
+        };
+        let mut deployment = Deployment::new(project.clone(), sequence, request, 0);
+        deployment.regions = BTreeMap::from([(
+            "east".to_string(),
+            RegionTopology {
+                desired_replicas: 1,
+                running: true,
+                ready: true,
+                instances: Vec::new(),
+            },
+        )]);
+        deployment
+    }
+
+    fn store_tracked(store: &Store, deployments: &[Deployment]) {
+        let (done, committed) = std::sync::mpsc::channel();
+        for (n, deployment) in deployments.iter().enumerate() {
+            let done = done.clone();
+            store.submit(
+                vec![
+                    Mutation::PutDeployment(deployment.clone()),
+                    Mutation::TrackWorkload {
+                        deployment_id: deployment.id.clone(),
+                        intent: n as u64 + 1,
+                    },
+                ],
+                Box::new(move |result, _| {
+                    let _ = done.send(result);
+                }),
+            );
+        }
+        for _ in deployments {
+            let result = committed.recv_timeout(Duration::from_secs(10));
+            assert!(matches!(result, Ok(Ok(()))), "{result:?}");
+        }
+    }
+
+    /// Start-up re-applies every tracked deployment, reading each one's
+    /// desired state only when its worker starts and running at most
+    /// `RESUME_WORKERS` first attempts at once; an intent decided while a
+    /// deployment still waits its turn replaces the stored one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_up_reapplies_every_tracked_deployment_a_bounded_number_at_a_time() {
+        let (store, _writer) = Store::in_memory().expect("an in-memory store");
+        let project = ProjectId::generate();
+        let count = RESUME_WORKERS * 2 + 10;
+        let deployments: Vec<Deployment> = (1..=count as u64)
+            .map(|sequence| running_deployment(&project, sequence))
+            .collect();
+        store_tracked(&store, &deployments);
+
+        let driver = Arc::new(CountingDriver::default());
+        let regions = Regions::from_drivers(BTreeMap::from([(
+            "east".to_string(),
+            driver.clone() as Arc<dyn RegionDriver>,
+        )]));
+        let reconciler = Reconciler::new(
+            regions,
+            store.clone(),
+            Backends::default(),
+            Arc::new(Metrics::new(["east"], StoreMetrics::new())),
+        );
+        assert_eq!(reconciler.resume().expect("resume"), count);
+        assert_eq!(reconciler.stats().pending, count);
+
+        // Start-up takes them in id order: the last one waits behind the
+        // others. Stop it before its turn.
+        let last = deployments
+            .iter()
+            .max_by_key(|d| d.id.as_str())
+            .expect("deployments");
+        let mut stopped = workload_specs(last);
+        for (_, spec) in &mut stopped {
+            spec.running = false;
+        }
+        reconciler.apply(WorkloadIntent {
+            deployment_id: last.id.clone(),
+            intent: reconciler.next_intent(),
+            regions: stopped,
+        });
+
+        assert!(reconciler.settle(Duration::from_secs(20)).await, "settled");
+        let applied = driver.applied.lock().expect("applied").clone();
+        for deployment in deployments.iter().filter(|d| d.id != last.id) {
+            let specs: Vec<&WorkloadSpec> = applied
+                .iter()
+                .filter(|s| s.deployment_id == deployment.id)
+                .collect();
+            assert_eq!(specs.len(), 1, "{} applied once", deployment.id);
+            assert!(specs[0].running);
+            assert_eq!(specs[0].image, deployment.image.clone().unwrap_or_default());
+        }
+        let last_specs: Vec<&WorkloadSpec> = applied
+            .iter()
+            .filter(|s| s.deployment_id == last.id)
+            .collect();
+        assert_eq!(last_specs.len(), 1, "only the newer intent is applied");
+        assert!(!last_specs[0].running, "the newer intent wins");
+        let most = driver.most_in_flight.load(Ordering::SeqCst);
+        assert!(
+            most <= RESUME_WORKERS as u64 + 1,
+            "{most} applies at once (at most {RESUME_WORKERS} start-up workers and the newer intent's)"
+        );
+        assert!(most > 1, "start-up workers ran side by side");
+    }
 }

@@ -158,11 +158,7 @@ async fn pass(
         .map(|h| h.deployment_id.clone())
         .collect();
     let looked = tokio::task::spawn_blocking(move || {
-        let tracked: HashMap<DeploymentId, u64> = store
-            .tracked_workloads()?
-            .into_iter()
-            .map(|(d, intent)| (d.id, intent))
-            .collect();
+        let tracked: HashMap<DeploymentId, u64> = store.tracked_workloads()?.into_iter().collect();
         let mut stored = HashMap::new();
         for id in ids {
             if let Some(deployment) = store.deployment(&id)? {

@@ -235,4 +235,13 @@ impl Regions {
     pub fn simulated(&self, region: &str) -> Option<Arc<simulated::SimulatedRegion>> {
         self.simulated.get(region).cloned()
     }
+
+    /// Regions served by the given drivers (unit tests of their callers).
+    #[cfg(test)]
+    pub(crate) fn from_drivers(drivers: BTreeMap<String, Arc<dyn RegionDriver>>) -> Self {
+        Self {
+            drivers: Arc::new(drivers),
+            simulated: Arc::new(BTreeMap::new()),
+        }
+    }
 }
