@@ -126,9 +126,17 @@ async fn a_project_that_keeps_panicking_is_paused_others_keep_working_and_it_rec
         .deploy_ready(&poisoned.id, "production", "nginx:2")
         .await;
 
-    for _ in 0..3 {
+    for failures in 1..=3 {
         let error = daemon.promote(&old).await.unwrap_err();
         assert_eq!(error.code(), Code::Unavailable);
+        // The caller hears of the panic before the supervisor does: wait
+        // for the supervisor, so the next request cannot race its count.
+        eventually(
+            "the supervisor counted the failure",
+            Duration::from_secs(5),
+            || async { (daemon.stats().await.project_actor_failures >= failures).then_some(()) },
+        )
+        .await;
     }
     // Now the project is stopped: every request to its actor says why.
     let error = eventually("project marked broken", Duration::from_secs(5), || async {
@@ -265,6 +273,15 @@ async fn a_full_project_queue_refuses_at_once() {
             })
             .await
     });
+    // The rollback holds the slot once its wake told the region to run
+    // `old` again; a promote sent before that would wait for the wake
+    // itself.
+    eventually(
+        "the rollback's wake started",
+        Duration::from_secs(5),
+        || async { (daemon.running(&old).get("us-east-1") == Some(&1)).then_some(()) },
+    )
+    .await;
     let error = eventually("the queue is full", Duration::from_secs(5), || async {
         let error = daemon.promote(&old).await.unwrap_err();
         (error.code() == Code::ResourceExhausted).then_some(error)
