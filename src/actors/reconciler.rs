@@ -97,13 +97,10 @@ struct Inner {
 struct Slot {
     latest: WorkloadIntent,
     /// Whether a worker runs for it. A slot made by start-up's re-apply
-    /// waits for one of [`RESUME_WORKERS`] permits, unless a newer intent
-    /// arrives first and starts its worker at once.
+    /// holds the stored intent number alone (no regions yet) until
+    /// [`feed_resumed`] reads the deployment and starts its worker, unless
+    /// a newer intent arrives first and starts it at once.
     worked: bool,
-    /// Start-up made this slot from the stored intent number alone:
-    /// `latest.regions` is still to be read from the stored deployment,
-    /// which its worker does first.
-    unread: bool,
     /// The last failure per region, while it lasts.
     errors: BTreeMap<String, DriverError>,
     /// Cuts a worker's backoff short when a newer intent arrives.
@@ -173,7 +170,6 @@ impl Reconciler {
             Some(slot) => {
                 if intent.intent > slot.latest.intent {
                     slot.latest = intent;
-                    slot.unread = false;
                     slot.newer.notify_one();
                     if !slot.worked {
                         slot.worked = true;
@@ -184,7 +180,7 @@ impl Reconciler {
             }
             None => {
                 let deployment = intent.deployment_id.clone();
-                slots.insert(deployment.clone(), Slot::new(intent, true, false));
+                slots.insert(deployment.clone(), Slot::new(intent, true));
                 self.0.runtime.spawn(work(self.0.clone(), deployment, None));
             }
         }
@@ -238,8 +234,8 @@ impl Reconciler {
             };
             // Every slot exists before any actor resumes, so an actor's
             // newer intent always finds it and wins. Its desired state is
-            // read when its worker starts, so start-up never holds every
-            // running deployment in memory at once.
+            // read just before its worker starts, so start-up never holds
+            // every running deployment in memory at once.
             for (deployment_id, intent) in tracked {
                 if let std::collections::hash_map::Entry::Vacant(vacant) =
                     slots.entry(deployment_id.clone())
@@ -250,7 +246,7 @@ impl Reconciler {
                         intent,
                         regions: Vec::new(),
                     };
-                    vacant.insert(Slot::new(intent, false, true));
+                    vacant.insert(Slot::new(intent, false));
                 }
             }
         }
@@ -260,11 +256,10 @@ impl Reconciler {
 }
 
 impl Slot {
-    fn new(latest: WorkloadIntent, worked: bool, unread: bool) -> Self {
+    fn new(latest: WorkloadIntent, worked: bool) -> Self {
         Self {
             latest,
             worked,
-            unread,
             errors: BTreeMap::new(),
             newer: Arc::new(Notify::new()),
         }
@@ -279,29 +274,81 @@ const RESUME_WORKERS: usize = 256;
 
 /// Starts the workers of start-up's slots, at most [`RESUME_WORKERS`] in
 /// their first attempt at a time (a worker that must retry gives its permit
-/// back, so a region that is down cannot hold up the others); a slot whose
-/// worker a newer intent already started is skipped.
+/// back, so a region that is down cannot hold up the others). Reads the
+/// stored deployments a batch at a time, off the async workers, and fills
+/// each slot's regions just before its worker starts; a slot whose worker
+/// a newer intent already started is skipped, and one whose deployment is
+/// no longer stored is forgotten.
 async fn feed_resumed(inner: Arc<Inner>, waiting: Vec<DeploymentId>) {
     let permits = Arc::new(tokio::sync::Semaphore::new(RESUME_WORKERS));
-    for deployment in waiting {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
+    for batch in waiting.chunks(RESUME_WORKERS) {
+        let Some(stored) = read_batch(&inner, batch).await else {
             return;
         };
+        for (deployment, stored) in batch.iter().zip(stored) {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            if inner.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let start = {
+                let Ok(mut slots) = inner.slots.lock() else {
+                    return;
+                };
+                match (slots.get_mut(deployment), stored) {
+                    (Some(slot), Some(regions)) if !slot.worked => {
+                        slot.latest.regions = regions;
+                        slot.worked = true;
+                        true
+                    }
+                    (Some(slot), None) if !slot.worked => {
+                        slots.remove(deployment);
+                        false
+                    }
+                    _ => false,
+                }
+            };
+            if start {
+                let work = work(inner.clone(), deployment.clone(), Some(permit));
+                inner.runtime.spawn(work);
+            }
+        }
+    }
+}
+
+/// The stored desired state of each deployment of `batch`, in its order
+/// (`None`: no longer stored), read on the blocking pool (a cold page
+/// cache at start means disk reads); a failed read is tried again with the
+/// workers' backoff. `None` as a whole: the reconciler stopped.
+async fn read_batch(
+    inner: &Arc<Inner>,
+    batch: &[DeploymentId],
+) -> Option<Vec<Option<Vec<(String, WorkloadSpec)>>>> {
+    let mut backoff = RETRY_FIRST;
+    loop {
+        let store = inner.store.clone();
+        let ids = batch.to_vec();
+        let read = tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .map(|id| Ok(store.deployment(id)?.as_ref().map(workload_specs)))
+                .collect::<Result<Vec<_>, Error>>()
+        })
+        .await;
+        let error = match read {
+            Ok(Ok(stored)) => return Some(stored),
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::warn!(%error, "cannot read stored deployments to apply them again; retrying");
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = inner.stop.notified() => return None,
+        }
         if inner.stopped.load(Ordering::SeqCst) {
-            return;
+            return None;
         }
-        let start = inner.slots.lock().ok().is_some_and(|mut slots| {
-            slots
-                .get_mut(&deployment)
-                .is_some_and(|slot| !std::mem::replace(&mut slot.worked, true))
-        });
-        if start {
-            let inner = inner.clone();
-            inner
-                .runtime
-                .clone()
-                .spawn(work(inner, deployment, Some(permit)));
-        }
+        backoff = (backoff * 2).min(RETRY_MAX);
     }
 }
 
@@ -315,26 +362,13 @@ async fn work(
 ) {
     let mut backoff = RETRY_FIRST;
     loop {
-        let Some((intent, newer, unread)) = inner.slots.lock().ok().and_then(|slots| {
+        let Some((intent, newer)) = inner.slots.lock().ok().and_then(|slots| {
             slots
                 .get(&deployment)
-                .map(|s| (s.latest.clone(), s.newer.clone(), s.unread))
+                .map(|s| (s.latest.clone(), s.newer.clone()))
         }) else {
             return;
         };
-        if unread {
-            if let Err(error) = read_stored(&inner, &deployment, intent.intent) {
-                tracing::warn!(deployment = %deployment, %error, "cannot read the stored deployment to apply it again; retrying");
-                drop(first_attempt.take());
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = newer.notified() => {}
-                    () = inner.stop.notified() => return,
-                }
-                backoff = (backoff * 2).min(RETRY_MAX);
-            }
-            continue;
-        }
         tracing::debug!(deployment = %deployment, intent = intent.intent, running = intent.runs_anywhere(), "applying");
         let mut calls = tokio::task::JoinSet::new();
         for (region, spec) in intent.regions.iter().cloned() {
@@ -419,32 +453,6 @@ fn release_room(slots: &mut HashMap<DeploymentId, Slot>) {
     }
 }
 
-/// Fills a start-up slot's desired state from the stored deployment, unless
-/// a newer intent replaced it meanwhile; forgets the slot of a deployment
-/// no longer stored (nothing of it is left to apply).
-fn read_stored(inner: &Inner, deployment: &DeploymentId, intent: u64) -> Result<(), Error> {
-    let stored = inner.store.deployment(deployment)?;
-    let Ok(mut slots) = inner.slots.lock() else {
-        return Ok(());
-    };
-    let Some(slot) = slots.get_mut(deployment) else {
-        return Ok(());
-    };
-    if !slot.unread || slot.latest.intent != intent {
-        return Ok(());
-    }
-    match stored {
-        Some(stored) => {
-            slot.latest.regions = workload_specs(&stored);
-            slot.unread = false;
-        }
-        None => {
-            slots.remove(deployment);
-        }
-    }
-    Ok(())
-}
-
 /// One driver call, with the edge kept in step: a workload about to be
 /// scaled down stops getting new requests first; a running one is routed
 /// to the addresses its driver reports once it confirmed the spec.
@@ -511,7 +519,7 @@ mod tests {
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
             // Long enough that the feeder would start every worker at once
             // if nothing held it back.
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
             if let Ok(mut applied) = self.applied.lock() {
                 applied.push(spec.clone());
             }
@@ -569,10 +577,10 @@ mod tests {
         }
     }
 
-    /// Start-up re-applies every tracked deployment, reading each one's
-    /// desired state only when its worker starts and running at most
-    /// `RESUME_WORKERS` first attempts at once; an intent decided while a
-    /// deployment still waits its turn replaces the stored one.
+    /// Start-up re-applies every tracked deployment once, with the stored
+    /// desired state, running at most `RESUME_WORKERS` first attempts at
+    /// once; an intent decided while a deployment still waits its turn
+    /// replaces the stored one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn start_up_reapplies_every_tracked_deployment_a_bounded_number_at_a_time() {
         let (store, _writer) = Store::in_memory().expect("an in-memory store");
