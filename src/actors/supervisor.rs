@@ -10,7 +10,8 @@
 //! because another project won a name) is started again at once; that is
 //! not a failure.
 
-use std::collections::{HashMap, VecDeque};
+mod incarnations;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use ractor::{
     Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
 };
 
+use self::incarnations::{Incarnations, Verdict};
 use crate::actors::Deps;
 use crate::actors::project::messages::ProjectMsg;
 use crate::actors::project::{ProjectActor, ProjectArgs, RELOAD};
@@ -68,10 +70,8 @@ pub fn refusal(broken: &Broken, project: &ProjectId) -> Option<Error> {
     None
 }
 
-/// The first restart after a failure waits this long; each further failure
-/// within the window doubles it.
-const FIRST_RESTART_DELAY: Duration = Duration::from_millis(50);
-const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
+/// The reason a project's actor is stopped with when its project is paused.
+const PAUSED: &str = "paused";
 
 /// How often a project stopped by a data file that cannot be written tries
 /// to start again (the store itself probes the file more often).
@@ -97,8 +97,7 @@ pub struct SupervisorState {
     deps: Deps,
     registry: Registry,
     broken: Broken,
-    by_actor: HashMap<ActorId, ProjectId>,
-    failures: HashMap<ProjectId, VecDeque<Instant>>,
+    incarnations: Incarnations,
     failure_count: Arc<AtomicU64>,
 }
 
@@ -128,12 +127,15 @@ impl Actor for ProjectSupervisor {
         _myself: ActorRef<Self::Msg>,
         args: SupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let incarnations = Incarnations::new(
+            args.deps.config.max_restarts,
+            Duration::from_millis(args.deps.config.restart_window_ms),
+        );
         Ok(SupervisorState {
             deps: args.deps,
             registry: args.registry,
             broken: args.broken,
-            by_actor: HashMap::new(),
-            failures: HashMap::new(),
+            incarnations,
             failure_count: args.failures,
         })
     }
@@ -173,6 +175,7 @@ impl Actor for ProjectSupervisor {
                 }
             }
             SupervisorMsg::ExpireIdempotencyKeys => {
+                state.incarnations.forget_old_failures(Instant::now());
                 state.deps.store.submit(
                     vec![Mutation::ExpireIdempotency { now: now_millis() }],
                     Box::new(|result, _| {
@@ -194,14 +197,16 @@ impl Actor for ProjectSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
-                let Some(project_id) = forget(state, cell.get_id()) else {
-                    return Ok(());
-                };
-                tracing::error!(project = %project_id, %error, "project actor failed");
+                let actor = cell.get_id();
                 if !state.deps.store.state().is_writable() {
                     // The data file failed, not the project: no fault is
                     // counted and the project is never paused for it. It
                     // restarts once the file can be written again.
+                    let Some(project_id) = state.incarnations.ended(actor) else {
+                        return Ok(());
+                    };
+                    unregister(&state.registry, &project_id, actor);
+                    tracing::error!(project = %project_id, %error, "project actor failed");
                     if storage_will_recover(&state.deps) {
                         myself.send_after(STORAGE_RETRY, move || SupervisorMsg::Restart {
                             project_id,
@@ -209,33 +214,47 @@ impl Actor for ProjectSupervisor {
                     }
                     return Ok(());
                 }
+                let Some((project_id, verdict)) = state.incarnations.failed(actor, Instant::now())
+                else {
+                    return Ok(());
+                };
+                unregister(&state.registry, &project_id, actor);
+                tracing::error!(project = %project_id, %error, "project actor failed");
                 state.failure_count.fetch_add(1, Ordering::Relaxed);
-                let failures = record_failure(state, &project_id);
-                let window = Duration::from_millis(state.deps.config.restart_window_ms);
-                if failures > state.deps.config.max_restarts as usize {
-                    let reason = format!(
-                        "project {project_id} failed {failures} times within {} ms and is paused until that window has passed; last error: {error}",
-                        state.deps.config.restart_window_ms
-                    );
-                    tracing::error!(project = %project_id, "{reason}");
-                    state.broken.insert(
-                        project_id.clone(),
-                        BrokenProject {
-                            reason,
-                            until: Instant::now() + window,
-                        },
-                    );
-                    state.failures.remove(&project_id);
-                    myself.send_after(window, move || SupervisorMsg::Restart { project_id });
-                } else {
-                    let delay = FIRST_RESTART_DELAY
-                        .saturating_mul(1 << (failures.saturating_sub(1)).min(16))
-                        .min(MAX_RESTART_DELAY);
-                    myself.send_after(delay, move || SupervisorMsg::Restart { project_id });
+                match verdict {
+                    Verdict::RestartAfter(delay) => {
+                        myself.send_after(delay, move || SupervisorMsg::Restart { project_id });
+                    }
+                    Verdict::Pause { failures } => {
+                        let window = Duration::from_millis(state.deps.config.restart_window_ms);
+                        let reason = format!(
+                            "project {project_id} failed {failures} times within {} ms and is paused until that window has passed; last error: {error}",
+                            state.deps.config.restart_window_ms
+                        );
+                        tracing::error!(project = %project_id, "{reason}");
+                        state.broken.insert(
+                            project_id.clone(),
+                            BrokenProject {
+                                reason,
+                                until: Instant::now() + window,
+                            },
+                        );
+                        // A request may have started a newer incarnation
+                        // before this failure was reported: a paused
+                        // project runs nothing.
+                        if let Some((_, newer)) = state.registry.remove(&project_id) {
+                            newer.actor.stop(Some(PAUSED.into()));
+                        }
+                        myself.send_after(window, move || SupervisorMsg::Restart { project_id });
+                    }
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                let project_id = forget(state, cell.get_id());
+                let actor = cell.get_id();
+                let project_id = state.incarnations.ended(actor);
+                if let Some(project_id) = &project_id {
+                    unregister(&state.registry, project_id, actor);
+                }
                 if let Some(project_id) = project_id
                     && reason.as_deref().is_some_and(|r| r.starts_with(RELOAD))
                     && let Err(e) = ensure(&myself, state, &project_id).await
@@ -258,12 +277,12 @@ async fn ensure(
         return Err(refused);
     }
     let registered = state.registry.get(project_id).map(|e| e.clone());
-    if let Some(entry) = registered {
-        if entry.is_running() {
-            return Ok(entry);
-        }
-        // Stopped (idle) but its termination event is still queued here.
-        forget(state, entry.actor.get_id());
+    // One that has stopped (idle, or failed) is replaced below; its end is
+    // still to be reported here, and counted then if it was a failure.
+    if let Some(entry) = registered
+        && entry.is_running()
+    {
+        return Ok(entry);
     }
     // Unknown projects are answered here, before an actor exists for them.
     if state.deps.store.project(project_id)?.is_none() {
@@ -276,7 +295,9 @@ async fn ensure(
     let (actor, _) = ProjectActor::spawn_linked(None, ProjectActor, args, myself.get_cell())
         .await
         .map_err(|e| Error::Unavailable(format!("project {project_id} could not start: {e}")))?;
-    state.by_actor.insert(actor.get_id(), project_id.clone());
+    state
+        .incarnations
+        .started(actor.get_id(), project_id.clone());
     let entry = ProjectEntry {
         actor,
         queued: Arc::new(AtomicUsize::new(0)),
@@ -285,25 +306,10 @@ async fn ensure(
     Ok(entry)
 }
 
-fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<ProjectId> {
-    let project_id = state.by_actor.remove(&actor)?;
-    state.registry.remove_if(&project_id, |_, registered| {
+/// Drops a project's registry entry if it still names this actor (a newer
+/// incarnation may have replaced it already).
+fn unregister(registry: &Registry, project_id: &ProjectId, actor: ActorId) {
+    registry.remove_if(project_id, |_, registered| {
         registered.actor.get_id() == actor
     });
-    Some(project_id)
-}
-
-/// Records a failure; returns how many fell within the restart window.
-fn record_failure(state: &mut SupervisorState, project_id: &ProjectId) -> usize {
-    let window = Duration::from_millis(state.deps.config.restart_window_ms);
-    let now = Instant::now();
-    let failures = state.failures.entry(project_id.clone()).or_default();
-    failures.push_back(now);
-    while failures
-        .front()
-        .is_some_and(|t| now.duration_since(*t) > window)
-    {
-        failures.pop_front();
-    }
-    failures.len()
 }
