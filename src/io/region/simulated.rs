@@ -69,11 +69,65 @@ pub struct SimulatedRegion {
     servers: Mutex<HashMap<String, Vec<instance_server::InstanceServer>>>,
 }
 
+/// What the region holds, kept compact: a daemon re-applies every running
+/// deployment to it at start, so it can hold hundreds of thousands of
+/// workloads, and [`SimulatedState`] (three maps keyed by the same id) is
+/// built only for snapshots and the state file.
+#[derive(Default)]
 struct Inner {
-    held: SimulatedState,
-    /// When each workload last changed its replicas; readiness counts from
-    /// there.
-    since: BTreeMap<String, Instant>,
+    workloads: HashMap<Box<str>, HeldWorkload>,
+    sentinels: BTreeMap<String, u32>,
+}
+
+struct HeldWorkload {
+    image: Box<str>,
+    replicas: u32,
+    network_policy: bool,
+    /// When its replicas last changed; readiness counts from there.
+    since: Instant,
+}
+
+impl Inner {
+    fn from_state(state: SimulatedState, now: Instant) -> Self {
+        let workloads = state
+            .workloads
+            .into_iter()
+            .map(|(id, workload)| {
+                let network_policy = state.network_policies.contains(&id);
+                let held = HeldWorkload {
+                    image: workload.image.into(),
+                    replicas: workload.replicas,
+                    network_policy,
+                    since: now,
+                };
+                (id.into_boxed_str(), held)
+            })
+            .collect();
+        Self {
+            workloads,
+            sentinels: state.sentinels,
+        }
+    }
+
+    fn to_state(&self) -> SimulatedState {
+        let mut state = SimulatedState {
+            sentinels: self.sentinels.clone(),
+            ..SimulatedState::default()
+        };
+        for (id, held) in &self.workloads {
+            state.workloads.insert(
+                id.to_string(),
+                SimulatedWorkload {
+                    image: held.image.to_string(),
+                    replicas: held.replicas,
+                },
+            );
+            if held.network_policy {
+                state.network_policies.insert(id.to_string());
+            }
+        }
+        state
+    }
 }
 
 /// Where a persisted simulated region keeps its state.
@@ -105,13 +159,11 @@ impl SimulatedRegion {
             }),
             None => SimulatedState::default(),
         };
-        let now = Instant::now();
-        let since = held.workloads.keys().map(|k| (k.clone(), now)).collect();
         Self {
             name: name.to_string(),
             ready_after,
             never_ready,
-            state: Mutex::new(Inner { held, since }),
+            state: Mutex::new(Inner::from_state(held, Instant::now())),
             state_file,
             unavailable: AtomicBool::new(false),
             applies: AtomicU64::new(0),
@@ -164,16 +216,21 @@ impl SimulatedRegion {
     pub fn snapshot(&self) -> SimulatedState {
         self.state
             .lock()
-            .map(|inner| inner.held.clone())
+            .map(|inner| inner.to_state())
             .unwrap_or_default()
     }
 
     /// What the region holds for `deployment`.
     pub fn workload(&self, deployment: &DeploymentId) -> Option<SimulatedWorkload> {
-        self.state
-            .lock()
-            .ok()
-            .and_then(|inner| inner.held.workloads.get(deployment.as_str()).cloned())
+        self.state.lock().ok().and_then(|inner| {
+            inner
+                .workloads
+                .get(deployment.as_str())
+                .map(|held| SimulatedWorkload {
+                    image: held.image.to_string(),
+                    replicas: held.replicas,
+                })
+        })
     }
 
     /// Replicas that run (or start) for `deployment`; zero when scaled
@@ -215,17 +272,18 @@ impl SimulatedRegion {
         Ok(())
     }
 
-    fn persist(&self, held: &SimulatedState) -> Result<(), DriverError> {
+    fn persist(&self, inner: &Inner) -> Result<(), DriverError> {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
+        let held = inner.to_state();
         let failed = |e: &dyn std::fmt::Display| {
             DriverError::transient(format!("cannot write {}: {e}", path.display()))
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
         }
-        let bytes = serde_json::to_vec_pretty(held).map_err(|e| failed(&e))?;
+        let bytes = serde_json::to_vec_pretty(&held).map_err(|e| failed(&e))?;
         // Write then rename, so a reader (or a crash) never sees half a file.
         let temp = path.with_extension("json.tmp");
         std::fs::write(&temp, bytes).map_err(|e| failed(&e))?;
@@ -237,36 +295,50 @@ impl SimulatedRegion {
 impl RegionDriver for SimulatedRegion {
     async fn apply(&self, spec: &WorkloadSpec) -> Result<(), DriverError> {
         self.check_available()?;
-        let mut inner = self
+        let mut guard = self
             .state
             .lock()
             .map_err(|_| DriverError::transient("simulated region state is poisoned"))?;
-        let key = spec.deployment_id.to_string();
-        let wanted = SimulatedWorkload {
-            image: spec.image.clone(),
-            replicas: if spec.running { spec.replicas } else { 0 },
-        };
+        let replicas = if spec.running { spec.replicas } else { 0 };
         let mut changed = false;
-        if inner.held.workloads.get(&key) != Some(&wanted) {
-            inner.held.workloads.insert(key.clone(), wanted);
-            inner.since.insert(key.clone(), Instant::now());
-            changed = true;
+        let inner = &mut *guard;
+        match inner.workloads.get_mut(spec.deployment_id.as_str()) {
+            Some(held) => {
+                if held.replicas != replicas || *held.image != *spec.image {
+                    held.image = spec.image.as_str().into();
+                    held.replicas = replicas;
+                    held.since = Instant::now();
+                    changed = true;
+                }
+                if spec.running && !held.network_policy {
+                    held.network_policy = true;
+                    changed = true;
+                }
+            }
+            None => {
+                let held = HeldWorkload {
+                    image: spec.image.as_str().into(),
+                    replicas,
+                    network_policy: spec.running,
+                    since: Instant::now(),
+                };
+                inner
+                    .workloads
+                    .insert(spec.deployment_id.as_str().into(), held);
+                changed = true;
+            }
         }
         if spec.running {
             let sentinel = format!("{}/{}", spec.project_id, spec.environment);
-            if inner.held.sentinels.get(&sentinel) != Some(&spec.sentinel_replicas) {
-                inner
-                    .held
-                    .sentinels
-                    .insert(sentinel, spec.sentinel_replicas);
+            if inner.sentinels.get(&sentinel) != Some(&spec.sentinel_replicas) {
+                inner.sentinels.insert(sentinel, spec.sentinel_replicas);
                 changed = true;
             }
-            changed |= inner.held.network_policies.insert(key);
         }
         if changed {
-            self.persist(&inner.held)?;
+            self.persist(inner)?;
         }
-        drop(inner);
+        drop(guard);
         // Always, not only on a change: after a restart the held state is
         // read back from its file but the servers are gone.
         self.match_servers(spec, if spec.running { spec.replicas } else { 0 })?;
@@ -281,11 +353,10 @@ impl RegionDriver for SimulatedRegion {
             .lock()
             .map_err(|_| DriverError::transient("simulated region state is poisoned"))?;
         let key = spec.deployment_id.as_str();
-        let Some(workload) = inner.held.workloads.get(key) else {
+        let Some(workload) = inner.workloads.get(key) else {
             return Ok(Observed::default());
         };
-        let started = inner.since.get(key).copied().unwrap_or_else(Instant::now);
-        let status = if !self.never_ready && started.elapsed() >= self.ready_after {
+        let status = if !self.never_ready && workload.since.elapsed() >= self.ready_after {
             "running"
         } else {
             "pending"
