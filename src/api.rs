@@ -180,6 +180,7 @@ pub async fn serve_observed(
     let api_tls = load(&config.tls, ALPN_H2)?;
     let edge_tls = load(&config.edge.tls, ALPN_HTTP1)?;
     let shutdown_timeout = config.shutdown_timeout();
+    crate::io::thread_priority::choose(config.switch_path_priority);
     let (store, writer) =
         Store::open_with_cache(&config.db_path(), config.store_cache_mib * 1024 * 1024)
             .map_err(|e| anyhow::anyhow!("{e}"))?;

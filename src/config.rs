@@ -71,6 +71,10 @@ pub struct Config {
     pub idle_actor_stop_ms: u64,
     /// Upper bound of redb's page cache, in MiB.
     pub store_cache_mib: usize,
+    /// How the threads a rollback or promote passes through (the store
+    /// writer, the actor thread, the switch lane) ask the kernel for
+    /// priority. Applies to the whole process, once, at start.
+    pub switch_path_priority: ThreadPriority,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl_ms: u64,
     /// After SIGTERM, how long in-flight requests may take to finish before
@@ -404,6 +408,21 @@ impl Default for BuilderConfig {
     }
 }
 
+/// The scheduling the switch path's threads ask for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadPriority {
+    /// nice -10: the kernel favours them, but a thread that wakes may
+    /// still wait for a busy core's current slice.
+    #[default]
+    Nice,
+    /// `SCHED_FIFO` priority 10: they preempt every ordinary thread the
+    /// moment they wake. Needs root or `CAP_SYS_NICE` (without it, nice
+    /// -10). The kernel's real-time throttling (95 % of each second by
+    /// default) still leaves other threads some time if one never blocks.
+    Realtime,
+}
+
 impl Default for Config {
     fn default() -> Self {
         let simulated = |ready_after_ms| RegionConfig::Simulated {
@@ -429,6 +448,7 @@ impl Default for Config {
             max_wake_waiters: 64,
             idle_actor_stop_ms: 60_000,
             store_cache_mib: 64,
+            switch_path_priority: ThreadPriority::Nice,
             idempotency_ttl_ms: 24 * 60 * 60 * 1000,
             shutdown_timeout_ms: 10_000,
             allow_link_local_repositories: false,
@@ -663,5 +683,29 @@ impl Config {
 
     pub fn region_names(&self) -> impl Iterator<Item = &str> + Clone {
         self.regions.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_path_priority_is_nice_unless_the_file_says_realtime() {
+        let parse = |text: &str| toml::from_str::<Config>(text);
+        assert_eq!(
+            parse("").unwrap().switch_path_priority,
+            ThreadPriority::Nice
+        );
+        assert_eq!(
+            parse("switch_path_priority = \"realtime\"")
+                .unwrap()
+                .switch_path_priority,
+            ThreadPriority::Realtime
+        );
+        let error = parse("switch_path_priority = \"fastest\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("realtime"), "{error}");
     }
 }

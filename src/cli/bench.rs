@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::Config;
-use crate::config::{BuilderConfig, RegionConfig};
+use crate::config::{BuilderConfig, RegionConfig, ThreadPriority};
 pub use stats::{Percentiles, rss_mib};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// redb's page cache of the daemon, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = Config::default().store_cache_mib)]
     pub cache_mib: usize,
+    /// Scheduling of the daemon's switch path (`switch_path_priority`):
+    /// `nice` or `realtime`.
+    #[arg(long, value_name = "POLICY", default_value = "nice", value_parser = parse_priority)]
+    pub switch_priority: ThreadPriority,
     /// Keep the data here instead of a temporary directory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -290,6 +294,7 @@ async fn run_in(
     let mut config = zero_latency_config();
     config.data_dir = dir.to_path_buf();
     config.store_cache_mib = args.cache_mib;
+    config.switch_path_priority = args.switch_priority;
     let mut report = Report {
         projects: args.projects,
         ..Report::default()
@@ -396,6 +401,14 @@ fn finish(mut report: Report, config: &Config) -> anyhow::Result<Report> {
         .ok()
         .map(|m| m.len() as f64 / (1024.0 * 1024.0));
     Ok(report)
+}
+
+fn parse_priority(value: &str) -> Result<ThreadPriority, String> {
+    match value {
+        "nice" => Ok(ThreadPriority::Nice),
+        "realtime" => Ok(ThreadPriority::Realtime),
+        other => Err(format!("{other:?}: expected nice or realtime")),
+    }
 }
 
 fn data_dir(args: &BenchArgs) -> anyhow::Result<PathBuf> {
