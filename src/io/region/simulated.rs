@@ -376,3 +376,77 @@ impl RegionDriver for SimulatedRegion {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ProjectId;
+
+    fn spec(
+        deployment: &DeploymentId,
+        project: &ProjectId,
+        image: &str,
+        running: bool,
+    ) -> WorkloadSpec {
+        WorkloadSpec {
+            deployment_id: deployment.clone(),
+            project_id: project.clone(),
+            environment: "production".into(),
+            image: image.into(),
+            command: Vec::new(),
+            port: 8080,
+            replicas: 2,
+            running,
+            sentinel_replicas: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn what_it_holds_survives_the_state_file_and_readiness_counts_from_the_last_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = state_file(dir.path(), "east");
+        let region = SimulatedRegion::new(
+            "east",
+            Duration::from_secs(3600),
+            false,
+            Some(file.clone()),
+            false,
+        );
+        let project = ProjectId::generate();
+        let (running, stopped) = (DeploymentId::generate(), DeploymentId::generate());
+        region
+            .apply(&spec(&running, &project, "app:1", true))
+            .await
+            .unwrap();
+        region
+            .apply(&spec(&stopped, &project, "app:2", false))
+            .await
+            .unwrap();
+
+        let held = region.snapshot();
+        assert_eq!(held.replicas(&running), 2);
+        assert_eq!(held.replicas(&stopped), 0);
+        assert_eq!(held.workloads[running.as_str()].image, "app:1");
+        // Only a running workload gets its network policy and sentinel.
+        assert_eq!(held.network_policies, BTreeSet::from([running.to_string()]));
+        assert_eq!(held.sentinels[&format!("{project}/production")], 3);
+        // The file says the same, and a region read back from it holds it.
+        assert_eq!(read_state_file(&file).unwrap(), held);
+        let reread = SimulatedRegion::new("east", Duration::ZERO, false, Some(file), false);
+        assert_eq!(reread.snapshot(), held);
+
+        // Not ready before `ready_after` has passed since the last change...
+        let observed = region
+            .observe(&spec(&running, &project, "app:1", true))
+            .await
+            .unwrap();
+        assert_eq!(observed.instances.len(), 2);
+        assert!(observed.instances.iter().all(|i| i.status == "pending"));
+        // ...and a region read back starts its clocks again (here at zero).
+        let observed = reread
+            .observe(&spec(&running, &project, "app:1", true))
+            .await
+            .unwrap();
+        assert!(observed.is_ready(2), "{observed:?}");
+    }
+}
