@@ -172,6 +172,53 @@ async fn a_project_that_keeps_panicking_is_paused_others_keep_working_and_it_rec
     daemon.wait_status(&id, DeploymentStatus::Ready).await;
 }
 
+/// The same pause when requests come faster than the supervisor hears of
+/// the failures: each request may find the actor stopped and have a new one
+/// started before the last failure is reported, and every failure must
+/// still count (the supervisor keeps each incarnation on its books until
+/// its end is reported).
+#[tokio::test]
+async fn a_project_that_panics_faster_than_its_failures_are_reported_is_still_paused() {
+    let mut config = fast_config();
+    config.max_restarts = 2;
+    config.restart_window_ms = 60_000;
+    config.fail_points = BTreeMap::from([(
+        "project.promote".to_string(),
+        FailAction::Panic { times: 1_000 },
+    )]);
+    let daemon = TestDaemon::start_with(config).await;
+    let poisoned = daemon.project("acme", "web").await;
+    let old = daemon
+        .deploy_ready(&poisoned.id, "production", "nginx:1")
+        .await;
+    daemon
+        .deploy_ready(&poisoned.id, "production", "nginx:2")
+        .await;
+
+    // Back to back, without waiting for the supervisor in between.
+    for _ in 0..3 {
+        let error = daemon.promote(&old).await.unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable);
+    }
+    eventually("the project is paused", Duration::from_secs(5), || async {
+        (daemon.stats().await.broken_projects == 1).then_some(())
+    })
+    .await;
+    assert_eq!(daemon.stats().await.project_actor_failures, 3);
+    let error = daemon.promote(&old).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(
+        error.message().contains("failed 3 times"),
+        "{}",
+        error.message()
+    );
+    // Paused means nothing runs for it: no actor of the project is left.
+    eventually("no actor runs for it", Duration::from_secs(5), || async {
+        (daemon.stats().await.running_project_actors == 0).then_some(())
+    })
+    .await;
+}
+
 /// Two projects racing for one custom domain: one gets it, the other an
 /// `ALREADY_EXISTS` answer, and neither actor fails over it.
 #[tokio::test]
