@@ -32,6 +32,13 @@ impl FailPoints {
         ))
     }
 
+    /// How often the named point has been reached so far.
+    pub fn hits(&self, name: &str) -> u32 {
+        self.0
+            .get(name)
+            .map_or(0, |(_, count)| count.load(Ordering::SeqCst))
+    }
+
     pub fn hit(&self, name: &str) {
         let Some((action, count)) = self.0.get(name) else {
             return;

@@ -113,6 +113,12 @@ impl Projects {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// How often a fail point has been reached (tests).
+    #[cfg(feature = "fail-points")]
+    pub fn fail_point_hits(&self, name: &str) -> u32 {
+        self.deps.fail_points.hits(name)
+    }
+
     async fn actor(&self, project: &ProjectId) -> Result<ProjectEntry, Error> {
         if let Some(refused) = refusal(&self.broken, project) {
             return Err(refused);
