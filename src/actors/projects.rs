@@ -172,8 +172,11 @@ impl Projects {
                 "project {project} did not answer within {} ms; the request may still complete",
                 timeout.as_millis()
             ))),
+            // The actor failed while handling this request, or had just
+            // failed on an earlier one and dropped this one unhandled: the
+            // caller cannot tell which, so the answer does not claim either.
             Ok(CallResult::SenderError) => Err(Error::Unavailable(format!(
-                "project {project} failed while handling the request and restarts from its stored state; retry"
+                "project {project} failed before answering (the request may not have been applied) and restarts from its stored state; retry, with the same idempotency key if it had one"
             ))),
             Err(_) => Err(Error::Unavailable(format!(
                 "project {project} is restarting; retry"
