@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use deployd::fail_points::FailAction;
+use deployd::pb;
 use deployd::pb::DeploymentStatus;
 use tonic::Code;
 
@@ -117,24 +118,32 @@ async fn a_panicking_project_actor_is_restarted_from_the_store() {
     daemon.deploy_ready(&project.id, "preview", "nginx:3").await;
 }
 
-#[tokio::test]
-async fn a_project_that_keeps_panicking_is_paused_others_keep_working_and_it_recovers() {
+/// A daemon whose every promote panics (paused after 3 failures within
+/// `restart_window_ms`), a project with two production deployments, and
+/// the older one to promote.
+async fn promote_panics(restart_window_ms: u64) -> (TestDaemon, pb::Project, String) {
     let mut config = fast_config();
     config.max_restarts = 2;
-    config.restart_window_ms = 2_000;
+    config.restart_window_ms = restart_window_ms;
     config.fail_points = BTreeMap::from([(
         "project.promote".to_string(),
         FailAction::Panic { times: 1_000 },
     )]);
     let daemon = TestDaemon::start_with(config).await;
     let poisoned = daemon.project("acme", "web").await;
-    let healthy = daemon.project("other", "api").await;
     let old = daemon
         .deploy_ready(&poisoned.id, "production", "nginx:1")
         .await;
     daemon
         .deploy_ready(&poisoned.id, "production", "nginx:2")
         .await;
+    (daemon, poisoned, old)
+}
+
+#[tokio::test]
+async fn a_project_that_keeps_panicking_is_paused_others_keep_working_and_it_recovers() {
+    let (daemon, poisoned, old) = promote_panics(2_000).await;
+    let healthy = daemon.project("other", "api").await;
 
     for failures in 1..=3 {
         let error = daemon.promote(&old).await.unwrap_err();
@@ -190,21 +199,7 @@ async fn a_project_that_keeps_panicking_is_paused_others_keep_working_and_it_rec
 /// in `src/actors/supervisor/incarnations.rs` pin its rule down.)
 #[tokio::test]
 async fn a_project_whose_requests_panic_back_to_back_is_paused_with_every_failure_counted() {
-    let mut config = fast_config();
-    config.max_restarts = 2;
-    config.restart_window_ms = 60_000;
-    config.fail_points = BTreeMap::from([(
-        "project.promote".to_string(),
-        FailAction::Panic { times: 1_000 },
-    )]);
-    let daemon = TestDaemon::start_with(config).await;
-    let poisoned = daemon.project("acme", "web").await;
-    let old = daemon
-        .deploy_ready(&poisoned.id, "production", "nginx:1")
-        .await;
-    daemon
-        .deploy_ready(&poisoned.id, "production", "nginx:2")
-        .await;
+    let (daemon, _, old) = promote_panics(60_000).await;
 
     // Back to back, without waiting for the supervisor in between, until
     // the project is paused. A request that meets an actor still stopping

@@ -554,26 +554,18 @@ mod tests {
         deployment
     }
 
-    fn store_tracked(store: &Store, deployments: &[Deployment]) {
-        let (done, committed) = std::sync::mpsc::channel();
+    async fn store_tracked(store: &Store, deployments: &[Deployment]) {
         for (n, deployment) in deployments.iter().enumerate() {
-            let done = done.clone();
-            store.submit(
-                vec![
+            let stored = store
+                .commit(vec![
                     Mutation::PutDeployment(deployment.clone()),
                     Mutation::TrackWorkload {
                         deployment_id: deployment.id.clone(),
                         intent: n as u64 + 1,
                     },
-                ],
-                Box::new(move |result, _| {
-                    let _ = done.send(result);
-                }),
-            );
-        }
-        for _ in deployments {
-            let result = committed.recv_timeout(Duration::from_secs(10));
-            assert!(matches!(result, Ok(Ok(()))), "{result:?}");
+                ])
+                .await;
+            assert!(stored.is_ok(), "{stored:?}");
         }
     }
 
@@ -589,7 +581,7 @@ mod tests {
         let deployments: Vec<Deployment> = (1..=count as u64)
             .map(|sequence| running_deployment(&project, sequence))
             .collect();
-        store_tracked(&store, &deployments);
+        store_tracked(&store, &deployments).await;
 
         let driver = Arc::new(CountingDriver::default());
         let regions = Regions::from_drivers(BTreeMap::from([(

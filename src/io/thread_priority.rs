@@ -27,8 +27,8 @@ pub fn chosen() -> ThreadPriority {
 }
 
 /// Raises the calling thread's priority as chosen. Without `CAP_SYS_NICE`
-/// the thread keeps what it can get (logged at debug): realtime falls back
-/// to nice -10, nice -10 to the default.
+/// the thread keeps what it can get: realtime falls back to nice -10 (a
+/// warning, since it was asked for), nice -10 to the default (debug).
 pub fn raise(thread: &str) {
     apply(chosen(), thread);
 }

@@ -73,7 +73,6 @@ pub struct SimulatedRegion {
 /// deployment to it at start, so it can hold hundreds of thousands of
 /// workloads, and [`SimulatedState`] (three maps keyed by the same id) is
 /// built only for snapshots and the state file.
-#[derive(Default)]
 struct Inner {
     workloads: HashMap<Box<str>, HeldWorkload>,
     sentinels: BTreeMap<String, u32>,
