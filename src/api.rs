@@ -166,6 +166,7 @@ pub async fn serve_observed(
     shutdown: impl Future<Output = ()> + Send + 'static,
     observe: impl FnOnce(DaemonHandle),
 ) -> anyhow::Result<()> {
+    let began = std::time::Instant::now();
     config.validate()?;
     let github_secrets = github::GithubSecrets::read(&config.github)?;
     for (setting, address) in config.plaintext_non_loopback() {
@@ -322,6 +323,7 @@ pub async fn serve_observed(
         tls = api_tls.is_some(),
         resumed_projects = resumed,
         reapplied_workloads = reapplied,
+        started_in_ms = began.elapsed().as_millis() as u64,
         "deployd is serving"
     );
     observe(DaemonHandle {

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use deployd::io::store::Mutation;
 use deployd::io::store::check::check_file;
-use deployd::model::{DeploymentId, ProjectId, Route, RouteKind};
+use deployd::model::{DeploymentId, ProjectId, Route, RouteKind, ScheduledAction, ScheduledChange};
 
 #[tokio::test]
 async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
@@ -110,4 +110,80 @@ async fn check_reports_a_live_project_without_a_live_route() {
     let text = report.summary();
     assert!(!report.is_sound(), "{text}");
     assert!(text.contains("has no LIVE route"), "{text}");
+}
+
+#[tokio::test]
+async fn check_names_every_broken_route_schedule_and_index_entry() {
+    let daemon = TestDaemon::start().await;
+    let web = daemon.project("acme", "web").await;
+    let api = daemon.project("globex", "api").await;
+    let (web_old, _web_live) = daemon.two_production_deploys(&web.id).await;
+    let api_live = daemon.deploy_ready(&api.id, "production", "nginx:1").await;
+    let stopped = daemon.stop().await;
+    let healthy = check_file(&stopped.db_path()).unwrap();
+    assert!(healthy.is_sound(), "{}", healthy.summary());
+
+    let web_id = ProjectId::parse(&web.id, "p").unwrap();
+    let unknown = DeploymentId::parse("dep_zzzzzzzzzzzzzzzz", "d").unwrap();
+    let route = |fqdn: &str, environment: &str, deployment: &str| {
+        Mutation::PutRoute(Route {
+            fqdn: fqdn.into(),
+            project_id: web_id.clone(),
+            environment: environment.into(),
+            kind: RouteKind::Environment,
+            deployment_id: DeploymentId::parse(deployment, "d").unwrap(),
+            deployment_sequence: 1,
+        })
+    };
+    stopped
+        .write_offline(vec![
+            route("foreign-acme.deployd.local", "production", &api_live),
+            route("staging-web-acme.deployd.local", "staging", &web_old),
+            route(
+                "lost-web-acme.deployd.local",
+                "production",
+                unknown.as_str(),
+            ),
+            Mutation::PutSchedule {
+                project_id: web_id.clone(),
+                change: ScheduledChange {
+                    deployment_id: unknown.clone(),
+                    action: ScheduledAction::Standby,
+                    due_at: 4_000_000_000_000,
+                },
+            },
+        ])
+        .await;
+    // A finished deployment still listed as in flight.
+    {
+        let db = redb::Database::open(stopped.db_path()).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let in_flight: redb::TableDefinition<(&str, &str), ()> =
+                redb::TableDefinition::new("in_flight");
+            let mut table = txn.open_table(in_flight).unwrap();
+            table
+                .insert((web.id.as_str(), web_old.as_str()), ())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    let report = check_file(&stopped.db_path()).unwrap();
+    let text = report.summary();
+    assert_eq!(report.routes, healthy.routes + 3, "{text}");
+    assert_eq!(report.schedules, healthy.schedules + 1, "{text}");
+    for expected in [
+        format!("route foreign-acme.deployd.local points at {api_live} of another project"),
+        format!("route staging-web-acme.deployd.local (staging) points at {web_old} in production"),
+        format!("route lost-web-acme.deployd.local points at unknown deployment {unknown}"),
+        format!(
+            "project {} has a schedule for unknown deployment {unknown}",
+            web.id
+        ),
+        format!("deployment {web_old} is READY but the in-flight index still lists it"),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_eq!(report.problems.len(), 5, "{text}");
 }

@@ -14,6 +14,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend};
 
 use super::codec::decode;
 use super::guarded::ReadOnlyOverlay;
+use super::open::VERIFYING_CACHE_BYTES;
 use super::state::panic_message;
 use super::tables::*;
 use super::{SCHEMA_KEY, SCHEMA_VERSION, storage};
@@ -97,7 +98,9 @@ pub fn check_backend(backend: impl StorageBackend) -> Result<CheckReport, Error>
         .map_err(|e| Error::Unavailable(format!("cannot read the file: {e}")))?;
     let mut report = CheckReport::default();
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Database::builder().create_with_backend(overlay)
+        Database::builder()
+            .set_cache_size(VERIFYING_CACHE_BYTES)
+            .create_with_backend(overlay)
     }));
     let mut db = match opened {
         Ok(Ok(db)) => db,
@@ -157,6 +160,93 @@ pub fn check_backend(backend: impl StorageBackend) -> Result<CheckReport, Error>
     Ok(report)
 }
 
+/// What the checks of routes and schedules need of a deployment.
+struct DeploymentFacts {
+    status: DeploymentStatus,
+    project_id: String,
+    environment: String,
+}
+
+/// A deployment's own bookkeeping: the in-flight index, its project,
+/// invariant 17 and supersede.
+fn check_deployment(
+    deployment: &Deployment,
+    projects: &HashMap<String, Project>,
+    in_flight: &BTreeSet<String>,
+    problems: &mut Vec<String>,
+) {
+    let unfinished = !deployment.status.is_terminal();
+    if unfinished != in_flight.contains(deployment.id.as_str()) {
+        problems.push(format!(
+            "deployment {} is {} but the in-flight index {} it",
+            deployment.id,
+            deployment.status,
+            if unfinished { "misses" } else { "still lists" }
+        ));
+    }
+    if !projects.contains_key(deployment.project_id.as_str()) {
+        problems.push(format!(
+            "deployment {} belongs to unknown project {}",
+            deployment.id, deployment.project_id
+        ));
+    }
+    // Invariant 17: a cancelled deployment never runs again.
+    if deployment.status == DeploymentStatus::Cancelled
+        && (deployment.desired_state != DesiredState::Archived || deployment.runs_anywhere())
+    {
+        problems.push(format!(
+            "deployment {} is CANCELLED but still meant to run",
+            deployment.id
+        ));
+    }
+    if let Some(newer) = &deployment.superseded_by
+        && deployment.status != DeploymentStatus::Cancelled
+    {
+        problems.push(format!(
+            "deployment {} names {newer} as superseding it but is {}",
+            deployment.id, deployment.status
+        ));
+    }
+}
+
+/// Invariant 1 for one route (COMMIT and DEPLOYMENT routes are immutable
+/// and need no check).
+fn check_route(
+    route: &Route,
+    deployments: &HashMap<String, DeploymentFacts>,
+    problems: &mut Vec<String>,
+) {
+    if route.kind == RouteKind::Commit || route.kind == RouteKind::Deployment {
+        return;
+    }
+    let Some(d) = deployments.get(route.deployment_id.as_str()) else {
+        problems.push(format!(
+            "{:?} route {} points at unknown deployment {}",
+            route.kind, route.fqdn, route.deployment_id
+        ));
+        return;
+    };
+    if d.status != DeploymentStatus::Ready {
+        problems.push(format!(
+            "{:?} route {} points at {} which is {}",
+            route.kind, route.fqdn, route.deployment_id, d.status
+        ));
+    }
+    if d.project_id != route.project_id.as_str() {
+        problems.push(format!(
+            "route {} points at {} of another project",
+            route.fqdn, route.deployment_id
+        ));
+    }
+    let same_env = matches!(route.kind, RouteKind::Environment | RouteKind::Live);
+    if same_env && d.environment != route.environment {
+        problems.push(format!(
+            "{:?} route {} ({}) points at {} in {}",
+            route.kind, route.fqdn, route.environment, route.deployment_id, d.environment
+        ));
+    }
+}
+
 fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
     let txn = db.begin_read().map_err(storage)?;
     let meta = txn.open_table(META).map_err(storage)?;
@@ -182,17 +272,6 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
         let project: Project = decode(bytes.value())?;
         projects.insert(project.id.to_string(), project);
     }
-    let mut deployments: HashMap<String, Deployment> = HashMap::new();
-    for entry in txn
-        .open_table(DEPLOYMENTS)
-        .map_err(storage)?
-        .iter()
-        .map_err(storage)?
-    {
-        let (_, bytes) = entry.map_err(storage)?;
-        let deployment: Deployment = decode(bytes.value())?;
-        deployments.insert(deployment.id.to_string(), deployment);
-    }
     let mut in_flight = BTreeSet::new();
     for entry in txn
         .open_table(IN_FLIGHT)
@@ -203,68 +282,31 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
         let (key, _) = entry.map_err(storage)?;
         in_flight.insert(key.value().1.to_string());
     }
-    let mut routes = Vec::new();
+
+    // Each deployment is checked as it is read, and only what the checks
+    // of other records need is kept: a file of a million deployments is
+    // checked in a few hundred MiB, not in the size of every record.
+    let problems = &mut report.problems;
+    let mut deployments: HashMap<String, DeploymentFacts> = HashMap::new();
     for entry in txn
-        .open_table(ROUTES)
+        .open_table(DEPLOYMENTS)
         .map_err(storage)?
         .iter()
         .map_err(storage)?
     {
         let (_, bytes) = entry.map_err(storage)?;
-        routes.push(decode::<Route>(bytes.value())?);
-    }
-    let mut schedules = Vec::new();
-    for entry in txn
-        .open_table(SCHEDULES)
-        .map_err(storage)?
-        .iter()
-        .map_err(storage)?
-    {
-        let (key, bytes) = entry.map_err(storage)?;
-        let project = key.value().0.to_string();
-        schedules.push((project, decode::<ScheduledChange>(bytes.value())?));
-    }
-
-    report.projects = projects.len();
-    report.deployments = deployments.len();
-    report.routes = routes.len();
-    report.schedules = schedules.len();
-    let problems = &mut report.problems;
-
-    for deployment in deployments.values() {
+        let deployment: Deployment = decode(bytes.value())?;
         let unfinished = !deployment.status.is_terminal();
         report.unfinished += usize::from(unfinished);
-        if unfinished != in_flight.contains(deployment.id.as_str()) {
-            problems.push(format!(
-                "deployment {} is {} but the in-flight index {} it",
-                deployment.id,
-                deployment.status,
-                if unfinished { "misses" } else { "still lists" }
-            ));
-        }
-        if !projects.contains_key(deployment.project_id.as_str()) {
-            problems.push(format!(
-                "deployment {} belongs to unknown project {}",
-                deployment.id, deployment.project_id
-            ));
-        }
-        // Invariant 17: a cancelled deployment never runs again.
-        if deployment.status == DeploymentStatus::Cancelled
-            && (deployment.desired_state != DesiredState::Archived || deployment.runs_anywhere())
-        {
-            problems.push(format!(
-                "deployment {} is CANCELLED but still meant to run",
-                deployment.id
-            ));
-        }
-        if let Some(newer) = &deployment.superseded_by
-            && deployment.status != DeploymentStatus::Cancelled
-        {
-            problems.push(format!(
-                "deployment {} names {newer} as superseding it but is {}",
-                deployment.id, deployment.status
-            ));
-        }
+        check_deployment(&deployment, &projects, &in_flight, problems);
+        deployments.insert(
+            deployment.id.to_string(),
+            DeploymentFacts {
+                status: deployment.status,
+                project_id: deployment.project_id.to_string(),
+                environment: deployment.environment,
+            },
+        );
     }
     for id in &in_flight {
         if !deployments.contains_key(id) {
@@ -273,37 +315,24 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
     }
 
     // Invariant 1: sticky routes point at READY deployments of the same
-    // project (and environment, for ENVIRONMENT and LIVE).
-    for route in &routes {
-        if route.kind == RouteKind::Commit || route.kind == RouteKind::Deployment {
-            continue;
-        }
-        match deployments.get(route.deployment_id.as_str()) {
-            None => problems.push(format!(
-                "{:?} route {} points at unknown deployment {}",
-                route.kind, route.fqdn, route.deployment_id
-            )),
-            Some(d) => {
-                if d.status != DeploymentStatus::Ready {
-                    problems.push(format!(
-                        "{:?} route {} points at {} which is {}",
-                        route.kind, route.fqdn, d.id, d.status
-                    ));
-                }
-                if d.project_id != route.project_id {
-                    problems.push(format!(
-                        "route {} points at {} of another project",
-                        route.fqdn, d.id
-                    ));
-                }
-                let same_env = matches!(route.kind, RouteKind::Environment | RouteKind::Live);
-                if same_env && d.environment != route.environment {
-                    problems.push(format!(
-                        "{:?} route {} ({}) points at {} in {}",
-                        route.kind, route.fqdn, route.environment, d.id, d.environment
-                    ));
-                }
-            }
+    // project (and environment, for ENVIRONMENT and LIVE). LIVE routes are
+    // kept by project for invariant 2.
+    let mut live_routes: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for entry in txn
+        .open_table(ROUTES)
+        .map_err(storage)?
+        .iter()
+        .map_err(storage)?
+    {
+        let (_, bytes) = entry.map_err(storage)?;
+        let route = decode::<Route>(bytes.value())?;
+        report.routes += 1;
+        check_route(&route, &deployments, problems);
+        if route.kind == RouteKind::Live {
+            live_routes
+                .entry(route.project_id.to_string())
+                .or_default()
+                .push((route.fqdn.to_string(), route.deployment_id.to_string()));
         }
     }
 
@@ -323,36 +352,46 @@ fn check_records(db: &Database, report: &mut CheckReport) -> Result<(), Error> {
                 project.id
             )),
         }
-        let mut live_routes = routes
-            .iter()
-            .filter(|r| r.project_id == project.id && r.kind == RouteKind::Live)
-            .peekable();
         // A live project whose LIVE hostname is gone serves nothing under
         // its own name: a lost write, which the spec says must be reported.
-        if live_routes.peek().is_none() {
+        let routes = live_routes
+            .get(project.id.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        if routes.is_empty() {
             problems.push(format!(
                 "project {} is live on {live} but has no LIVE route",
                 project.id
             ));
         }
-        for route in live_routes {
-            if &route.deployment_id != live {
+        for (fqdn, deployment_id) in routes {
+            if deployment_id != live.as_str() {
                 problems.push(format!(
-                    "LIVE route {} points at {} but project {} is live on {live}",
-                    route.fqdn, route.deployment_id, project.id
+                    "LIVE route {fqdn} points at {deployment_id} but project {} is live on {live}",
+                    project.id
                 ));
             }
         }
     }
 
-    for (project, change) in &schedules {
+    for entry in txn
+        .open_table(SCHEDULES)
+        .map_err(storage)?
+        .iter()
+        .map_err(storage)?
+    {
+        let (key, bytes) = entry.map_err(storage)?;
+        let project = key.value().0;
+        let change = decode::<ScheduledChange>(bytes.value())?;
+        report.schedules += 1;
         match deployments.get(change.deployment_id.as_str()) {
-            Some(d) if d.project_id.as_str() == project => {}
+            Some(d) if d.project_id == project => {}
             _ => problems.push(format!(
                 "project {project} has a schedule for unknown deployment {}",
                 change.deployment_id
             )),
         }
     }
+    report.projects = projects.len();
+    report.deployments = deployments.len();
     super::github::check_tables(&txn, &projects, &deployments, problems)
 }

@@ -259,10 +259,10 @@ impl Store {
 /// connections agree, each connection's project exists, and every outbox
 /// row names a stored deployment. A file from before these tables existed
 /// has none of them, which is fine.
-pub(super) fn check_tables(
+pub(super) fn check_tables<D>(
     txn: &redb::ReadTransaction,
     projects: &HashMap<String, Project>,
-    deployments: &HashMap<String, Deployment>,
+    deployments: &HashMap<String, D>,
     problems: &mut Vec<String>,
 ) -> Result<(), Error> {
     let missing = |e: &redb::TableError| matches!(e, redb::TableError::TableDoesNotExist(_));

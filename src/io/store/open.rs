@@ -12,10 +12,44 @@ use super::guarded::{DiskFaults, GuardedBackend};
 use super::state::panic_message;
 use crate::error::Error;
 
+/// The read cache of the opens that verify the file (at start, and
+/// `deployd check`'s). The verification
+/// reads every committed page once, so a cache only costs it: evicting from
+/// the configured 64 MiB doubled the open's time (2.0-2.4 s against
+/// 1.0-1.2 s with 1 MiB for a file of 1,000,000 deployments).
+pub(super) const VERIFYING_CACHE_BYTES: usize = 1 << 20;
+
 /// Opens `path` through a [`GuardedBackend`]. With `verify`, redb checks
 /// the checksum of every committed page first (its cost grows with the
-/// file: see README, "Damaged data file").
+/// file: see README, "Damaged data file"), in an open of its own with a
+/// small cache, closed before the file is opened for serving.
 pub(crate) fn open_file(
+    path: &Path,
+    cache_bytes: usize,
+    faults: &Arc<DiskFaults>,
+    verify: bool,
+) -> Result<Database, Error> {
+    if verify {
+        let began = std::time::Instant::now();
+        let verified = open_once(path, VERIFYING_CACHE_BYTES, faults, true)?;
+        // A clean close records the allocator state the verification
+        // rebuilt, so the open below starts without walking the file again.
+        verified.close().map_err(|e| {
+            Error::internal(format!(
+                "cannot close the data file {} after verifying it: {e}",
+                path.display()
+            ))
+        })?;
+        tracing::info!(
+            file = %path.display(),
+            verified_in_ms = began.elapsed().as_millis() as u64,
+            "every page of the data file verified"
+        );
+    }
+    open_once(path, cache_bytes, faults, false)
+}
+
+fn open_once(
     path: &Path,
     cache_bytes: usize,
     faults: &Arc<DiskFaults>,
